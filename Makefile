@@ -1,0 +1,35 @@
+# Two commands a newcomer needs: `make run` (the dashboard) and `make test` (the suite).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+PORT    ?= 8501
+
+.PHONY: run test test-fast test-browser bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.testing: $(VENV)/.runtime requirements-test.txt
+	$(PY) -m pip install -q -r requirements-test.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(PY) -m streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
+
+test: $(VENV)/.testing
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.testing
+	$(PY) -m pytest -m "not browser"
+
+test-browser: $(VENV)/.testing
+	$(PY) -m pytest -m browser
+
+bench: $(VENV)/.runtime
+	PYTHONPATH=. $(PY) benchmarks/gradients.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
