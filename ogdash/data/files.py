@@ -1,0 +1,145 @@
+"""Your own data: ``.npz`` and ``.csv`` files, validated at the boundary.
+
+- ``.npz``: arrays ``X`` (n, d), (n, H, W) or (n, C, H, W) and ``y`` (n,) integer
+  labels; optionally ``y_true`` (n,) and ``classes`` (K,) strings. Loaded with
+  ``allow_pickle=False``: object arrays are refused, never unpickled.
+- ``.csv``: numeric feature columns plus a ``label`` column; optionally ``true_label``.
+
+Sample ids are the 0-based row numbers. Images with values above 1 are taken to
+be 0..255 and scaled to [0, 1].
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ogdash.data.dataset import Dataset, Splits, make_dataset
+from ogdash.errors import OgdashError
+
+
+def _labels(arr, what: str, path) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 1:
+        raise OgdashError(f"{path}: {what} must be one label per row (1-D); got shape {arr.shape}.")
+    if arr.dtype.kind in "iu":
+        out = arr.astype(np.int64)
+    elif arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        out = arr.astype(np.int64)  # whole numbers written as floats (1.0) are fine
+    else:
+        example = next((v for v in arr.ravel() if not (isinstance(v, (int, np.integer)))), arr.ravel()[:1])
+        raise OgdashError(f"{path}: {what} must be integer class indices 0..K-1; found {example!r}. "
+                          "Map class names to integers first.")
+    if len(out) and out.min() < 0:
+        raise OgdashError(f"{path}: {what} must be non-negative class indices; found {out.min()}.")
+    return out
+
+
+def _features(X, path) -> np.ndarray:
+    X = np.asarray(X)
+    if X.dtype.kind not in "iuf" and X.dtype.kind != "b":
+        raise OgdashError(f"{path}: X must be numeric; found dtype {X.dtype}.")
+    X = X.astype(np.float32)
+    if X.ndim == 3:
+        X = X[:, None]
+    if X.ndim not in (2, 4):
+        raise OgdashError(f"{path}: X must be (n, d), (n, H, W) or (n, C, H, W); got shape {X.shape}.")
+    if not np.all(np.isfinite(X)):
+        raise OgdashError(f"{path}: X contains NaN or infinite values; remove or impute them.")
+    if X.ndim == 4 and X.size and X.max() > 1.0:
+        X = X / 255.0
+    return X
+
+
+def _read_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as e:
+        raise OgdashError(f"{path}: holds object arrays, which ogdash refuses to unpickle; save plain numeric arrays.") from e
+    except Exception as e:  # zip errors, truncated files
+        raise OgdashError(f"{path}: is not a readable .npz file ({type(e).__name__}).") from e
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise OgdashError(f"{path}: missing array {key!r}; an .npz needs 'X' and 'y' (found {sorted(arrays)}).")
+    classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else None
+    return arrays["X"], arrays["y"], arrays.get("y_true"), classes
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise OgdashError(f"{path}: is not UTF-8 text; re-save the CSV with UTF-8 encoding.") from e
+    except Exception as e:
+        raise OgdashError(f"{path}: cannot be read as CSV ({e}).") from e
+    if "label" not in df.columns:
+        raise OgdashError(f"{path}: missing the 'label' column (columns are {list(df.columns)[:8]}).")
+    feats = [c for c in df.columns if c not in ("label", "true_label", "id")]
+    if not feats:
+        raise OgdashError(f"{path}: has no feature columns besides 'label'.")
+    bad = [c for c in feats if df[c].dtype.kind not in "iufb"]
+    if bad:
+        raise OgdashError(f"{path}: feature columns must be numeric; {bad[:3]} are not.")
+    y_true = df["true_label"].to_numpy() if "true_label" in df.columns else None
+    return df[feats].to_numpy(), df["label"].to_numpy(), y_true, None
+
+
+def load_file(path, name: str | None = None, n_classes: int | None = None,
+              classes=None) -> Dataset:
+    """Load one ``.npz`` or ``.csv`` file as a Dataset; raises OgdashError on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise OgdashError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        X, y, y_true, file_classes = _read_npz(path)
+    elif suffix == ".csv":
+        X, y, y_true, file_classes = _read_csv(path)
+    else:
+        raise OgdashError(f"{path}: unsupported file type {suffix!r}; use .npz or .csv.")
+    X = _features(X, path)
+    y = _labels(y, "labels", path)
+    y_true = None if y_true is None else _labels(y_true, "true labels", path)
+    if len(X) != len(y):
+        raise OgdashError(f"{path}: X has {len(X)} rows but y has {len(y)}; they must match.")
+    if len(y) == 0:
+        raise OgdashError(f"{path}: has zero samples.")
+    classes = classes or file_classes
+    k = len(classes) if classes else (n_classes or int(max(y.max(), -1 if y_true is None else y_true.max())) + 1)
+    if y.max() >= k or (y_true is not None and y_true.max() >= k):
+        raise OgdashError(f"{path}: labels must be in 0..{k - 1}; found {int(y.max())}.")
+    classes = tuple(classes) if classes else tuple(str(i) for i in range(k))
+    return make_dataset(name or path.stem, X, y, classes, y_true=y_true)
+
+
+def load_splits(train, test, val=None) -> Splits:
+    """Load train/test(/val) files and check that they agree on shape and classes."""
+    tr = load_file(train, "train")
+    if tr.n_classes < 2 or len(np.unique(tr.y)) < 2:
+        raise OgdashError(f"{train}: the training labels hold a single class; a classifier needs at least two.")
+    others = []
+    for path, name in ((test, "test"), (val, "val")):
+        if path is None:
+            others.append(None)
+            continue
+        probe = load_file(path, name)
+        if probe.X.shape[1:] != tr.X.shape[1:]:
+            raise OgdashError(f"{path}: samples have shape {probe.X.shape[1:]} but training samples have {tr.X.shape[1:]}.")
+        if probe.y.max() >= tr.n_classes:
+            raise OgdashError(f"{path}: has class {int(probe.y.max())}, unseen in training (classes 0..{tr.n_classes - 1}).")
+        others.append(load_file(path, name, classes=tr.classes))
+    return Splits(tr, others[0], others[1])
+
+
+def resolve_under(root, user_path) -> Path:
+    """Resolve a path typed by a user so that it stays inside ``root`` (symlinks included)."""
+    root = Path(root).resolve()
+    p = Path(os.path.expanduser(str(user_path)))
+    target = (p if p.is_absolute() else root / p).resolve()
+    if target != root and root not in target.parents:
+        raise OgdashError(f"{user_path}: is outside the data root {root}; put the file under it.")
+    return target
