@@ -1,0 +1,137 @@
+"""Outlier detectors on gradient space, and the budget rule that turns scores into flags.
+
+Every detector follows scikit-learn's estimator API, ``fit(G)`` then
+``score_samples(G)``, but with ogdash's one convention: **higher score = more
+detrimental** (scikit-learn's own ``score_samples`` means "more normal"; the
+wrappers here flip it once). ``G`` is an (n, p) array or a ``GradientSet``; norm
+detectors read a GradientSet's factors directly and never materialise it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+from sklearn.svm import OneClassSVM
+
+from ogdash.errors import OgdashError
+from ogdash.gradients import GradientSet
+
+DETECTORS = {
+    "iforest": "IsolationForest on the gradients (the paper's main detector)",
+    "l1": "L1 norm of the gradient",
+    "l2": "L2 norm of the gradient",
+    "ocsvm": "OneClassSVM fitted on validation gradients as inliers",
+}
+
+# Above this many coordinates, forests and SVMs run on a seeded sparse projection.
+MAX_DENSE_DIM = 2048
+DEFAULT_PROJECTION_DIM = 256
+
+
+def _matrix(G) -> np.ndarray:
+    if isinstance(G, GradientSet):
+        return G.matrix()
+    G = np.asarray(G, dtype=np.float32)
+    if G.ndim != 2:
+        raise OgdashError(f"gradients must be a 2-D (n, p) array; got shape {G.shape}.")
+    return G
+
+
+class NormDetector:
+    """Score = the gradient's L1 or L2 norm. Nothing to fit."""
+
+    def __init__(self, ord: int = 2):
+        if ord not in (1, 2):
+            raise OgdashError(f"norm order must be 1 or 2; got {ord}.")
+        self.ord = ord
+
+    def fit(self, G, y=None):
+        return self
+
+    def score_samples(self, G) -> np.ndarray:
+        if isinstance(G, GradientSet):
+            return G.norms(self.ord)
+        return np.linalg.norm(_matrix(G).astype(np.float64), ord=self.ord, axis=1)
+
+
+class SklearnDetector:
+    """Wraps any scikit-learn-style outlier estimator; flips its score so higher = more detrimental.
+
+    ``sign=-1`` for estimators whose ``score_samples`` is "higher = more normal"
+    (IsolationForest, OneClassSVM, LocalOutlierFactor); ``sign=+1`` with
+    ``method='decision_function'`` for PyOD detectors.
+    """
+
+    def __init__(self, estimator, sign: int = -1, method: str = "score_samples"):
+        self.estimator, self.sign, self.method = estimator, sign, method
+
+    def fit(self, G, y=None):
+        X = _matrix(G)
+        if len(X) == 0:
+            raise OgdashError("cannot fit an outlier detector on zero samples.")
+        self.estimator.fit(X)
+        return self
+
+    def score_samples(self, G) -> np.ndarray:
+        return self.sign * np.asarray(getattr(self.estimator, self.method)(_matrix(G)), dtype=np.float64)
+
+
+def make_detector(name: str, seed: int = 0):
+    """A fresh detector by name (see ``DETECTORS``)."""
+    if name == "l1":
+        return NormDetector(1)
+    if name == "l2":
+        return NormDetector(2)
+    if name == "iforest":
+        return SklearnDetector(IsolationForest(n_estimators=200, random_state=seed))
+    if name == "ocsvm":
+        return SklearnDetector(OneClassSVM(kernel="rbf", gamma="scale", nu=0.1))
+    raise OgdashError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}.")
+
+
+def score(train: GradientSet, detector: str = "iforest", val: GradientSet | None = None, seed: int = 0) -> np.ndarray:
+    """Detrimental score of every training sample (n,), higher = more detrimental.
+
+    Norms come exactly from the gradients. IsolationForest fits on the training
+    gradients; OneClassSVM fits on the validation gradients (inliers) and scores
+    the training ones. Gradients wider than ``MAX_DENSE_DIM`` are first projected
+    with a seeded sparse random projection.
+    """
+    det = make_detector(detector, seed)
+    if isinstance(det, NormDetector):
+        return det.score_samples(train)
+    if detector == "ocsvm" and (val is None or val.n == 0):
+        raise OgdashError("OneClassSVM needs validation gradients as inliers; give a non-empty validation set.")
+    fit_on = val if detector == "ocsvm" else train
+    if not train.projected and train.dim > MAX_DENSE_DIM:
+        from ogdash.gradients import project
+
+        train = project(train, DEFAULT_PROJECTION_DIM, seed)
+        fit_on = train if fit_on is not val else project(val, DEFAULT_PROJECTION_DIM, seed)
+    return det.fit(fit_on).score_samples(train)
+
+
+def budget_count(budget: float, n: int) -> int:
+    """Number of samples a budget flags: a fraction 0 < b < 1 of n (at least 1), or a count b >= 1."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not math.isfinite(budget):
+        raise OgdashError(f"budget must be a number; got {budget!r}.")
+    if budget <= 0:
+        raise OgdashError(f"budget must be positive (a fraction like 0.05 or a count like 50); got {budget}.")
+    if budget < 1:
+        return max(1, int(round(budget * n)))
+    if budget != int(budget):
+        raise OgdashError(f"a budget of 1 or more is a count of samples and must be whole; got {budget}.")
+    if budget > n:
+        raise OgdashError(f"budget {int(budget)} is more than the {n} training samples.")
+    return int(budget)
+
+
+def flag(scores, budget: float) -> np.ndarray:
+    """Boolean mask of the top-k scores, k from ``budget_count``; ties keep the earlier sample."""
+    scores = np.asarray(scores, dtype=np.float64)
+    k = budget_count(budget, len(scores))
+    top = np.argsort(-scores, kind="stable")[:k]
+    mask = np.zeros(len(scores), dtype=bool)
+    mask[top] = True
+    return mask
