@@ -1,0 +1,125 @@
+"""Headless commands: ``python -m ogdash scan ...``.
+
+Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from ogdash.cache import DiskCache
+from ogdash.data.files import load_splits
+from ogdash.detectors import DETECTORS, budget_count
+from ogdash.errors import OgdashError
+from ogdash.models.zoo import MODEL_KINDS, ModelSpec
+
+
+def _budget(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"budget must be a number (a fraction like 0.05 or a count like 50); got {text!r}")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated widths like 16,16; got {text!r}")
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden widths must be positive integers; got {text!r}")
+    return widths
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m ogdash", description="Find detrimental training samples by outlier gradient analysis.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
+    s.add_argument("--train", required=True, help="training set (.npz with X, y [, y_true] or .csv with a label column)")
+    s.add_argument("--test", required=True, help="untouched test set, same format")
+    s.add_argument("--val", help="validation set (inliers for OneClassSVM); default: 10%% held out of --train")
+    s.add_argument("--model", required=True, choices=MODEL_KINDS)
+    s.add_argument("--hidden", type=_hidden, default=(16, 16), help="MLP widths, e.g. 16,16")
+    s.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
+    s.add_argument("--detector", choices=list(DETECTORS), default="iforest")
+    s.add_argument("--budget", type=_budget, default=0.05, help="fraction 0<B<1 or count B>=1 of samples to flag")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="write per-sample scores to this CSV")
+    s.add_argument("--retrain", action="store_true", help="trim the flagged samples and retrain")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    s.add_argument("--cache", help="cache directory (default: $OGDASH_CACHE or ~/.cache/ogdash)")
+    s.add_argument("--no-cache", action="store_true", help="compute everything afresh")
+    return p
+
+
+def run_scan(args) -> dict:
+    from ogdash.pipeline import holdout_validation, scan
+    from ogdash.retrain import trim_and_retrain
+
+    t0 = time.perf_counter()
+    splits = load_splits(args.train, args.test, args.val)
+    if args.epochs is not None and args.epochs < 1:
+        raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
+    if args.detector == "ocsvm" and splits.val is None:
+        splits = holdout_validation(splits, 0.1, args.seed)
+    budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
+    spec = ModelSpec(args.model, args.hidden, args.epochs)
+    cache = None if args.no_cache else DiskCache(args.cache)
+    load_s = time.perf_counter() - t0
+    res = scan(splits, spec, args.detector, args.budget, args.seed, cache=cache)
+    out = {"n_train": splits.train.n, "n_flagged": int(res.flags.sum()), "detector": args.detector,
+           "budget": args.budget, "accuracy_before": res.accuracy_before,
+           "seconds": {"load": load_s, **res.seconds}}
+    if splits.val is not None:
+        out["n_val"] = splits.val.n
+    if res.detection is not None:
+        out["detection"] = res.detection
+    if args.retrain:
+        t = time.perf_counter()
+        rep = trim_and_retrain(splits, spec, splits.train.ids[res.flags], seeds=[args.seed], cache=cache)
+        out["accuracy_after"] = float(rep.after[0])
+        if rep.removed_truly_noisy is not None:
+            out["flagged_truly_noisy"] = rep.removed_truly_noisy
+        out["seconds"]["retrain"] = time.perf_counter() - t
+    if args.out:
+        import pandas as pd
+
+        df = pd.DataFrame({"id": splits.train.ids, "given_label": splits.train.y,
+                           "predicted_label": res.grads.predicted, "score": res.scores,
+                           "flagged": res.flags.astype(int)})
+        if splits.train.y_true is not None:
+            df["true_label"] = splits.train.y_true
+        df.to_csv(args.out, index=False)
+    return out
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run_scan(args)
+    except OgdashError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+    else:
+        line = f"flagged {result['n_flagged']} of {result['n_train']} training samples; test accuracy {result['accuracy_before']:.3f}"
+        if "accuracy_after" in result:
+            line += f" -> {result['accuracy_after']:.3f} after the trim"
+        if "detection" in result:
+            d = result["detection"]
+            line += f"; detection precision {d['precision']:.2f}, recall {d['recall']:.2f}, AUROC {d['auroc']:.3f}"
+        print(line)
+    return 0

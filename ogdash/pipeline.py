@@ -1,0 +1,102 @@
+"""The stages wired together with the disk cache: train → gradients → scores → flags.
+
+The CLI and the pages both call these, so a scan computed headless on a GPU
+server is picked up by the dashboard without recomputing anything.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ogdash.cache import DiskCache, cache_key
+from ogdash.data.dataset import Dataset, Splits
+from ogdash.detectors import flag, score
+from ogdash.errors import OgdashError
+from ogdash.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
+from ogdash.metrics import detection_metrics
+from ogdash.models.train import accuracy, fit
+from ogdash.models.zoo import ModelSpec, build_model, weights_key
+
+
+def model_key(spec: ModelSpec, train: Dataset, seed: int) -> str:
+    return cache_key("model", spec.key(), train.fingerprint(), train.n_classes, seed)
+
+
+def train_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache | None = None,
+                progress=None, device=None) -> torch.nn.Module:
+    """The model ``fit`` would train, loaded from the cache when it was trained before."""
+    key = model_key(spec, train, seed)
+    if cache is not None:
+        hit = cache.load("models", key, mmap=False)
+        if hit is not None:
+            model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
+            model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in hit.items()})
+            return model.eval()
+    model = fit(spec, train.X, train.y, train.n_classes, seed, progress, device)
+    if cache is not None:
+        cache.save("models", key, {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    return model
+
+
+def gradients(model, ds: Dataset, layer: str = "last", projection_dim: int | None = None, seed: int = 0,
+              cache: DiskCache | None = None, progress=None, device=None) -> GradientSet:
+    """``extract_gradients`` behind the disk cache, keyed by data, weights, layer and projection."""
+    compute = lambda: to_arrays(extract_gradients(model, ds, layer, projection_dim, seed,  # noqa: E731
+                                                  progress=progress, device=device))
+    if cache is None:
+        return from_arrays(compute())
+    key = cache_key("grads", ds.fingerprint(), weights_key(model), layer, projection_dim, seed)
+    return from_arrays(cache.get_or_compute("gradients", key, compute))
+
+
+def holdout_validation(splits: Splits, fraction: float = 0.1, seed: int = 0) -> Splits:
+    """Move a seeded fraction of the training set into a validation set (if there is none)."""
+    if splits.val is not None:
+        return splits
+    if not 0 < fraction < 0.5:
+        raise OgdashError(f"validation fraction must be in (0, 0.5); got {fraction}.")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(splits.train.n)
+    k = max(1, int(round(fraction * splits.train.n)))
+    return Splits(splits.train.subset(np.sort(order[k:])), splits.test, splits.train.subset(np.sort(order[:k])))
+
+
+@dataclass
+class ScanResult:
+    """Everything one scan produced; ``scores`` follow higher = more detrimental."""
+
+    model: torch.nn.Module
+    grads: GradientSet
+    scores: np.ndarray
+    flags: np.ndarray
+    accuracy_before: float
+    detection: dict | None
+    seconds: dict = field(default_factory=dict)
+
+
+def scan(splits: Splits, spec: ModelSpec, detector: str = "iforest", budget: float = 0.05, seed: int = 0,
+         layer: str = "last", projection_dim: int | None = None, cache: DiskCache | None = None,
+         progress=None, device=None) -> ScanResult:
+    """Train (or load) the model, extract training gradients, score and flag them."""
+    seconds = {}
+    t = time.perf_counter()
+    model = train_model(spec, splits.train, seed, cache, progress, device)
+    seconds["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    g_train = gradients(model, splits.train, layer, projection_dim, seed, cache, device=device)
+    g_val = None
+    if detector == "ocsvm":
+        if splits.val is None or splits.val.n == 0:
+            raise OgdashError("OneClassSVM needs a non-empty validation set (its samples are the inliers).")
+        g_val = gradients(model, splits.val, layer, projection_dim, seed, cache, device=device)
+    seconds["gradients"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scores = score(g_train, detector, g_val, seed)
+    flags = flag(scores, budget)
+    seconds["score"] = time.perf_counter() - t
+    acc = accuracy(model, splits.test.X, splits.test.y)
+    det = None if splits.train.noisy is None else detection_metrics(flags, scores, splits.train.noisy)
+    return ScanResult(model, g_train, scores, flags, acc, det, seconds)

@@ -1,0 +1,46 @@
+import numpy as np
+
+from ogdash.cache import DiskCache, cache_key
+from ogdash.data import moons
+from ogdash.models import ModelSpec
+from ogdash.pipeline import gradients, train_model
+
+
+def test_roundtrip_and_corruption_recompute(tmp_path):
+    cache = DiskCache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.arange(10.0), "name": "x"}
+
+    first = cache.get_or_compute("s", "k", compute)
+    again = cache.get_or_compute("s", "k", compute)
+    assert len(calls) == 1 and np.array_equal(again["a"], first["a"]) and again["name"] == "x"
+    path = cache.entry("s", "k") / "a.npy"
+    path.write_bytes(path.read_bytes()[:-8])  # truncated
+    assert cache.load("s", "k") is None
+    cache.get_or_compute("s", "k", compute)
+    assert len(calls) == 2
+    (cache.entry("s", "k") / "meta.json").unlink()  # interrupted write
+    assert cache.load("s", "k") is None
+
+
+def test_keys_change_with_weights_data_layer_and_seed(tmp_path):
+    cache = DiskCache(tmp_path)
+    s = moons(0)
+    spec = ModelSpec("mlp", epochs=20)
+    m0 = train_model(spec, s.train, seed=0, cache=cache)
+    m0_again = train_model(spec, s.train, seed=0, cache=cache)
+    assert all(np.array_equal(a, b) for a, b in zip(m0.state_dict().values(), m0_again.state_dict().values()))
+    gradients(m0, s.train, cache=cache)
+    gradients(m0, s.train, cache=cache)
+    assert len(list((tmp_path / "gradients").iterdir())) == 1  # second call was a hit
+    m1 = train_model(spec, s.train, seed=1, cache=cache)  # other weights
+    gradients(m1, s.train, cache=cache)
+    gradients(m0, moons(1).train, cache=cache)  # other data
+    gradients(m0, s.train, layer="all", cache=cache)  # other layer
+    gradients(m0, s.train, layer="all", projection_dim=8, seed=0, cache=cache)
+    gradients(m0, s.train, layer="all", projection_dim=8, seed=1, cache=cache)  # other projection seed
+    assert len(list((tmp_path / "gradients").iterdir())) == 6
+    assert cache_key("a", 1) != cache_key("a", 2)

@@ -1,0 +1,114 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ogdash.data import moons
+from ogdash.errors import OgdashError
+from ogdash.models import ModelSpec
+from ogdash.pipeline import holdout_validation, scan, train_model
+from ogdash.retrain import trim, trim_and_retrain
+
+
+def test_scan_finds_most_moons_flips():
+    s = moons(0)
+    res = scan(s, ModelSpec("mlp"), "iforest", 0.08, seed=0)
+    assert res.flags.sum() == 20
+    assert res.detection["accuracy"] > 0.9  # flagged-vs-flipped over all 250 samples
+    assert res.detection["auroc"] > 0.85
+    assert res.scores.shape == (250,)
+
+
+def test_same_seed_same_initialisation_and_untouched_test():
+    s = moons(1)
+    spec = ModelSpec("mlp", epochs=50)
+    a = train_model(spec, s.train, seed=4)
+    b = train_model(spec, s.train, seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    flipped = s.train.ids[s.train.noisy]
+    rep = trim_and_retrain(s, spec, flipped, seeds=[0, 1])
+    assert rep.n_removed == 20 and rep.removed_truly_noisy == 20
+    assert rep.before.shape == (2,) and rep.per_class_after.shape == (2, 2)
+    assert rep.after.mean() >= rep.before.mean() - 0.02
+
+
+def test_trim_relabel_and_errors():
+    s = moons(0)
+    i = int(s.train.ids[0])
+    t = trim(s, remove_ids=[int(s.train.ids[1])], relabel={i: 1 - int(s.train.y[0])})
+    assert t.train.n == 249 and t.train.y[t.train.positions([i])[0]] == 1 - s.train.y[0]
+    assert t.test is s.test
+    with pytest.raises(OgdashError):
+        trim(s, remove_ids=[10**9])
+    with pytest.raises(OgdashError):
+        trim(s, relabel={i: 5})
+
+
+def test_holdout_validation_moves_samples():
+    s = holdout_validation(moons(0), 0.1, seed=0)
+    assert s.val.n == 25 and s.train.n == 225
+    assert not set(s.val.ids) & set(s.train.ids)
+
+
+@pytest.fixture
+def moons_files(tmp_path):
+    s = moons(2)
+    np.savez(tmp_path / "train.npz", X=s.train.X, y=s.train.y, y_true=s.train.y_true)
+    np.savez(tmp_path / "test.npz", X=s.test.X, y=s.test.y)
+    return tmp_path
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "ogdash", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_scan_contract(moons_files):
+    d = moons_files
+    out = d / "scores.csv"
+    r = run_cli("scan", "--train", d / "train.npz", "--test", d / "test.npz", "--model", "mlp", "--detector",
+                "iforest", "--budget", "0.08", "--seed", "2", "--out", out, "--retrain", "--json", "--cache", d / "c")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    for key in ("n_train", "n_flagged", "accuracy_before", "accuracy_after", "detection", "seconds"):
+        assert key in res
+    assert res["n_train"] == 250 and res["n_flagged"] == 20
+    assert set(res["detection"]) >= {"precision", "recall", "auroc", "accuracy"}
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["id", "given_label", "predicted_label", "score", "flagged", "true_label"]
+    assert df["id"].tolist() == list(range(250)) and df["flagged"].sum() == 20
+    assert df.loc[df["flagged"] == 1, "score"].min() >= df.loc[df["flagged"] == 0, "score"].max()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--budget", "0"], "budget"),
+    (["--budget", "1.5"], "budget"),
+    (["--budget", "9999"], "budget"),
+    (["--budget", "abc"], "budget"),
+    (["--model", "resnet"], "model"),
+    (["--hidden", "16,x"], "hidden"),
+    (["--detector", "ocsvm", "--val", "missing.npz"], "not found"),
+])
+def test_cli_bad_input_is_one_line(moons_files, capsys, extra, needle):
+    from ogdash.cli import main
+
+    d = moons_files
+    args = ["scan", "--train", str(d / "train.npz"), "--test", str(d / "test.npz"), "--model", "mlp",
+            "--epochs", "5", "--no-cache", *extra]
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1 and err.startswith("error:")
+
+
+def test_cli_bad_file_in_a_real_process(moons_files):
+    d = moons_files
+    np.savez(d / "nan.npz", X=np.full((5, 2), np.nan), y=np.arange(5) % 2)
+    r = run_cli("scan", "--train", d / "nan.npz", "--test", d / "test.npz", "--model", "mlp")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error:") and "NaN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
