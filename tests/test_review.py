@@ -1,0 +1,241 @@
+"""Tests for the decision store (ogdash.review)."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ogdash.errors import OgdashError
+from ogdash.review import DecisionStore
+
+REPO = Path(__file__).resolve().parents[1]
+DS = "fp-abc123"
+
+# Child processes load ogdash.review without running ogdash/__init__.py, so they stay
+# light whatever the package later re-exports (torch, sklearn, ...).
+CHILD_PRELUDE = f"""
+import sys, types, time, os
+pkg = types.ModuleType("ogdash"); pkg.__path__ = [{str(REPO / "ogdash")!r}]
+sys.modules["ogdash"] = pkg
+from ogdash.review import DecisionStore
+"""
+
+
+def _child(code: str, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD_PRELUDE + code, *map(str, args)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"timed out waiting for {path.name}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return DecisionStore(tmp_path / "cache" / "decisions.sqlite")
+
+
+def test_record_current_history(store):
+    store.record(DS, 3, "keep", "ana")
+    store.record(DS, 7, "relabel", "ana", new_label=2, note="looks like a 2")
+    store.record(DS, 3, "remove", "ben")  # later decision by another reviewer wins
+    store.record("other-dataset", 3, "keep", "ana")
+
+    cur = store.current(DS)
+    assert list(cur.columns) == ["sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]
+    assert cur["sample_id"].tolist() == [3, 7]
+    assert cur["decision"].tolist() == ["remove", "relabel"]
+    assert cur["reviewer"].tolist() == ["ben", "ana"]
+    assert pd.isna(cur["new_label"].iloc[0]) and cur["new_label"].iloc[1] == 2
+    assert cur["timestamp"].str.endswith("+00:00").all()
+
+    hist = store.history(DS)
+    assert len(hist) == 3
+    assert store.history(DS, sample_id=3)["decision"].tolist() == ["keep", "remove"]
+    assert store.current("other-dataset")["decision"].tolist() == ["keep"]
+    assert store.current("never-seen").empty
+
+
+def test_last_decision_wins_back_and_forth(store):
+    store.record(DS, 1, "remove", "ana")
+    store.record(DS, 1, "keep", "ben")
+    store.record(DS, 1, "unsure", "ana")
+    cur = store.current(DS)
+    assert cur[["decision", "reviewer"]].values.tolist() == [["unsure", "ana"]]
+    assert len(store.history(DS, 1)) == 3
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(decision="delete"),
+    dict(decision="relabel"),                 # missing new_label
+    dict(decision="relabel", new_label=-1),
+    dict(decision="relabel", new_label=1.5),
+    dict(decision="relabel", new_label="cat"),
+    dict(decision="keep", new_label=3),       # new_label only with relabel
+    dict(reviewer=""),
+    dict(reviewer="   "),
+    dict(sample_id="x"),
+    dict(dataset=""),
+])
+def test_validation_errors(store, kwargs):
+    args = dict(dataset=DS, sample_id=0, decision="keep", reviewer="ana") | kwargs
+    with pytest.raises(OgdashError):
+        store.record(**args)
+    assert store.history(DS).empty
+
+
+def test_record_many_validates_before_writing(store):
+    with pytest.raises(OgdashError):
+        store.record_many(DS, [{"sample_id": 1, "decision": "keep"},
+                               {"sample_id": 2, "decision": "relabel"}], "ana")
+    assert store.history(DS).empty
+    assert store.record_many(DS, pd.DataFrame({"sample_id": [1, 2], "decision": ["keep", "relabel"],
+                                               "new_label": [None, 4]}), "ana") == 2
+    assert store.current(DS)["new_label"].tolist()[1] == 4
+
+
+def test_decisions_survive_restart(tmp_path):
+    path = tmp_path / "decisions.sqlite"
+    DecisionStore(path).record(DS, 5, "relabel", "ana", new_label=1)
+    again = DecisionStore(path)
+    assert again.current(DS)[["sample_id", "decision", "new_label"]].values.tolist() == [[5, "relabel", 1]]
+
+
+def test_corrupt_file_raises_and_is_kept(tmp_path):
+    path = tmp_path / "decisions.sqlite"
+    junk = b"this is not a database, it is someone's notes\n" * 200
+    path.write_bytes(junk)
+    with pytest.raises(OgdashError, match="not a readable decision store"):
+        DecisionStore(path)
+    assert path.read_bytes() == junk
+
+
+def test_two_processes_save_at_once(tmp_path):
+    path, go = tmp_path / "decisions.sqlite", tmp_path / "go"
+    DecisionStore(path)  # create the file once, as the app would
+    code = """
+db, go, reviewer, ready = sys.argv[1:5]
+store = DecisionStore(db)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.005)
+for i in range(500):
+    store.record("fp", i, "remove" if i % 2 else "keep", reviewer)
+"""
+    kids = [_child(code, path, go, who, tmp_path / f"ready-{who}") for who in ("ana", "ben")]
+    for who in ("ana", "ben"):
+        _wait_for(tmp_path / f"ready-{who}")
+    go.touch()
+    for kid in kids:
+        out, err = kid.communicate(timeout=60)
+        assert kid.returncode == 0, err
+    hist = DecisionStore(path).history("fp")
+    assert len(hist) == 1000
+    assert hist.groupby("reviewer").size().to_dict() == {"ana": 500, "ben": 500}
+
+
+def test_kill_during_bulk_save_keeps_batches_atomic(tmp_path):
+    path, started = tmp_path / "decisions.sqlite", tmp_path / "started"
+    batch = 5000
+    code = """
+db, started, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = DecisionStore(db)
+rows = [{"sample_id": i, "decision": "relabel", "new_label": i % 10, "note": "bulk"} for i in range(batch)]
+store.record_many("fp", rows, "bot")
+open(started, "w").close()
+while True:
+    store.record_many("fp", rows, "bot")
+"""
+    kid = _child(code, path, started, batch)
+    try:
+        _wait_for(started)
+        time.sleep(0.5)
+    finally:
+        os.kill(kid.pid, signal.SIGKILL)
+        kid.communicate(timeout=10)
+    assert kid.returncode == -signal.SIGKILL
+
+    store = DecisionStore(path)
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    n = len(store.history("fp"))
+    assert n >= batch and n % batch == 0
+    store.record("fp", 0, "keep", "ana")  # still writable
+    assert len(store.history("fp")) == n + 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_export_import_round_trip(tmp_path, store, suffix):
+    store.record(DS, 1, "keep", "ana")
+    store.record(DS, 2, "relabel", "ana", new_label=0, note='says "zero", clearly')
+    store.record(DS, 1, "remove", "ben")
+    store.record_many(DS, [{"sample_id": 3, "decision": "unsure"}], "ben")
+    out = store.export(DS, tmp_path / f"decisions{suffix}")
+
+    fresh = DecisionStore(tmp_path / "fresh.sqlite")
+    assert fresh.import_(out) == 4
+    pd.testing.assert_frame_equal(fresh.current(DS), store.current(DS))
+    pd.testing.assert_frame_equal(fresh.history(DS), store.history(DS))
+    assert fresh.import_(out) == 0  # importing twice changes nothing
+    pd.testing.assert_frame_equal(fresh.current(DS), store.current(DS))
+
+    assert fresh.import_(out, dataset="renamed") == 4
+    assert fresh.current("renamed")["decision"].tolist() == ["remove", "relabel", "unsure"]
+
+
+def test_import_rejects_bad_files(tmp_path, store):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sample_id,decision\n1,keep\n")
+    with pytest.raises(OgdashError):
+        store.import_(bad)
+    with pytest.raises(OgdashError):
+        store.import_(tmp_path / "decisions.txt")
+    with pytest.raises(OgdashError):
+        store.export(DS, tmp_path / "decisions.parquet")
+
+
+def test_cleaned_labels(tmp_path, store):
+    ids, given = [10, 11, 12, 13, 14], [0, 1, 2, 1, 0]
+    store.record(DS, 10, "relabel", "ana", new_label=5)
+    store.record(DS, 11, "remove", "ana")
+    store.record(DS, 12, "unsure", "ana")
+    store.record(DS, 13, "remove", "ana")
+    store.record(DS, 13, "keep", "ben")   # overrides the removal
+    store.record(DS, 99, "remove", "ana")  # not among ids: ignored
+
+    out = store.cleaned_labels(DS, ids, given)
+    assert list(out.columns) == ["id", "given_label", "decision", "label"]
+    assert out["id"].tolist() == ids
+    assert out["given_label"].tolist() == given
+    assert out["decision"].fillna("").tolist() == ["relabel", "remove", "unsure", "keep", ""]
+    assert out["label"].astype(object).where(out["label"].notna(), None).tolist() == [5, None, 2, 1, 0]
+
+    kept = store.cleaned_labels(DS, ids, given, drop_removed=True)
+    assert kept["id"].tolist() == [10, 12, 13, 14]
+    assert kept["label"].tolist() == [5, 2, 1, 0]
+
+    for suffix in (".csv", ".json"):
+        path = store.export_cleaned(DS, ids, given, tmp_path / f"clean{suffix}")
+        back = pd.read_csv(path) if suffix == ".csv" else pd.read_json(path)
+        assert back["id"].tolist() == ids
+        assert back["label"].isna().tolist() == [False, True, False, False, False]
+
+    with pytest.raises(OgdashError):
+        store.cleaned_labels(DS, [1, 2], [0])
+    with pytest.raises(OgdashError):
+        store.cleaned_labels(DS, [1, 1], [0, 0])
+
+
+def test_no_decisions_means_given_labels(store):
+    out = store.cleaned_labels(DS, [0, 1], [3, 4])
+    assert out["label"].tolist() == [3, 4]
+    assert out["decision"].isna().all()
