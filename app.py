@@ -1,0 +1,11 @@
+"""ogdash dashboard: `streamlit run app.py` (or `make run`)."""
+import streamlit as st
+
+from ogdash.ui.nav import existing_pages
+from ogdash.ui.sidebar import sidebar
+
+st.set_page_config(page_title="ogdash", page_icon=":material/scatter_plot:", layout="wide")
+pages = [st.Page(p.path, title=p.title, icon=p.icon, default=(i == 0)) for i, p in enumerate(existing_pages())]
+nav = st.navigation(pages)
+sidebar()
+nav.run()
