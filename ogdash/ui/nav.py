@@ -17,6 +17,20 @@ class PageInfo:
 
 PAGES = [
     PageInfo("pages/home.py", "Home", ":material/home:", "What ogdash is and where to start."),
+    PageInfo("pages/data.py", "Data & model", ":material/database:",
+             "Pick a built-in dataset or bring your own files; train a model or load your weights."),
+    PageInfo("pages/gradient_space.py", "Gradient space", ":material/scatter_plot:",
+             "Extract per-sample gradients, score them with a detector, see the outliers, select suspects."),
+    PageInfo("pages/review.py", "Review", ":material/fact_check:",
+             "A gallery of suspected mislabels: keep, remove, relabel or mark unsure; export decisions."),
+    PageInfo("pages/retrain.py", "Trim & retrain", ":material/model_training:",
+             "Trim flagged samples or apply your decisions, retrain, and compare test accuracy."),
+    PageInfo("pages/synthetic.py", "Synthetic demo", ":material/science:",
+             "The paper's Figure 1 and Table 1, live: influence vs outlier gradients on toy data."),
+    PageInfo("pages/llm_influence.py", "LLM influence", ":material/forum:",
+             "Which fine-tuning prompts influence a test prompt: LoRA gradients and heatmaps."),
+    PageInfo("pages/text_selection.py", "Text data selection", ":material/article:",
+             "Keep the most beneficial 70% of noisy text data and fine-tune."),
 ]
 
 
