@@ -25,20 +25,38 @@ def model_key(spec: ModelSpec, train: Dataset, seed: int) -> str:
     return cache_key("model", spec.key(), train.fingerprint(), train.n_classes, seed)
 
 
+def cached_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache | None = None):
+    """The model ``train_model`` would return if it is already in the disk cache, else None."""
+    hit = None if cache is None else cache.load("models", model_key(spec, train, seed), mmap=False)
+    if hit is None:
+        return None
+    model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in hit.items()})
+    return model.eval()
+
+
 def train_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache | None = None,
                 progress=None, device=None) -> torch.nn.Module:
     """The model ``fit`` would train, loaded from the cache when it was trained before."""
-    key = model_key(spec, train, seed)
-    if cache is not None:
-        hit = cache.load("models", key, mmap=False)
-        if hit is not None:
-            model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
-            model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in hit.items()})
-            return model.eval()
+    model = cached_model(spec, train, seed, cache)
+    if model is not None:
+        return model
     model = fit(spec, train.X, train.y, train.n_classes, seed, progress, device)
     if cache is not None:
-        cache.save("models", key, {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+        cache.save("models", model_key(spec, train, seed),
+                   {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
     return model
+
+
+def gradients_key(model, ds: Dataset, layer: str = "last", projection_dim: int | None = None, seed: int = 0) -> str:
+    return cache_key("grads", ds.fingerprint(), weights_key(model), layer, projection_dim, seed)
+
+
+def cached_gradients(model, ds: Dataset, layer: str = "last", projection_dim: int | None = None, seed: int = 0,
+                     cache: DiskCache | None = None) -> GradientSet | None:
+    """The gradients ``gradients`` would return if they are already in the disk cache, else None."""
+    hit = None if cache is None else cache.load("gradients", gradients_key(model, ds, layer, projection_dim, seed))
+    return None if hit is None else from_arrays(hit)
 
 
 def gradients(model, ds: Dataset, layer: str = "last", projection_dim: int | None = None, seed: int = 0,
@@ -48,8 +66,7 @@ def gradients(model, ds: Dataset, layer: str = "last", projection_dim: int | Non
                                                   progress=progress, device=device))
     if cache is None:
         return from_arrays(compute())
-    key = cache_key("grads", ds.fingerprint(), weights_key(model), layer, projection_dim, seed)
-    return from_arrays(cache.get_or_compute("gradients", key, compute))
+    return from_arrays(cache.get_or_compute("gradients", gradients_key(model, ds, layer, projection_dim, seed), compute))
 
 
 def holdout_validation(splits: Splits, fraction: float = 0.1, seed: int = 0) -> Splits:

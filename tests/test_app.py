@@ -12,4 +12,4 @@ def test_app_and_home_render():
 
 def test_navigation_lists_every_page_file():
     paths = {p.path for p in existing_pages()}
-    assert "pages/home.py" in paths
+    assert "views/home.py" in paths

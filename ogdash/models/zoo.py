@@ -116,3 +116,16 @@ def weights_key(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def torchvision_model(arch: str, n_classes: int) -> nn.Module:
+    """A torchvision architecture by name, randomly initialised, with ``n_classes`` outputs.
+
+    Load your own trained weights into it with ``load_weights``; nothing is downloaded.
+    Its last ``nn.Linear`` is the layer the closed-form gradient engine uses.
+    """
+    import torchvision
+
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise OgdashError(f"unknown torchvision architecture {arch!r}; e.g. resnet18, resnet34, mobilenet_v3_small.")
+    return torchvision.models.get_model(arch, num_classes=n_classes)

@@ -1,4 +1,10 @@
-"""The dashboard's pages, in navigation order: one place that app.py and the home page read."""
+"""The dashboard's pages, in navigation order: one place that app.py and the home page read.
+
+Page scripts live in ``views/``, not ``pages/``: Streamlit (1.67) treats a ``pages/``
+folder beside the entry point as a legacy multipage app and then never runs
+``app.py``, so ``st.navigation``, the shared sidebar and the URL state would be skipped
+whenever a page is opened by its address.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,20 +22,20 @@ class PageInfo:
 
 
 PAGES = [
-    PageInfo("pages/home.py", "Home", ":material/home:", "What ogdash is and where to start."),
-    PageInfo("pages/data.py", "Data & model", ":material/database:",
+    PageInfo("views/home.py", "Home", ":material/home:", "What ogdash is and where to start."),
+    PageInfo("views/data.py", "Data & model", ":material/database:",
              "Pick a built-in dataset or bring your own files; train a model or load your weights."),
-    PageInfo("pages/gradient_space.py", "Gradient space", ":material/scatter_plot:",
+    PageInfo("views/gradient_space.py", "Gradient space", ":material/scatter_plot:",
              "Extract per-sample gradients, score them with a detector, see the outliers, select suspects."),
-    PageInfo("pages/review.py", "Review", ":material/fact_check:",
+    PageInfo("views/review.py", "Review", ":material/fact_check:",
              "A gallery of suspected mislabels: keep, remove, relabel or mark unsure; export decisions."),
-    PageInfo("pages/retrain.py", "Trim & retrain", ":material/model_training:",
+    PageInfo("views/retrain.py", "Trim & retrain", ":material/model_training:",
              "Trim flagged samples or apply your decisions, retrain, and compare test accuracy."),
-    PageInfo("pages/synthetic.py", "Synthetic demo", ":material/science:",
+    PageInfo("views/synthetic.py", "Synthetic demo", ":material/science:",
              "The paper's Figure 1 and Table 1, live: influence vs outlier gradients on toy data."),
-    PageInfo("pages/llm_influence.py", "LLM influence", ":material/forum:",
+    PageInfo("views/llm_influence.py", "LLM influence", ":material/forum:",
              "Which fine-tuning prompts influence a test prompt: LoRA gradients and heatmaps."),
-    PageInfo("pages/text_selection.py", "Text data selection", ":material/article:",
+    PageInfo("views/text_selection.py", "Text data selection", ":material/article:",
              "Keep the most beneficial 70% of noisy text data and fine-tune."),
 ]
 

@@ -1,13 +1,12 @@
 """The sidebar every page shares: what data and model are active."""
 import streamlit as st
 
+from ogdash.ui.state import data_config, describe_data, describe_model, model_config, sync_url
+
 
 def sidebar() -> None:
+    sync_url()
     with st.sidebar:
         st.caption("ogdash · outlier gradient analysis")
-        active = st.session_state.get("active")
-        if active:
-            st.markdown(f"**Data:** {active['data']}  \n**Model:** {active['model']}")
-        else:
-            st.caption("No dataset loaded yet.")
-        st.caption("Scores: higher = more detrimental.")
+        st.markdown(f"**Data:** {describe_data(data_config())}  \n**Model:** {describe_model(model_config())}")
+        st.caption("Every score: higher = more detrimental.")

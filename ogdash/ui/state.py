@@ -1,0 +1,255 @@
+"""What the pages share: the active data/model choice and a process-wide memo of heavy objects.
+
+Heavy objects (datasets, models, gradients, scores, layouts) live in one
+process-wide dict keyed by plain strings (``st.cache_resource`` holds the dict), so
+every page and browser tab reuses them, and computing one can drive a progress bar
+on the page that asked. Under it the ogdash disk cache makes an app restart cheap:
+a model or gradients computed before are loaded, not recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from ogdash.cache import DiskCache
+from ogdash.data.dataset import Splits
+from ogdash.errors import OgdashError
+
+DEFAULT_DATA = {"source": "builtin", "name": "digits", "seed": 0, "noise_rate": 0.2, "noise_kind": "uniform"}
+DEFAULT_MODEL = {"kind": "cnn", "seed": 0}
+VAL_FRACTION = 0.1
+
+
+@st.cache_resource(show_spinner=False)
+def _memo() -> dict:
+    return {}
+
+
+def memo(key: str, compute=None):
+    """The memoised value for ``key``; computes it with ``compute()`` on a miss (if given)."""
+    store = _memo()
+    if key not in store and compute is not None:
+        store[key] = compute()
+    return store.get(key)
+
+
+def key_of(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def disk_cache() -> DiskCache:
+    return DiskCache()
+
+
+def data_root() -> Path:
+    """Paths typed in the UI must resolve under this folder ($OGDASH_DATA_ROOT, default: the working folder)."""
+    return Path(os.environ.get("OGDASH_DATA_ROOT", os.getcwd())).resolve()
+
+
+def decisions_path() -> Path:
+    """The decision store lives apart from the cache, so clearing or moving the cache keeps every decision."""
+    return Path(os.environ.get("OGDASH_DECISIONS", Path.home() / ".local" / "share" / "ogdash" / "decisions.sqlite"))
+
+
+def max_upload_mb() -> float:
+    return float(os.environ.get("OGDASH_MAX_UPLOAD_MB", 200))
+
+
+def _from_url(name: str) -> dict | None:
+    """A config saved in the page's URL, if it is well formed and its paths stay under the data root."""
+    from ogdash.data.files import resolve_under
+
+    try:
+        cfg = json.loads(st.query_params.get(name, ""))
+        if not isinstance(cfg, dict):
+            return None
+        for field in ("train", "test", "val", "path", "noisy_labels", "weights"):
+            if cfg.get(field):
+                cfg[field] = str(resolve_under(data_root(), cfg[field]))
+        return cfg
+    except (ValueError, OgdashError):
+        return None
+
+
+def data_config() -> dict:
+    """The active data choice: this session's, else the one in the URL (so a reload keeps it), else digits."""
+    if "data_config" not in st.session_state:
+        st.session_state["data_config"] = _from_url("data") or dict(DEFAULT_DATA)
+    return st.session_state["data_config"]
+
+
+def model_config() -> dict:
+    if "model_config" not in st.session_state:
+        st.session_state["model_config"] = _from_url("model") or dict(DEFAULT_MODEL)
+    return st.session_state["model_config"]
+
+
+def sync_url() -> None:
+    """Write the active choice into the URL, so a reload or a shared link opens the same data and model."""
+    for name, cfg in (("data", data_config()), ("model", model_config())):
+        text = json.dumps(cfg, sort_keys=True)
+        if st.query_params.get(name) != text:
+            st.query_params[name] = text
+
+
+def keep(widget_key: str, value) -> None:
+    """Seed a widget's state from a value kept outside it (widget state is dropped on another page)."""
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = value
+
+
+def progress_bar(label: str):
+    """A st.progress bar and the (fraction, message) callback that drives it."""
+    bar = st.progress(0.0, text=label)
+    return bar, (lambda f, msg="": bar.progress(min(1.0, max(0.0, float(f))), text=f"{label}: {msg}"))
+
+
+# ---------------------------------------------------------------- data
+
+def _load_splits(cfg: dict) -> Splits:
+    from ogdash import data
+    from ogdash.pipeline import holdout_validation
+
+    src = cfg["source"]
+    if src == "builtin":
+        name = cfg["name"]
+        if name in ("blobs", "moons"):
+            return data.BUILTIN[name](seed=cfg.get("seed", 0), flip_mode=cfg.get("flip_mode", "far"))
+        return data.BUILTIN[name](seed=cfg.get("seed", 0), noise_rate=cfg.get("noise_rate", 0.0),
+                                  noise_kind=cfg.get("noise_kind", "uniform"), val_fraction=VAL_FRACTION)
+    if src == "files":
+        splits = data.load_splits(cfg["train"], cfg["test"], cfg.get("val"))
+    elif src == "imagefolder":
+        from ogdash.data.folders import load_image_folder
+        from ogdash.data.images import split_with_noise
+
+        ds = load_image_folder(cfg["path"], size=int(cfg.get("size", 32)))
+        splits = split_with_noise(ds.name, ds.X, ds.y, ds.classes, 0.2, cfg.get("noise_rate", 0.0),
+                                  cfg.get("noise_kind", "uniform"), cfg.get("seed", 0), VAL_FRACTION)
+    elif src == "cifar":
+        from ogdash.data.folders import load_cifar
+
+        splits = load_cifar(cfg["path"], cfg.get("noisy_labels"), cfg.get("noise_key"))
+    else:
+        raise OgdashError(f"unknown data source {src!r}.")
+    return holdout_validation(splits, VAL_FRACTION, cfg.get("seed", 0)) if splits.val is None else splits
+
+
+def splits_for(cfg: dict) -> Splits:
+    return memo(key_of("splits", cfg), lambda: _load_splits(cfg))
+
+
+def active_splits() -> Splits | None:
+    """The active data, or None with the reason shown as an error."""
+    try:
+        return splits_for(data_config())
+    except OgdashError as e:
+        st.error(str(e))
+        return None
+
+
+def describe_data(cfg: dict) -> str:
+    if cfg["source"] == "builtin":
+        if cfg["name"] in ("blobs", "moons"):
+            return f"{cfg['name']} (seed {cfg.get('seed', 0)}, {cfg.get('flip_mode', 'far')} flips)"
+        return f"{cfg['name']} (seed {cfg.get('seed', 0)}, {cfg.get('noise_rate', 0):.0%} {cfg.get('noise_kind')} noise)"
+    return f"{cfg['source']}: {Path(cfg.get('train') or cfg.get('path')).name}"
+
+
+# ---------------------------------------------------------------- model
+
+def model_spec(mcfg: dict):
+    from ogdash.models.zoo import ModelSpec
+
+    return ModelSpec(mcfg["kind"], tuple(mcfg.get("hidden", (16, 16))), mcfg.get("epochs"))
+
+
+def model_key() -> str:
+    return key_of("model", data_config(), model_config())
+
+
+def active_model(train_if_missing: bool = False, progress=None):
+    """The active model: memoised, else from the disk cache, else trained (only if asked)."""
+    from ogdash.pipeline import cached_model, train_model
+
+    key = model_key()
+    hit = memo(key)
+    if hit is not None:
+        return hit
+    splits, mcfg = splits_for(data_config()), model_config()
+    if mcfg["kind"] == "torchvision":
+        from ogdash.models.train import load_weights
+        from ogdash.models.zoo import torchvision_model
+
+        model = load_weights(torchvision_model(mcfg["arch"], splits.train.n_classes), mcfg["weights"])
+    else:
+        spec, seed = model_spec(mcfg), int(mcfg.get("seed", 0))
+        model = cached_model(spec, splits.train, seed, disk_cache())
+        if model is None:
+            if not train_if_missing:
+                return None
+            model = train_model(spec, splits.train, seed, disk_cache(), progress)
+    return memo(key, lambda: model)
+
+
+def describe_model(mcfg: dict) -> str:
+    if mcfg["kind"] == "torchvision":
+        return f"{mcfg['arch']} ({Path(mcfg['weights']).name})"
+    hidden = f" {'-'.join(map(str, mcfg.get('hidden', (16, 16))))}" if mcfg["kind"] == "mlp" else ""
+    return f"{mcfg['kind']}{hidden} (seed {mcfg.get('seed', 0)})"
+
+
+def model_summary(model, splits: Splits) -> dict:
+    """Train/test accuracy and the test confusion matrix (memoised)."""
+    from ogdash.models.train import accuracy, confusion
+
+    def compute():
+        return {"train": accuracy(model, splits.train.X, splits.train.y),
+                "test": accuracy(model, splits.test.X, splits.test.y),
+                "confusion": confusion(model, splits.test.X, splits.test.y, splits.train.n_classes)}
+    return memo(key_of("summary", model_key()), compute)
+
+
+# ---------------------------------------------------------------- gradients and scores
+
+def layer_choice() -> str:
+    return st.session_state.get("layer", "last")
+
+
+def active_gradients(extract: bool = False, progress=None):
+    """(train, validation) GradientSets of the active model and layer, or None if not extracted yet."""
+    from ogdash.pipeline import cached_gradients, gradients
+
+    key = key_of("grads", model_key(), layer_choice())
+    hit = memo(key)
+    if hit is not None:
+        return hit
+    model = active_model()
+    if model is None:
+        return None
+    splits, cache, layer = splits_for(data_config()), disk_cache(), layer_choice()
+    train = cached_gradients(model, splits.train, layer, cache=cache)
+    val = cached_gradients(model, splits.val, layer, cache=cache) if splits.val is not None else None
+    if train is None or (splits.val is not None and val is None):
+        if not extract:
+            return None
+        train = gradients(model, splits.train, layer, cache=cache, progress=progress)
+        val = gradients(model, splits.val, layer, cache=cache) if splits.val is not None else None
+    return memo(key, lambda: (train, val))
+
+
+def active_scores(detector: str) -> np.ndarray | None:
+    """Detector scores of the active gradients (memoised; a budget change never recomputes them)."""
+    from ogdash.detectors import score
+
+    pair = active_gradients()
+    if pair is None:
+        return None
+    train, val = pair
+    return memo(key_of("scores", model_key(), layer_choice(), detector),
+                lambda: score(train, detector, val, seed=0))
