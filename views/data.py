@@ -1,0 +1,177 @@
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from ogdash.data.files import resolve_under
+from ogdash.errors import OgdashError
+from ogdash.models.zoo import MODEL_KINDS
+from ogdash.ui import plots
+from ogdash.ui.state import (active_model, active_splits, data_config, data_root, describe_data, max_upload_mb,
+                             model_config, model_summary, progress_bar, splits_for)
+
+st.title("Data & model")
+st.caption("Choose the data and the model; every other page works on this choice.")
+
+# ------------------------------------------------------------------ data
+builtin, files, folder, cifar = st.tabs(["Built-in", "Your .npz / .csv", "Image folder", "CIFAR-10/100"])
+choice = None
+with builtin:
+    name = st.selectbox("Dataset", ["digits", "mnist5k", "moons", "blobs"],
+                        format_func={"digits": "Digits (1,797 8x8, scikit-learn)", "mnist5k": "MNIST-5k (5,000 28x28)",
+                                     "moons": "Half-moons (synthetic)", "blobs": "Linear blobs (synthetic)"}.get)
+    c1, c2, c3 = st.columns(3)
+    seed = c1.number_input("Seed", 0, 10_000, 0, key="data_seed")
+    if name in ("moons", "blobs"):
+        flip_mode = c2.selectbox("Flip mode", ["far", "uniform"])
+        if st.button("Use this data", key="use_builtin", type="primary"):
+            choice = {"source": "builtin", "name": name, "seed": int(seed), "flip_mode": flip_mode}
+    else:
+        rate = c2.slider("Injected label noise", 0.0, 0.5, 0.2, 0.05)
+        kind = c3.selectbox("Noise kind", ["uniform", "pairs"], help="pairs: 1↔7, 3↔8, 4↔9, 5↔6, as people confuse them")
+        if st.button("Use this data", key="use_builtin", type="primary"):
+            choice = {"source": "builtin", "name": name, "seed": int(seed), "noise_rate": float(rate), "noise_kind": kind}
+
+
+def _stage_upload(upload) -> str | None:
+    if upload is None:
+        return None
+    if upload.size > max_upload_mb() * 2**20:
+        raise OgdashError(f"{upload.name}: is {upload.size / 2**20:.0f} MB, over the {max_upload_mb():.0f} MB upload limit; "
+                          "put it under the data root and give its path instead.")
+    folder = Path(tempfile.mkdtemp(prefix="ogdash-upload-"))
+    path = folder / Path(upload.name).name
+    path.write_bytes(upload.getvalue())
+    return str(path)
+
+
+with files:
+    st.markdown("`.npz` with arrays `X`, `y` (optionally `y_true`, `classes`), or `.csv` with numeric feature "
+                "columns and a `label` column (optionally `true_label`). Upload, or give paths under the data root "
+                f"`{data_root()}`.")
+    c1, c2 = st.columns(2)
+    up_train = c1.file_uploader("Training set", type=["npz", "csv"])
+    up_test = c2.file_uploader("Test set", type=["npz", "csv"])
+    p_train = c1.text_input("…or training path", "")
+    p_test = c2.text_input("…or test path", "")
+    if st.button("Use these files", key="use_files"):
+        try:
+            train = _stage_upload(up_train) or (str(resolve_under(data_root(), p_train)) if p_train else None)
+            test = _stage_upload(up_test) or (str(resolve_under(data_root(), p_test)) if p_test else None)
+            if not train or not test:
+                raise OgdashError("give both a training set and a test set.")
+            choice = {"source": "files", "train": train, "test": test}
+        except OgdashError as e:
+            st.error(str(e))
+
+with folder:
+    st.markdown("torchvision's `ImageFolder` layout: `ROOT/<class name>/<image files>`; 20% becomes the test set.")
+    p_folder = st.text_input("Folder (under the data root)", "")
+    c1, c2 = st.columns(2)
+    size = c1.number_input("Resize to", 8, 128, 32)
+    f_rate = c2.slider("Injected label noise", 0.0, 0.5, 0.0, 0.05, key="folder_noise")
+    if st.button("Use this folder", key="use_folder"):
+        try:
+            choice = {"source": "imagefolder", "path": str(resolve_under(data_root(), p_folder)), "size": int(size),
+                      "noise_rate": float(f_rate), "noise_kind": "uniform", "seed": 0}
+        except OgdashError as e:
+            st.error(str(e))
+
+with cifar:
+    st.markdown("A folder holding `cifar-10-batches-py/` or `cifar-100-python/` (torchvision's local format), and "
+                "optionally a CIFAR-N label file (`CIFAR-10_human.pt` / `CIFAR-100_human.pt`, or an `.npz`). "
+                "Batches are read with a numpy-only unpickler; nothing else is ever unpickled.")
+    p_cifar = st.text_input("CIFAR folder (under the data root)", "")
+    p_noisy = st.text_input("CIFAR-N label file (optional)", "")
+    noise_key = st.selectbox("CIFAR-N labels", ["worse_label", "aggre_label", "random_label1", "noisy_label"])
+    if st.button("Use CIFAR", key="use_cifar"):
+        try:
+            choice = {"source": "cifar", "path": str(resolve_under(data_root(), p_cifar)),
+                      "noisy_labels": str(resolve_under(data_root(), p_noisy)) if p_noisy else None,
+                      "noise_key": noise_key if p_noisy else None}
+        except OgdashError as e:
+            st.error(str(e))
+
+if choice is not None:
+    try:
+        with st.spinner("Loading data…"):
+            splits_for(choice)
+        st.session_state["data_config"] = choice
+        st.session_state.pop("selection", None)
+    except OgdashError as e:
+        st.error(str(e))
+
+splits = active_splits()
+if splits is None:
+    st.stop()
+train = splits.train
+st.subheader(describe_data(data_config()))
+m = st.columns(5)
+m[0].metric("Training samples", train.n)
+m[1].metric("Test samples", splits.test.n)
+m[2].metric("Validation samples", 0 if splits.val is None else splits.val.n)
+m[3].metric("Classes", train.n_classes)
+if train.noisy is not None:
+    m[4].metric("Mislabeled (known)", f"{train.noisy.mean():.1%}")
+st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
+if train.kind == "image":
+    cols = st.columns(8)
+    for i, col in enumerate(cols):
+        col.image(train.view(i), caption=f"id {train.ids[i]}: {train.classes[train.y[i]]}", clamp=True, width="stretch")
+else:
+    st.dataframe(train.X[:8] if train.X.ndim == 2 else train.X[:8].reshape(8, -1), width="stretch")
+
+# ------------------------------------------------------------------ model
+st.divider()
+st.subheader("Model")
+mcfg = dict(model_config())
+kinds = list(MODEL_KINDS) + ["torchvision"]
+default_kind = "cnn" if train.kind == "image" else "mlp"
+kind = st.selectbox("Architecture", kinds, index=kinds.index(mcfg.get("kind", default_kind)) if mcfg.get("kind") in kinds else 0,
+                    format_func={"logreg": "Logistic regression", "mlp": "MLP", "cnn": "Small CNN (images)",
+                                 "paper_mlp": "Paper's 2-2-2-1 MLP (binary)",
+                                 "torchvision": "torchvision architecture + your weights"}.get)
+c1, c2, c3 = st.columns(3)
+new = {"kind": kind}
+if kind == "torchvision":
+    new["arch"] = c1.text_input("Architecture name", mcfg.get("arch", "resnet18"))
+    new["weights"] = c2.text_input("Weights file (.safetensors or .pt, under the data root)", mcfg.get("weights", ""))
+    st.caption("Weights load with safetensors or `torch.load(weights_only=True)`: a checkpoint that carries code is refused.")
+else:
+    if kind == "mlp":
+        widths = c1.text_input("Hidden widths", ",".join(map(str, mcfg.get("hidden", (16, 16)))))
+        try:
+            new["hidden"] = tuple(int(w) for w in widths.split(",") if w.strip())
+        except ValueError:
+            st.error("Hidden widths are comma-separated integers, like 16,16.")
+            st.stop()
+    epochs = c2.number_input("Epochs (0 = default)", 0, 10_000, int(mcfg.get("epochs") or 0))
+    new["epochs"] = int(epochs) or None
+    new["seed"] = int(c3.number_input("Seed (initialisation)", 0, 10_000, int(mcfg.get("seed", 0))))
+
+if st.button("Train model" if kind != "torchvision" else "Load model", type="primary"):
+    try:
+        if kind == "torchvision":
+            new["weights"] = str(resolve_under(data_root(), new["weights"]))
+        st.session_state["model_config"] = new
+        bar, cb = progress_bar("Training")
+        active_model(train_if_missing=True, progress=cb)
+        bar.empty()
+    except OgdashError as e:
+        st.error(str(e))
+
+try:
+    model = active_model()
+except OgdashError as e:
+    st.error(str(e))
+    model = None
+if model is None:
+    st.info("No trained model for this data yet: press **Train model** (it is cached on disk for next time).")
+    st.stop()
+summary = model_summary(model, splits)
+c1, c2 = st.columns([1, 2])
+c1.metric("Train accuracy (given labels)", f"{summary['train']:.1%}")
+c1.metric("Test accuracy", f"{summary['test']:.1%}")
+c2.plotly_chart(plots.confusion_heatmap(summary["confusion"], train.classes), width="stretch")
+st.page_link("views/gradient_space.py", label="Next: gradient space", icon=":material/arrow_forward:")

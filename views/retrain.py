@@ -1,0 +1,69 @@
+import numpy as np
+import streamlit as st
+
+from ogdash.errors import OgdashError
+from ogdash.retrain import trim_and_retrain
+from ogdash.review import DecisionStore
+from ogdash.ui import plots
+from ogdash.ui.state import (active_model, active_splits, data_config, decisions_path, disk_cache, key_of, memo,
+                             model_config, model_spec, progress_bar)
+
+st.title("Trim & retrain")
+st.markdown("What is the trim worth? The model is retrained from the **same initial weights and seed** with and "
+            "without the trim, and both are measured on the **untouched test set**.")
+
+splits = active_splits()
+if splits is None or active_model() is None:
+    st.info("Train a model on the **Data & model** page first.")
+    st.stop()
+mcfg = model_config()
+if mcfg["kind"] == "torchvision":
+    st.warning("Retraining needs a model from the zoo; a torchvision model with your weights is only analysed here.")
+    st.stop()
+train = splits.train
+flags = st.session_state.get("flags")
+try:
+    current = DecisionStore(decisions_path()).current(train.fingerprint())
+except OgdashError as e:
+    st.error(str(e))
+    st.stop()
+
+options = {"flags": "Top-k flags of the detector" + (f" ({flags['detector']}, {len(flags['ids'])} samples)" if flags else " (none yet)"),
+           "decisions": f"Reviewed decisions ({len(current)} so far: removals, and relabels applied)"}
+what = st.radio("Trim", list(options), format_func=options.get)
+seeds = st.slider("Seeds", 1, 5, 1, help="mean ± std over this many seeds (each seed: same initialisation before and after)")
+
+if what == "flags":
+    remove, relabel = (flags["ids"] if flags else []), {}
+else:
+    remove = current.loc[current["decision"] == "remove", "sample_id"].astype(int).tolist() if len(current) else []
+    rel = current[current["decision"] == "relabel"] if len(current) else current
+    relabel = {int(r.sample_id): int(r.new_label) for r in rel.itertuples()}
+st.caption(f"{len(remove)} samples removed, {len(relabel)} relabelled.")
+
+key = key_of("retrain", data_config(), mcfg, sorted(remove), sorted(relabel.items()), seeds)
+report = memo(key)
+if st.button("Retrain", type="primary", disabled=not (remove or relabel)):
+    bar, cb = progress_bar("Retraining")
+    try:
+        report = memo(key, lambda: trim_and_retrain(splits, model_spec(mcfg), remove, relabel,
+                                                    seeds=list(range(int(mcfg.get("seed", 0)), int(mcfg.get("seed", 0)) + seeds)),
+                                                    cache=disk_cache(), progress=cb))
+    except OgdashError as e:
+        st.error(str(e))
+    bar.empty()
+
+if report is not None:
+    s = report.summary
+    c = st.columns(4)
+    c[0].metric("Test accuracy before", f"{s['accuracy_before']:.1%}", help=f"± {s['accuracy_before_std']:.1%} over {len(report.seeds)} seed(s)")
+    c[1].metric("Test accuracy after", f"{s['accuracy_after']:.1%}",
+                delta=f"{(s['accuracy_after'] - s['accuracy_before']) * 100:+.1f} pts")
+    c[2].metric("Removed / relabelled", f"{report.n_removed} / {report.n_relabelled}")
+    if report.removed_truly_noisy is not None:
+        c[3].metric("Removed that were truly mislabeled", f"{report.removed_truly_noisy} / {report.n_removed}")
+    st.caption(f"before {s['accuracy_before']:.3f} ± {s['accuracy_before_std']:.3f}, "
+               f"after {s['accuracy_after']:.3f} ± {s['accuracy_after_std']:.3f} (seeds {report.seeds}); "
+               f"{report.seconds:.1f} s")
+    st.plotly_chart(plots.accuracy_change(np.nanmean(report.per_class_before, 0), np.nanmean(report.per_class_after, 0),
+                                          train.classes), width="stretch")
