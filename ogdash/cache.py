@@ -13,13 +13,14 @@ projection seed gives a new key.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -66,27 +67,30 @@ class DiskCache:
         except (OSError, ValueError, KeyError):
             return None
 
-    def save(self, stage: str, key: str, arrays: dict) -> Path:
-        """Store numpy arrays (and JSON scalars) atomically under (stage, key)."""
+    @contextlib.contextmanager
+    def writer(self, stage: str, key: str) -> Iterator["EntryWriter"]:
+        """Write an entry piece by piece (arrays may be filled in place, memory-mapped);
+        it becomes visible, atomically, only when the block ends without an error."""
         final = self.entry(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
-            files, scalars = {}, {}
-            for name, value in arrays.items():
-                if isinstance(value, np.ndarray):
-                    np.save(tmp / f"{name}.npy", value, allow_pickle=False)
-                    files[name] = _sha256(tmp / f"{name}.npy")
-                else:
-                    scalars[name] = value
-            (tmp / "meta.json").write_text(json.dumps({"files": files, "scalars": scalars}))
+            w = EntryWriter(tmp)
+            yield w
+            w.close()
             if final.exists():  # a damaged or concurrent entry: replace it
                 shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return final
+
+    def save(self, stage: str, key: str, arrays: dict) -> Path:
+        """Store numpy arrays (and JSON scalars) atomically under (stage, key)."""
+        with self.writer(stage, key) as w:
+            for name, value in arrays.items():
+                w.put(name, value)
+        return self.entry(stage, key)
 
     def get_or_compute(self, stage: str, key: str, compute: Callable[[], dict]) -> dict:
         """Load (stage, key) if it is intact; otherwise compute, store and return it."""
@@ -99,3 +103,31 @@ class DiskCache:
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class EntryWriter:
+    """Collects one cache entry in a temporary folder (see ``DiskCache.writer``)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.scalars, self.names, self._open = folder, {}, [], []
+
+    def array(self, name: str, shape: tuple, dtype=np.float32) -> np.ndarray:
+        """A writable memory-mapped array that will be stored as ``name``."""
+        arr = np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
+        self.names.append(name)
+        self._open.append(arr)
+        return arr
+
+    def put(self, name: str, value) -> None:
+        if isinstance(value, np.ndarray):
+            np.save(self.folder / f"{name}.npy", value, allow_pickle=False)
+            self.names.append(name)
+        else:
+            self.scalars[name] = value
+
+    def close(self) -> None:
+        for arr in self._open:
+            arr.flush()
+        self._open.clear()
+        files = {name: _sha256(self.folder / f"{name}.npy") for name in self.names}
+        (self.folder / "meta.json").write_text(json.dumps({"files": files, "scalars": self.scalars}))

@@ -77,6 +77,53 @@ class SklearnDetector:
         return self.sign * np.asarray(getattr(self.estimator, self.method)(_matrix(G)), dtype=np.float64)
 
 
+class KernelOneClassSVM:
+    """OneClassSVM (RBF) on gradients through their inner products: exact, and from factors when factored.
+
+    ``gamma`` follows scikit-learn's 'scale' rule, ``1 / (p · Var(G))``, with the
+    variance over all entries of the fitted gradients, also computed from factors;
+    on the same data this equals ``OneClassSVM(gamma='scale')`` on the dense matrix.
+    """
+
+    def __init__(self, nu: float = 0.1, chunk_size: int = 2048):
+        self.nu, self.chunk_size = nu, chunk_size
+
+    @staticmethod
+    def _moments(G: GradientSet) -> tuple[float, float]:
+        if G.factored:
+            e, a = G.errors.astype(np.float64), G.augmented_acts().astype(np.float64)
+            total = float(np.sum(e.sum(1) * a.sum(1)))
+            squares = float(np.sum((e * e).sum(1) * (a * a).sum(1)))
+        else:
+            M = G.matrix().astype(np.float64)
+            total, squares = float(M.sum()), float((M * M).sum())
+        size = G.n * G.dim
+        return total / size, squares / size
+
+    def _kernel(self, G: GradientSet, rows, ref: GradientSet, ref_sq: np.ndarray) -> np.ndarray:
+        part = G.subset(rows)
+        d2 = (part.norms(2) ** 2)[:, None] + ref_sq[None, :] - 2 * part.gram(ref)
+        return np.exp(-self.gamma * np.maximum(d2, 0))
+
+    def fit(self, G: GradientSet, y=None):
+        if G.n == 0:
+            raise OgdashError("OneClassSVM needs validation gradients as inliers; give a non-empty validation set.")
+        mean, meansq = self._moments(G)
+        var = meansq - mean * mean
+        self.gamma = 1.0 / (G.dim * var) if var > 0 else 1.0
+        everyone = np.arange(G.n)
+        svm = OneClassSVM(kernel="precomputed", nu=self.nu).fit(self._kernel(G, everyone, G, G.norms(2) ** 2))
+        # scoring needs the kernel against the support vectors only: f(x) = Σ α_i k(x, sv_i) + b
+        self._sv = G.subset(svm.support_)
+        self._sv_sq = self._sv.norms(2) ** 2
+        self._alpha, self._b = svm.dual_coef_[0].astype(np.float64), float(svm.intercept_[0])
+        return self
+
+    def score_samples(self, G: GradientSet) -> np.ndarray:
+        spans = [np.arange(s, min(s + self.chunk_size, G.n)) for s in range(0, G.n, self.chunk_size)]
+        return np.concatenate([-(self._kernel(G, rows, self._sv, self._sv_sq) @ self._alpha + self._b) for rows in spans])
+
+
 def make_detector(name: str, seed: int = 0):
     """A fresh detector by name (see ``DETECTORS``)."""
     if name == "l1":
@@ -84,32 +131,34 @@ def make_detector(name: str, seed: int = 0):
     if name == "l2":
         return NormDetector(2)
     if name == "iforest":
-        return SklearnDetector(IsolationForest(n_estimators=200, random_state=seed))
+        return SklearnDetector(IsolationForest(n_estimators=100, random_state=seed))
     if name == "ocsvm":
-        return SklearnDetector(OneClassSVM(kernel="rbf", gamma="scale", nu=0.1))
+        return KernelOneClassSVM(nu=0.1)
     raise OgdashError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}.")
 
 
 def score(train: GradientSet, detector: str = "iforest", val: GradientSet | None = None, seed: int = 0) -> np.ndarray:
     """Detrimental score of every training sample (n,), higher = more detrimental.
 
-    Norms come exactly from the gradients. IsolationForest fits on the training
-    gradients; OneClassSVM fits on the validation gradients (inliers) and scores
-    the training ones. Gradients wider than ``MAX_DENSE_DIM`` are first projected
-    with a seeded sparse random projection.
+    Norms come exactly from the gradients (from factors when factored).
+    OneClassSVM fits on the validation gradients (inliers) and scores the
+    training ones through exact inner products (from factors when factored).
+    IsolationForest fits on the training gradients; wider than ``MAX_DENSE_DIM``
+    they are first projected (a TensorSketch of the factors, or a seeded sparse
+    random projection of dense gradients).
     """
     det = make_detector(detector, seed)
     if isinstance(det, NormDetector):
         return det.score_samples(train)
-    if detector == "ocsvm" and (val is None or val.n == 0):
-        raise OgdashError("OneClassSVM needs validation gradients as inliers; give a non-empty validation set.")
-    fit_on = val if detector == "ocsvm" else train
+    if detector == "ocsvm":
+        if val is None or val.n == 0:
+            raise OgdashError("OneClassSVM needs validation gradients as inliers; give a non-empty validation set.")
+        return det.fit(val).score_samples(train)
     if not train.projected and train.dim > MAX_DENSE_DIM:
         from ogdash.gradients import project
 
         train = project(train, DEFAULT_PROJECTION_DIM, seed)
-        fit_on = train if fit_on is not val else project(val, DEFAULT_PROJECTION_DIM, seed)
-    return det.fit(fit_on).score_samples(train)
+    return det.fit(train).score_samples(train)
 
 
 def budget_count(budget: float, n: int) -> int:

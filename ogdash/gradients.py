@@ -97,6 +97,33 @@ class GradientSet:
             return np.linalg.norm(e, axis=1) * np.sqrt((h * h).sum(1) + self.bias)
         raise OgdashError(f"norm order must be 1 or 2; got {ord}.")
 
+    def augmented_acts(self) -> np.ndarray:
+        """Activations with a trailing column of ones when the head has a bias: g = e ⊗ [h, 1] up to order."""
+        if not self.bias:
+            return self.acts
+        return np.concatenate([self.acts, np.ones((self.n, 1), dtype=self.acts.dtype)], axis=1)
+
+    def gram(self, other: "GradientSet | None" = None, chunk_size: int = 4096) -> np.ndarray:
+        """Inner products ⟨g_i, g'_j⟩, shape (n, m), float64.
+
+        From factors ``⟨e_i ⊗ a_i, e'_j ⊗ a'_j⟩ = ⟨e_i, e'_j⟩·⟨a_i, a'_j⟩`` (a = h with the
+        bias's constant 1), so the gradients are never materialised.
+        """
+        other = self if other is None else other
+        if self.factored and other.factored:
+            e1, a1 = self.errors.astype(np.float64), self.augmented_acts().astype(np.float64)
+            e2, a2 = other.errors.astype(np.float64), other.augmented_acts().astype(np.float64)
+            blocks = [(e1[s:s + chunk_size] @ e2.T) * (a1[s:s + chunk_size] @ a2.T) for s in range(0, self.n, chunk_size)]
+            return np.concatenate(blocks) if blocks else np.zeros((0, other.n))
+        return self.matrix().astype(np.float64) @ other.matrix().astype(np.float64).T
+
+    def sketch(self, dim: int, seed: int = 0) -> np.ndarray:
+        """A ``dim``-coordinate TensorSketch of factored gradients (see ``ogdash.projection``)."""
+        from ogdash.projection import TensorSketch
+
+        a = self.augmented_acts()
+        return TensorSketch(self.errors.shape[1], a.shape[1], dim, seed).transform_factors(self.errors, a)
+
     def subset(self, positions) -> "GradientSet":
         p = np.asarray(positions)
         pick = lambda a: None if a is None else a[p]  # noqa: E731
@@ -180,8 +207,13 @@ def selectable_layers(model: nn.Module) -> list[str]:
 
 def generic_gradients(model: nn.Module, ds: Dataset, layer: str = "all", chunk_size: int = 256,
                       projector: SparseProjector | None = None, progress: Progress = None,
-                      device=None) -> GradientSet:
-    """Per-sample gradients of any parameters with ``torch.func.vmap(grad(...))``."""
+                      device=None, allocate: Callable | None = None) -> GradientSet:
+    """Per-sample gradients of any parameters with ``torch.func.vmap(grad(...))``.
+
+    Each chunk is projected (if asked) and written into one output array as soon as
+    it is made: ``allocate(shape)`` gives that array (a memory-mapped cache file, say),
+    so memory holds one chunk of full gradients at a time.
+    """
     from torch.func import functional_call, grad, vmap
 
     device = torch.device(device) if device else default_device()
@@ -196,13 +228,15 @@ def generic_gradients(model: nn.Module, ds: Dataset, layer: str = "all", chunk_s
 
     per_sample = vmap(grad(loss_of), in_dims=(None, 0, 0))
     chosen = {n: params[n] for n in names}
-    blocks, probs, losses = [], [], []
+    width = projector.d_out if projector else sum(params[n].numel() for n in names)
+    out = (allocate or (lambda shape: np.empty(shape, dtype=np.float32)))((ds.n, width))
+    probs, losses = [], []
     spans = _chunks(ds.n, chunk_size)
     for i, (s, e) in enumerate(spans):
         xb, yb = _tensors(ds, s, e, device)
         g = per_sample(chosen, xb, yb)
         flat = torch.cat([g[n].reshape(len(xb), -1) for n in names], 1).float().cpu().numpy()
-        blocks.append(projector.transform(flat) if projector else flat)
+        out[s:e] = projector.transform(flat) if projector else flat
         with torch.no_grad():
             z = model(xb)
             probs.append(probabilities(z).double().cpu().numpy())
@@ -210,17 +244,19 @@ def generic_gradients(model: nn.Module, ds: Dataset, layer: str = "all", chunk_s
         if progress:
             progress((i + 1) / len(spans), f"gradients {e}/{ds.n}")
     return GradientSet(ds.ids.copy(), np.concatenate(probs), np.concatenate(losses), layer,
-                       dense=np.concatenate(blocks), projected=projector is not None)
+                       dense=out, projected=projector is not None)
 
 
 def extract_gradients(model: nn.Module, ds: Dataset, layer: str = "last", projection_dim: int | None = None,
                       seed: int = 0, chunk_size: int | None = None, progress: Progress = None,
-                      device=None) -> GradientSet:
+                      device=None, allocate: Callable | None = None) -> GradientSet:
     """Per-sample gradients of every sample in ``ds``.
 
     layer: 'last' (closed form on the last linear layer, the default), a module or
-    parameter name, or 'all'. projection_dim: project to that many dimensions with a
-    seeded sparse random projection (None keeps full gradients).
+    parameter name, or 'all'. projection_dim: project to that many dimensions
+    (None keeps full gradients): a TensorSketch of the last layer's factors, or a
+    seeded sparse random projection of each chunk on the generic path.
+    allocate(shape): where the generic path writes its rows (default: memory).
     """
     if layer == "last":
         gs = last_layer_gradients(model, ds, chunk_size or 512, progress, device)
@@ -231,15 +267,23 @@ def extract_gradients(model: nn.Module, ds: Dataset, layer: str = "last", projec
     if projection_dim:
         p = sum(dict(model.named_parameters())[n].numel() for n in parameter_names(model, layer))
         projector = SparseProjector(p, projection_dim, seed)
-    return generic_gradients(model, ds, layer, chunk_size or 256, projector, progress, device)
+    return generic_gradients(model, ds, layer, chunk_size or 256, projector, progress, device, allocate)
 
 
 def project(gs: GradientSet, dim: int, seed: int = 0, chunk_size: int = 4096) -> GradientSet:
-    """Project a GradientSet to ``dim`` coordinates, materialising one chunk at a time."""
+    """Project a GradientSet to ``dim`` coordinates.
+
+    Factored gradients are sketched from their factors (TensorSketch, never
+    forming e ⊗ h); dense ones go through a seeded sparse random projection one
+    chunk at a time.
+    """
     if gs.projected:
         raise OgdashError("these gradients are already projected.")
-    projector = SparseProjector(gs.dim, dim, seed)
-    out = np.concatenate([projector.transform(gs.matrix(slice(s, e))) for s, e in _chunks(gs.n, chunk_size)])
+    if gs.factored:
+        out = gs.sketch(dim, seed)
+    else:
+        projector = SparseProjector(gs.dim, dim, seed)
+        out = np.concatenate([projector.transform(gs.matrix(slice(s, e))) for s, e in _chunks(gs.n, chunk_size)])
     return GradientSet(gs.ids, gs.probs, gs.loss, gs.layer, dense=out, projected=True)
 
 

@@ -61,12 +61,24 @@ def cached_gradients(model, ds: Dataset, layer: str = "last", projection_dim: in
 
 def gradients(model, ds: Dataset, layer: str = "last", projection_dim: int | None = None, seed: int = 0,
               cache: DiskCache | None = None, progress=None, device=None) -> GradientSet:
-    """``extract_gradients`` behind the disk cache, keyed by data, weights, layer and projection."""
-    compute = lambda: to_arrays(extract_gradients(model, ds, layer, projection_dim, seed,  # noqa: E731
-                                                  progress=progress, device=device))
+    """``extract_gradients`` behind the disk cache, keyed by data, weights, layer and projection.
+
+    Dense rows stream straight into a memory-mapped cache file, chunk by chunk, and
+    come back memory-mapped: memory stays bounded and a restart recomputes nothing.
+    """
     if cache is None:
-        return from_arrays(compute())
-    return from_arrays(cache.get_or_compute("gradients", gradients_key(model, ds, layer, projection_dim, seed), compute))
+        return extract_gradients(model, ds, layer, projection_dim, seed, progress=progress, device=device)
+    key = gradients_key(model, ds, layer, projection_dim, seed)
+    hit = cached_gradients(model, ds, layer, projection_dim, seed, cache)
+    if hit is not None:
+        return hit
+    with cache.writer("gradients", key) as w:
+        gs = extract_gradients(model, ds, layer, projection_dim, seed, progress=progress, device=device,
+                               allocate=lambda shape: w.array("dense", shape))
+        for name, value in to_arrays(gs).items():
+            if name not in w.names:  # rows written in place are stored already
+                w.put(name, value)
+    return from_arrays(cache.load("gradients", key))
 
 
 def holdout_validation(splits: Splits, fraction: float = 0.1, seed: int = 0) -> Splits:

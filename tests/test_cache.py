@@ -44,3 +44,17 @@ def test_keys_change_with_weights_data_layer_and_seed(tmp_path):
     gradients(m0, s.train, layer="all", projection_dim=8, seed=1, cache=cache)  # other projection seed
     assert len(list((tmp_path / "gradients").iterdir())) == 6
     assert cache_key("a", 1) != cache_key("a", 2)
+
+
+def test_streamed_gradients_are_memory_mapped_and_reloaded(tmp_path):
+    from ogdash.gradients import extract_gradients
+
+    cache = DiskCache(tmp_path)
+    s = moons(0)
+    model = train_model(ModelSpec("mlp", epochs=20), s.train, seed=0)
+    for layer, dim in (("all", None), ("all", 16), ("last", 8)):
+        g = gradients(model, s.train, layer=layer, projection_dim=dim, cache=cache)
+        assert isinstance(g.matrix(), np.memmap) or g.factored
+        again = gradients(model, s.train, layer=layer, projection_dim=dim, cache=cache)
+        ref = extract_gradients(model, s.train, layer=layer, projection_dim=dim, device="cpu")
+        np.testing.assert_allclose(np.asarray(again.matrix()), ref.matrix(), rtol=1e-5, atol=1e-6)

@@ -71,16 +71,27 @@ def test_generic_head_equals_closed_form(rng):
     np.testing.assert_allclose(closed.matrix(), generic.dense, atol=1e-6)
 
 
-def test_projection_is_chunk_invariant_and_seeded(rng):
+def test_dense_projection_is_chunk_invariant_and_seeded(rng):
+    ds = small_data(rng, n=50, shape=(6,), classes=5)
+    model = build_model(ModelSpec("mlp", hidden=(40,)), (6,), 5, seed=0)
+    dense = extract_gradients(model, ds, layer="head", device="cpu")  # generic path: dense rows
+    full = SparseProjector(dense.dim, 32, seed=3).transform(dense.dense)
+    np.testing.assert_allclose(project(dense, 32, seed=3, chunk_size=7).dense, full, rtol=1e-5, atol=1e-6)
+    streamed = extract_gradients(model, ds, layer="head", projection_dim=32, seed=3, chunk_size=9, device="cpu")
+    np.testing.assert_allclose(streamed.dense, full, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(project(dense, 32, seed=4).dense, full)
+    ratio = np.linalg.norm(full, axis=1) / np.linalg.norm(dense.dense, axis=1)
+    assert 0.6 < np.median(ratio) < 1.4  # Johnson-Lindenstrauss: norms roughly kept
+
+
+def test_factored_projection_is_the_sketch_of_the_materialised_gradients(rng):
+    from ogdash.projection import TensorSketch
+
     ds = small_data(rng, n=50, shape=(6,), classes=5)
     model = build_model(ModelSpec("mlp", hidden=(40,)), (6,), 5, seed=0)
     gs = extract_gradients(model, ds, device="cpu")
-    full = SparseProjector(gs.dim, 32, seed=3).transform(gs.matrix())
-    np.testing.assert_allclose(project(gs, 32, seed=3, chunk_size=7).dense, full, rtol=1e-5, atol=1e-6)
-    streamed = extract_gradients(model, ds, layer="head", projection_dim=32, seed=3, chunk_size=9, device="cpu")
-    np.testing.assert_allclose(streamed.dense, full, rtol=1e-4, atol=1e-5)
-    other = project(gs, 32, seed=4).dense
-    assert not np.allclose(other, full)
-    # a random projection roughly keeps norms (Johnson-Lindenstrauss)
-    ratio = np.linalg.norm(full, axis=1) / gs.norms(2)
-    assert 0.6 < np.median(ratio) < 1.4
+    sketched = project(gs, 32, seed=3).dense
+    ts = TensorSketch(5, 41, 32, seed=3)
+    # the sketch's matrix is in vec(e ⊗ [h, 1]) order; materialise in that order too
+    materialised = (gs.errors[:, :, None] * gs.augmented_acts()[:, None, :]).reshape(gs.n, -1)
+    np.testing.assert_allclose(sketched, materialised @ ts.as_matrix(), rtol=1e-4, atol=1e-5)
