@@ -30,6 +30,8 @@ test-browser: $(VENV)/.testing
 
 bench: $(VENV)/.runtime
 	PYTHONPATH=. $(PY) benchmarks/gradients.py
+	PYTHONPATH=. $(PY) benchmarks/mnist_flow.py
+	PYTHONPATH=. $(PY) benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
