@@ -95,3 +95,17 @@ def test_factored_projection_is_the_sketch_of_the_materialised_gradients(rng):
     # the sketch's matrix is in vec(e ⊗ [h, 1]) order; materialise in that order too
     materialised = (gs.errors[:, :, None] * gs.augmented_acts()[:, None, :]).reshape(gs.n, -1)
     np.testing.assert_allclose(sketched, materialised @ ts.as_matrix(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() or torch.backends.mps.is_available()), reason="no GPU here")
+def test_gpu_gives_the_cpu_result(rng):
+    from ogdash.models.train import default_device
+
+    ds = small_data(rng, n=64, shape=(1, 8, 8), classes=4)
+    model = build_model(ModelSpec("cnn"), (1, 8, 8), 4, seed=0)
+    cpu = extract_gradients(model, ds, device="cpu")
+    gpu = extract_gradients(model, ds, device=default_device())
+    np.testing.assert_allclose(gpu.matrix(), cpu.matrix(), rtol=1e-3, atol=1e-5)
+    cpu_all = extract_gradients(model.cpu(), ds, layer="all", device="cpu")
+    gpu_all = extract_gradients(model, ds, layer="all", device=default_device())
+    np.testing.assert_allclose(gpu_all.dense, cpu_all.dense, rtol=1e-3, atol=1e-5)
