@@ -1,0 +1,178 @@
+"""Sharded extraction (ogdash.distributed): 2 CPU ranks with gloo equal one process, and a killed rank resumes.
+
+Every launch pays for importing torch in fresh processes, so there are three in all: two
+with torch.multiprocessing (one import, then fork) and the rerun after the crash with
+torchrun, the command users type.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ogdash import pipeline
+from ogdash.cache import DiskCache
+from ogdash.data.files import load_file
+from ogdash.detectors import score
+from ogdash.distributed import SHARD_STAGE, extract_shard, merge_shards, shard_key
+from ogdash.models import ModelSpec
+
+SPEC = ModelSpec("mlp", (16, 16), 20)
+FIELDS = ("ids", "probs", "loss", "errors", "acts", "dense")
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 1, (300, 4)) for c in (0, 2, -2)]).astype(np.float32)
+    y = np.repeat(np.arange(3), 300)
+    y[rng.choice(900, 40, replace=False)] = rng.integers(0, 3, 40)
+    path = tmp_path_factory.mktemp("dist") / "train.npz"
+    np.savez(path, X=X, y=y)
+    return path
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "OGDASH_TEST": "1"}
+
+
+def _args(train_file, cache):
+    return ["--train", str(train_file), "--model", "mlp", "--epochs", "20", "--cache", str(cache),
+            "--device", "cpu", "--chunk-size", "64", "--json"]
+
+
+def _same(a, b):
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert x.shape == y.shape and x.dtype == y.dtype, name
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert np.array_equal(a.ids, b.ids)
+    assert (a.layer, a.bias, a.projected) == (b.layer, b.bias, b.projected)
+
+
+def _reference(train, cache_dir, tmp_path, **kw):
+    """The model rank 0 trained, and what single-process ``pipeline.gradients`` makes with it."""
+    model = pipeline.cached_model(SPEC, train, 0, DiskCache(cache_dir))
+    return model, pipeline.gradients(model, train, cache=DiskCache(tmp_path / "single"), **kw)
+
+
+LAUNCHER = """
+import os, sys, torch.multiprocessing as mp
+import ogdash.pipeline, ogdash.data.files  # imported once, before the fork
+from ogdash.distributed import _Parser, _add_arguments, main_extract
+
+def worker(rank, argv):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    code = main_extract(_add_arguments(_Parser()).parse_args(argv))
+    sys.stdout.flush()
+    if code:
+        sys.exit(code)
+
+mp.start_processes(worker, (sys.argv[1:],), nprocs=2, start_method="fork")
+"""
+
+
+def _launch(argv, **env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return subprocess.run([sys.executable, "-c", LAUNCHER, *argv], capture_output=True, text=True, timeout=240,
+                          env={**_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), **env})
+
+
+def _torchrun(argv):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "ogdash.distributed", *argv], capture_output=True, text=True, timeout=240, env=_env())
+
+
+def test_two_gloo_ranks_equal_one_process(train_file, tmp_path, monkeypatch):
+    cache = tmp_path / "c"
+    r = _launch(_args(train_file, cache))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])  # rank 0 alone prints
+    assert res["world_size"] == 2 and res["n_train"] == 900 and not res["cached"]
+    assert "[rank 1/2] stored its shard (450 samples)" in r.stderr
+
+    train = load_file(train_file, "train")
+    model, single = _reference(train, cache, tmp_path)
+    # rank 0 trained exactly what scan trains, and the entry sits under the single-process key
+    assert pipeline.weights_key(model) == pipeline.weights_key(pipeline.train_model(SPEC, train, 0))
+    assert res["key"] == pipeline.gradients_key(model, train)
+    merged = pipeline.cached_gradients(model, train, cache=DiskCache(cache))
+    _same(merged, single)
+    for detector in ("iforest", "l2"):
+        np.testing.assert_allclose(score(merged, detector, seed=0), score(single, detector, seed=0), rtol=1e-5)
+    assert not any((cache / SHARD_STAGE).iterdir())  # shards go once merged
+
+    # scan picks the merged gradients (and the model) up without recomputing either
+    def boom(*a, **k):
+        raise AssertionError("recomputed")
+    monkeypatch.setattr(pipeline, "extract_gradients", boom)
+    monkeypatch.setattr(pipeline, "fit", boom)
+    from ogdash.data.dataset import Splits
+    res_scan = pipeline.scan(Splits(train, train), SPEC, "iforest", 0.05, cache=DiskCache(cache))
+    _same(res_scan.grads, single)
+
+
+def test_killed_rank_leaves_no_result_and_rerun_resumes(train_file, tmp_path):
+    cache = tmp_path / "c"
+    argv = _args(train_file, cache)
+    r = _launch(argv, OGDASH_TEST_KILL_RANK="1")
+    assert r.returncode != 0 and "killing this rank mid-shard" in r.stderr, r.stderr[-3000:]
+
+    train = load_file(train_file, "train")
+    model = pipeline.cached_model(SPEC, train, 0, DiskCache(cache))
+    key = pipeline.gradients_key(model, train)
+    assert pipeline.cached_gradients(model, train, cache=DiskCache(cache)) is None
+    assert not (cache / "gradients" / key).exists()
+    shard0, shard1 = (cache / SHARD_STAGE / shard_key(key, q, 2) for q in (0, 1))
+    assert (shard0 / "meta.json").exists() and not shard1.exists()
+    assert list((cache / SHARD_STAGE).glob(f".{shard1.name}.*"))  # rank 1's half-written shard, hidden
+
+    r = _torchrun(argv)  # shards do not depend on the launcher
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["shards_reused"] == [0] and not res["cached"]
+    assert "[rank 0/2] reused its stored shard" in r.stderr and "[rank 1/2] stored its shard" in r.stderr
+    assert not list((cache / SHARD_STAGE).iterdir())  # merged, then shards and leftovers removed
+    _, single = _reference(train, cache, tmp_path)
+    _same(pipeline.cached_gradients(model, train, cache=DiskCache(cache)), single)
+
+
+@pytest.mark.parametrize("layer,dim,world", [("last", 16, 2), ("body", 24, 3), ("head", None, 3)])
+def test_shards_of_projected_and_generic_gradients_equal_the_full_run(layer, dim, world, tmp_path, train_file):
+    """In one process: the seeded projections (TensorSketch, SparseProjector) give every shard the
+    rows of the full projection, and uneven shards merge back in dataset order."""
+    train = load_file(train_file, "train").subset(np.arange(0, 900, 3))
+    model = pipeline.train_model(ModelSpec("mlp", (8,), 5), train, 0)
+    cache = DiskCache(tmp_path / "c")
+    for rank in range(world):
+        assert not extract_shard(model, train, rank, world, layer, dim, 7, cache, chunk_size=32)
+    assert extract_shard(model, train, 0, world, layer, dim, 7, cache)  # stored: resumed, not recomputed
+    merged = merge_shards(model, train, world, layer, dim, 7, cache)
+    single = pipeline.gradients(model, train, layer, dim, 7, DiskCache(tmp_path / "single"))
+    _same(merged, single)
+    assert pipeline.cached_gradients(model, train, layer, dim, 7, cache) is not None
+
+
+@pytest.mark.parametrize("extra,env,needle", [
+    (["--train", "missing.npz"], {}, "file not found"),
+    (["--projection-dim", "0"], {}, "--projection-dim"),
+    ([], {"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5"),
+])
+def test_bad_input_is_one_line_exit_2(train_file, tmp_path, capsys, monkeypatch, extra, env, needle):
+    from ogdash.distributed import _Parser, _add_arguments, main_extract
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = _add_arguments(_Parser()).parse_args(_args(train_file, tmp_path / "c") + extra)
+    assert main_extract(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and needle in err and len(err.strip().splitlines()) == 1
