@@ -103,7 +103,11 @@ class DecisionStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OgdashError(f"cannot create the folder for the decision store {self.path} ({exc.strerror}); "
+                              "set OGDASH_DECISIONS to a writable path.") from None
         try:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")

@@ -5,11 +5,12 @@ import numpy as np
 import streamlit as st
 
 from ogdash.data.files import resolve_under
+from ogdash.data.folders import non_image_files
 from ogdash.errors import OgdashError
 from ogdash.models.zoo import MODEL_KINDS
 from ogdash.ui import plots
-from ogdash.ui.state import (active_model, active_splits, data_config, data_root, describe_data, max_upload_mb,
-                             model_config, model_summary, progress_bar, splits_for)
+from ogdash.ui.state import (active_model, active_splits, check_upload_size, data_config, data_root, describe_data,
+                             key_of, memo, model_config, model_summary, progress_bar, splits_for)
 
 st.title("Data & model")
 st.caption("Choose the data and the model; every other page works on this choice.")
@@ -37,9 +38,7 @@ with builtin:
 def _stage_upload(upload) -> str | None:
     if upload is None:
         return None
-    if upload.size > max_upload_mb() * 2**20:
-        raise OgdashError(f"{upload.name}: is {upload.size / 2**20:.0f} MB, over the {max_upload_mb():.0f} MB upload limit; "
-                          "put it under the data root and give its path instead.")
+    check_upload_size(upload.name, upload.size)
     folder = Path(tempfile.mkdtemp(prefix="ogdash-upload-"))
     path = folder / Path(upload.name).name
     path.write_bytes(upload.getvalue())
@@ -57,8 +56,9 @@ with files:
     p_test = c2.text_input("…or test path", "")
     if st.button("Use these files", key="use_files"):
         try:
-            train = _stage_upload(up_train) or (str(resolve_under(data_root(), p_train)) if p_train else None)
-            test = _stage_upload(up_test) or (str(resolve_under(data_root(), p_test)) if p_test else None)
+            # a typed path wins over an upload: it is what the too-large-upload message asks for
+            train = str(resolve_under(data_root(), p_train)) if p_train else _stage_upload(up_train)
+            test = str(resolve_under(data_root(), p_test)) if p_test else _stage_upload(up_test)
             if not train or not test:
                 raise OgdashError("give both a training set and a test set.")
             choice = {"source": "files", "train": train, "test": test}
@@ -107,6 +107,12 @@ if splits is None:
     st.stop()
 train = splits.train
 st.subheader(describe_data(data_config()))
+if data_config()["source"] == "imagefolder":
+    skipped = memo(key_of("skipped", data_config()), lambda: non_image_files(data_config()["path"]))
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:3]) + (", …" if len(skipped) > 3 else "")
+        st.warning(f"Skipped {len(skipped)} file(s) that are not images ({names}); convert them to an image "
+                   "format to include them, or remove them.")
 m = st.columns(5)
 m[0].metric("Training samples", train.n)
 m[1].metric("Test samples", splits.test.n)
@@ -117,10 +123,11 @@ if train.noisy is not None:
 st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
 if train.kind == "image":
     cols = st.columns(8)
-    for i, col in enumerate(cols):
+    for i, col in zip(range(train.n), cols):  # a small folder may hold fewer than 8 training images
         col.image(train.view(i), caption=f"id {train.ids[i]}: {train.classes[train.y[i]]}", clamp=True, width="stretch")
 else:
-    st.dataframe(train.X[:8] if train.X.ndim == 2 else train.X[:8].reshape(8, -1), width="stretch")
+    first = train.X[:8]
+    st.dataframe(first if first.ndim == 2 else first.reshape(len(first), -1), width="stretch")
 
 # ------------------------------------------------------------------ model
 st.divider()
@@ -151,15 +158,19 @@ else:
     new["seed"] = int(c3.number_input("Seed (initialisation)", 0, 10_000, int(mcfg.get("seed", 0))))
 
 if st.button("Train model" if kind != "torchvision" else "Load model", type="primary"):
+    previous = st.session_state.get("model_config")
+    bar, cb = progress_bar("Training" if kind != "torchvision" else "Loading")
     try:
         if kind == "torchvision":
             new["weights"] = str(resolve_under(data_root(), new["weights"]))
         st.session_state["model_config"] = new
-        bar, cb = progress_bar("Training")
         active_model(train_if_missing=True, progress=cb)
-        bar.empty()
     except OgdashError as e:
+        # a model that failed to train or load never becomes the active one: the previous one stays
+        st.session_state["model_config"] = previous
         st.error(str(e))
+    finally:
+        bar.empty()
 
 try:
     model = active_model()

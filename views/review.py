@@ -102,9 +102,9 @@ else:
     b1, b2, _ = st.columns([1, 1, 3])
     b1.button("Keep all on this page", on_click=decide_many, args=(train.ids[shown].tolist(), "keep"))
     b2.button("Remove all on this page", on_click=decide_many, args=(train.ids[shown].tolist(), "remove"))
-    cols = st.columns(4)
+    cols = st.columns(3)
     for k, p in enumerate(shown):
-        with cols[k % 4]:
+        with cols[k % 3]:
             d = decided.get(int(train.ids[p]))
             card(train, int(p), grads.probs[p], float(scores[p]), None if d is None else d.to_dict(), decide)
 

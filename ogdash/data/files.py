@@ -22,29 +22,39 @@ from ogdash.errors import OgdashError
 def _labels(arr, what: str, path) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim != 1:
-        raise OgdashError(f"{path}: {what} must be one label per row (1-D); got shape {arr.shape}.")
+        raise OgdashError(f"{path}: {what} must be one label per row (1-D); got shape {arr.shape}; "
+                          "give one integer label per sample.")
     if arr.dtype.kind in "iu":
         out = arr.astype(np.int64)
     elif arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
         out = arr.astype(np.int64)  # whole numbers written as floats (1.0) are fine
     else:
-        example = next((v for v in arr.ravel() if not (isinstance(v, (int, np.integer)))), arr.ravel()[:1])
-        raise OgdashError(f"{path}: {what} must be integer class indices 0..K-1; found {example!r}. "
-                          "Map class names to integers first.")
+        raise OgdashError(f"{path}: {what} must be integer class indices 0..K-1; found {_first_non_integer(arr)!r}; "
+                          "map class names or other values to integers 0..K-1 first.")
     if len(out) and out.min() < 0:
-        raise OgdashError(f"{path}: {what} must be non-negative class indices; found {out.min()}.")
+        raise OgdashError(f"{path}: {what} must be non-negative class indices; found {out.min()}; "
+                          "map the labels to integers 0..K-1.")
     return out
+
+
+def _first_non_integer(arr: np.ndarray):
+    """The first label that is not a whole number, as a plain Python value (for the message)."""
+    for v in arr.ravel():
+        v = v.item() if isinstance(v, np.generic) else v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v != round(v):
+            return v
+    return arr.ravel()[0].item() if arr.size else None
 
 
 def _features(X, path) -> np.ndarray:
     X = np.asarray(X)
     if X.dtype.kind not in "iuf" and X.dtype.kind != "b":
-        raise OgdashError(f"{path}: X must be numeric; found dtype {X.dtype}.")
+        raise OgdashError(f"{path}: X must be numeric; found dtype {X.dtype}; save features as numbers.")
     X = X.astype(np.float32)
     if X.ndim == 3:
         X = X[:, None]
     if X.ndim not in (2, 4):
-        raise OgdashError(f"{path}: X must be (n, d), (n, H, W) or (n, C, H, W); got shape {X.shape}.")
+        raise OgdashError(f"{path}: X must be (n, d), (n, H, W) or (n, C, H, W); got shape {X.shape}; reshape it.")
     if not np.all(np.isfinite(X)):
         raise OgdashError(f"{path}: X contains NaN or infinite values; remove or impute them.")
     if X.ndim == 4 and X.size and X.max() > 1.0:
@@ -59,7 +69,7 @@ def _read_npz(path: Path):
     except ValueError as e:
         raise OgdashError(f"{path}: holds object arrays, which ogdash refuses to unpickle; save plain numeric arrays.") from e
     except Exception as e:  # zip errors, truncated files
-        raise OgdashError(f"{path}: is not a readable .npz file ({type(e).__name__}).") from e
+        raise OgdashError(f"{path}: is not a readable .npz file ({type(e).__name__}); save it with numpy.savez.") from e
     for key in ("X", "y"):
         if key not in arrays:
             raise OgdashError(f"{path}: missing array {key!r}; an .npz needs 'X' and 'y' (found {sorted(arrays)}).")
@@ -75,17 +85,26 @@ def _read_csv(path: Path):
     except UnicodeDecodeError as e:
         raise OgdashError(f"{path}: is not UTF-8 text; re-save the CSV with UTF-8 encoding.") from e
     except Exception as e:
-        raise OgdashError(f"{path}: cannot be read as CSV ({e}).") from e
+        raise OgdashError(f"{path}: cannot be read as CSV ({_first_line(e)}); save it as comma-separated text "
+                          "with a header row.") from e
     if "label" not in df.columns:
-        raise OgdashError(f"{path}: missing the 'label' column (columns are {list(df.columns)[:8]}).")
+        raise OgdashError(f"{path}: missing the 'label' column (columns are {list(df.columns)[:8]}); "
+                          "name the column of class indices 'label'.")
+    if len(df) == 0:
+        raise OgdashError(f"{path}: has zero samples; give a file with at least one row besides the header.")
     feats = [c for c in df.columns if c not in ("label", "true_label", "id")]
     if not feats:
-        raise OgdashError(f"{path}: has no feature columns besides 'label'.")
+        raise OgdashError(f"{path}: has no feature columns besides 'label'; add numeric feature columns.")
     bad = [c for c in feats if df[c].dtype.kind not in "iufb"]
     if bad:
-        raise OgdashError(f"{path}: feature columns must be numeric; {bad[:3]} are not.")
+        raise OgdashError(f"{path}: feature columns must be numeric; {bad[:3]} are not, so encode or drop them.")
     y_true = df["true_label"].to_numpy() if "true_label" in df.columns else None
     return df[feats].to_numpy(), df["label"].to_numpy(), y_true, None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:120]
 
 
 def load_file(path, name: str | None = None, n_classes: int | None = None,
@@ -93,7 +112,7 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
     """Load one ``.npz`` or ``.csv`` file as a Dataset; raises OgdashError on bad input."""
     path = Path(path)
     if not path.is_file():
-        raise OgdashError(f"file not found: {path}")
+        raise OgdashError(f"file not found: {path}; check the path (relative paths start at the data root).")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         X, y, y_true, file_classes = _read_npz(path)
@@ -105,13 +124,15 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
     y = _labels(y, "labels", path)
     y_true = None if y_true is None else _labels(y_true, "true labels", path)
     if len(X) != len(y):
-        raise OgdashError(f"{path}: X has {len(X)} rows but y has {len(y)}; they must match.")
+        raise OgdashError(f"{path}: X has {len(X)} rows but y has {len(y)}; give exactly one label per row of X.")
     if len(y) == 0:
-        raise OgdashError(f"{path}: has zero samples.")
+        raise OgdashError(f"{path}: has zero samples; give a file with at least one row.")
     classes = classes or file_classes
     k = len(classes) if classes else (n_classes or int(max(y.max(), -1 if y_true is None else y_true.max())) + 1)
     if y.max() >= k or (y_true is not None and y_true.max() >= k):
-        raise OgdashError(f"{path}: labels must be in 0..{k - 1}; found {int(y.max())}.")
+        found = int(max(y.max(), -1 if y_true is None else y_true.max()))
+        raise OgdashError(f"{path}: labels must be in 0..{k - 1} (one per class in 'classes'); found {found}; "
+                          "fix the labels or list every class.")
     classes = tuple(classes) if classes else tuple(str(i) for i in range(k))
     return make_dataset(name or path.stem, X, y, classes, y_true=y_true)
 
@@ -120,7 +141,7 @@ def load_splits(train, test, val=None) -> Splits:
     """Load train/test(/val) files and check that they agree on shape and classes."""
     tr = load_file(train, "train")
     if tr.n_classes < 2 or len(np.unique(tr.y)) < 2:
-        raise OgdashError(f"{train}: the training labels hold a single class; a classifier needs at least two.")
+        raise OgdashError(f"{train}: the training labels hold a single class; add samples of at least one other class.")
     others = []
     for path, name in ((test, "test"), (val, "val")):
         if path is None:
@@ -128,9 +149,11 @@ def load_splits(train, test, val=None) -> Splits:
             continue
         probe = load_file(path, name)
         if probe.X.shape[1:] != tr.X.shape[1:]:
-            raise OgdashError(f"{path}: samples have shape {probe.X.shape[1:]} but training samples have {tr.X.shape[1:]}.")
+            raise OgdashError(f"{path}: samples have shape {probe.X.shape[1:]} but training samples have "
+                              f"{tr.X.shape[1:]}; give files with the same features.")
         if probe.y.max() >= tr.n_classes:
-            raise OgdashError(f"{path}: has class {int(probe.y.max())}, unseen in training (classes 0..{tr.n_classes - 1}).")
+            raise OgdashError(f"{path}: has class {int(probe.y.max())}, unseen in training (classes "
+                              f"0..{tr.n_classes - 1}); drop those samples or add the class to the training set.")
         others.append(load_file(path, name, classes=tr.classes))
     return Splits(tr, others[0], others[1])
 

@@ -28,10 +28,12 @@ def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name:
     ``grayscale=None`` picks grey when every image is single-channel.
     """
     from PIL import Image, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
 
     root = Path(root)
     if not root.is_dir():
-        raise OgdashError(f"image folder not found: {root}")
+        raise OgdashError(f"image folder not found: {root}; check the path "
+                          "(relative paths start at the data root).")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise OgdashError(f"{root}: has no class sub-folders; lay it out as {root}/<class>/<image>.")
@@ -49,13 +51,26 @@ def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name:
                 im.load()
                 modes.add(im.mode)
                 images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             raise OgdashError(f"{f}: is not a readable image ({type(e).__name__}); fix or remove it.") from e
     gray = grayscale if grayscale is not None else modes <= {"L", "1", "I", "I;16", "F"}
     arr = np.stack([np.asarray(im.convert("L" if gray else "RGB").resize((size, size)), dtype=np.float32) / 255.0
                     for im in images])
     X = arr[:, None] if gray else np.transpose(arr, (0, 3, 1, 2))
     return make_dataset(name or root.name, X, labels, tuple(d.name for d in class_dirs))
+
+
+def non_image_files(root) -> list[Path]:
+    """Files in the class folders of ``root`` that ``load_image_folder`` skips (no image extension).
+
+    Hidden files (``.DS_Store``, ``._x.png``) are not listed: nobody meant them as samples.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                  for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() not in IMAGE_EXTENSIONS)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -77,18 +92,20 @@ def safe_unpickle(data: bytes, where: str = "file"):
     try:
         return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise OgdashError(f"{where}: holds objects other than arrays ({e}); ogdash will not unpickle it.") from e
+        raise OgdashError(f"{where}: holds objects other than arrays ({e}); ogdash will not unpickle it, "
+                          "so use the original CIFAR files.") from e
     except Exception as e:
-        raise OgdashError(f"{where}: is not a readable CIFAR batch ({type(e).__name__}).") from e
+        raise OgdashError(f"{where}: is not a readable CIFAR batch ({type(e).__name__}); "
+                          "download the original CIFAR files again.") from e
 
 
 def _cifar_batch(path: Path, label_key: str):
     d = safe_unpickle(path.read_bytes(), str(path))
     if not isinstance(d, dict):
-        raise OgdashError(f"{path}: is not a CIFAR batch (expected a dict).")
+        raise OgdashError(f"{path}: is not a CIFAR batch (expected a dict); use the original CIFAR files.")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
     if "data" not in d or label_key not in d:
-        raise OgdashError(f"{path}: lacks 'data' or '{label_key}'.")
+        raise OgdashError(f"{path}: lacks 'data' or '{label_key}'; use the original CIFAR files.")
     return np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[label_key], dtype=np.int64)
 
 
@@ -117,7 +134,8 @@ def load_cifar(root, noisy_labels=None, noise_key: str | None = None) -> Splits:
         names_key = "fine_label_names"
         name = "cifar100"
     else:
-        raise OgdashError(f"{root}: holds no CIFAR data (expected cifar-10-batches-py/ or cifar-100-python/).")
+        raise OgdashError(f"{root}: holds no CIFAR data; give the folder that holds cifar-10-batches-py/ "
+                          "or cifar-100-python/.")
     meta = {k.decode() if isinstance(k, bytes) else k: v for k, v in (meta or {}).items()}
     k = int(max(ytr.max(), yte.max())) + 1
     names = meta.get(names_key)
@@ -135,7 +153,8 @@ def load_cifar_n(path, key: str | None, n: int, n_classes: int) -> np.ndarray:
     """One label array from a CIFAR-N file, checked against the training set size and classes."""
     path = Path(path)
     if not path.is_file():
-        raise OgdashError(f"noisy-label file not found: {path}")
+        raise OgdashError(f"noisy-label file not found: {path}; check the path "
+                          "(relative paths start at the data root).")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -148,14 +167,16 @@ def load_cifar_n(path, key: str | None, n: int, n_classes: int) -> np.ndarray:
         except Exception as e:
             raise OgdashError(f"{path.name}: cannot be loaded safely ({type(e).__name__}); convert it to .npz.") from e
     if not isinstance(arrays, dict):
-        raise OgdashError(f"{path.name}: expected a dict of label arrays.")
+        raise OgdashError(f"{path.name}: expected a dict of label arrays; "
+                          "give the CIFAR-N file as released or an .npz.")
     choices = [k for k, v in arrays.items() if np.asarray(v).shape == (n,)]
     key = key or next((k for k in ("worse_label", "noisy_label", "aggre_label", "random_label1") if k in choices), None)
     if key not in choices:
         raise OgdashError(f"{path.name}: no label array {key!r} of length {n}; choose one of {choices}.")
     y = np.asarray(arrays[key]).astype(np.int64)
     if y.min() < 0 or y.max() >= n_classes:
-        raise OgdashError(f"{path.name}: labels in {key!r} fall outside 0..{n_classes - 1}.")
+        raise OgdashError(f"{path.name}: labels in {key!r} fall outside 0..{n_classes - 1}; "
+                          "check that the file matches this CIFAR version.")
     return y
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,13 @@ from ogdash.models.losses import per_sample_loss, probabilities
 from ogdash.models.zoo import ModelSpec, build_model
 
 Progress = Callable[[float, str], None] | None
+
+
+def _first_line(e: Exception, limit: int = 100) -> str:
+    """The first sentence of an exception's message, short enough for a one-line error."""
+    lines = str(e).strip().splitlines()
+    text = lines[0].split(". ")[0].rstrip(".") if lines else "no details"
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def default_device() -> torch.device:
@@ -70,8 +78,32 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int
             opt.step()
         if progress is not None and (epoch % max(1, spec.epochs // 50) == 0 or epoch == spec.epochs - 1):
             progress((epoch + 1) / spec.epochs, f"epoch {epoch + 1}/{spec.epochs}, loss {loss.item():.4f}")
+    # the last step can still blow the weights up after a finite loss; never hand on a NaN model
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise OgdashError("training diverged in the last epoch (weights became NaN or infinite); "
+                          "lower the learning rate or check the inputs.")
     model.eval()
     return model
+
+
+def check_fits(model: nn.Module, X: np.ndarray, n_classes: int, name: str = "the model") -> None:
+    """Run one sample through ``model`` and check it gives one output per class (or one for binary).
+
+    A model loaded from someone's checkpoint may expect other inputs (3 channels, another
+    size); this turns that into one clear OgdashError instead of a failure pages later.
+    """
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            out = prepare(model, device, X.ndim == 4)(to_input(X[:1], device))
+    except Exception as e:  # shape and dtype mismatches surface as RuntimeError or ValueError
+        raise OgdashError(f"{name} does not accept inputs of shape {tuple(X.shape[1:])} "
+                          f"({type(e).__name__}: {_first_line(e)}); "
+                          "choose an architecture made for this data.") from e
+    width = 1 if n_classes == 2 else n_classes
+    if out.ndim != 2 or out.shape[1] not in (width, n_classes):
+        raise OgdashError(f"{name} gives {tuple(out.shape[1:])} outputs per sample but the data has {n_classes} "
+                          "classes; load weights trained for these classes.")
 
 
 @torch.no_grad()
@@ -118,7 +150,8 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     """
     path = Path(path)
     if not path.is_file():
-        raise OgdashError(f"weights file not found: {path}")
+        raise OgdashError(f"weights file not found: {path}; check the path "
+                          "(relative paths start at the data root).")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -126,16 +159,49 @@ def load_weights(model: nn.Module, path) -> nn.Module:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's weights-only unpickler met something else than tensors
+        raise OgdashError(f"{path.name}: cannot be loaded as weights: it holds objects other than tensors (it may "
+                          "carry code), which ogdash never unpickles; give a .safetensors file or a tensors-only "
+                          "state_dict.") from e
     except Exception as e:
-        raise OgdashError(f"{path.name}: cannot be loaded as weights ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                          "give a .safetensors file or a tensors-only state_dict.") from e
+        raise OgdashError(f"{path.name}: cannot be loaded as weights ({type(e).__name__}: {_first_line(e)}); "
+                          "give a complete .safetensors file or a tensors-only state_dict.") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise OgdashError(f"{path.name}: holds a {type(state).__name__}, not a state_dict of tensors.")
+        raise OgdashError(f"{path.name}: holds a {type(state).__name__}, not a state_dict of tensors; "
+                          "save model.state_dict() instead.")
+    mismatch = _state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise OgdashError(f"{path.name}: does not fit this architecture ({mismatch}); "
+                          "load weights saved from the same architecture and number of classes.")
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1:2] or [str(e)]
-        raise OgdashError(f"{path.name}: does not fit this architecture ({first[0].strip()[:160]}).") from e
+    except RuntimeError as e:  # e.g. a value that is not a tensor; torch's first line is only a heading
+        detail = str(e).strip().splitlines()[1:2] or [str(e)]
+        raise OgdashError(f"{path.name}: does not fit this architecture ({_first_line(detail[0].strip())}); "
+                          "load weights saved from the same architecture and number of classes.") from e
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise OgdashError(f"{path.name}: holds NaN or infinite weights (a diverged run?); load a checkpoint from "
+                          "before training diverged.")
     return model.eval()
+
+
+def _state_mismatch(expected: dict, given: dict) -> str:
+    """What keeps ``given`` from loading into a model whose state_dict is ``expected`` ('' if nothing)."""
+    def some(keys):
+        keys = sorted(map(str, keys))
+        return ", ".join(repr(k) for k in keys[:2]) + (f" and {len(keys) - 2} more" if len(keys) > 2 else "")
+
+    missing, unexpected = set(expected) - set(given), set(given) - set(expected)
+    parts = []
+    if missing:
+        parts.append(f"missing {some(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {some(unexpected)}")
+    if not parts:
+        for k, t in expected.items():
+            shape = tuple(getattr(given[k], "shape", ()))
+            if isinstance(given[k], torch.Tensor) and shape != tuple(t.shape):
+                return f"{k!r} has shape {shape} in the file but {tuple(t.shape)} here"
+    return ", ".join(parts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -57,7 +58,20 @@ def decisions_path() -> Path:
 
 
 def max_upload_mb() -> float:
-    return float(os.environ.get("OGDASH_MAX_UPLOAD_MB", 200))
+    """The upload size limit in MB ($OGDASH_MAX_UPLOAD_MB, default 200; a malformed value means the default)."""
+    try:
+        limit = float(os.environ.get("OGDASH_MAX_UPLOAD_MB", 200))
+    except ValueError:
+        return 200.0
+    return limit if math.isfinite(limit) and limit > 0 else 200.0
+
+
+def check_upload_size(name: str, size: int, limit_mb: float | None = None) -> None:
+    """Refuse an upload of ``size`` bytes above the limit, with a message that says what to do instead."""
+    limit_mb = max_upload_mb() if limit_mb is None else limit_mb
+    if size > limit_mb * 2**20:
+        raise OgdashError(f"{name}: is {size / 2**20:.3g} MB, over the {limit_mb:.3g} MB upload limit; "
+                          "put it under the data root and give its path instead.")
 
 
 def _from_url(name: str) -> dict | None:
@@ -131,6 +145,13 @@ def _load_splits(cfg: dict) -> Splits:
         ds = load_image_folder(cfg["path"], size=int(cfg.get("size", 32)))
         splits = split_with_noise(ds.name, ds.X, ds.y, ds.classes, 0.2, cfg.get("noise_rate", 0.0),
                                   cfg.get("noise_kind", "uniform"), cfg.get("seed", 0), VAL_FRACTION)
+    elif src == "text":  # texts embedded by a sentence encoder (the Text data selection page)
+        from ogdash.textselect import load_text_splits
+
+        # only "path" may name a file (the URL reader keeps it under the data root); else the built-in data
+        splits = load_text_splits(cfg.get("path") or "rotten_tomatoes", cfg.get("noise", 0.2),
+                                  cfg.get("seed", 0), cfg.get("n_train"), cfg.get("n_test"),
+                                  cfg.get("encoder", "minilm"), disk_cache())[0]
     elif src == "cifar":
         from ogdash.data.folders import load_cifar
 
@@ -158,6 +179,9 @@ def describe_data(cfg: dict) -> str:
         if cfg["name"] in ("blobs", "moons"):
             return f"{cfg['name']} (seed {cfg.get('seed', 0)}, {cfg.get('flip_mode', 'far')} flips)"
         return f"{cfg['name']} (seed {cfg.get('seed', 0)}, {cfg.get('noise_rate', 0):.0%} {cfg.get('noise_kind')} noise)"
+    if cfg["source"] == "text":
+        name = Path(cfg["path"]).name if cfg.get("path") else "Rotten Tomatoes"
+        return f"text: {name} ({cfg.get('noise', 0):.0%} noise, {cfg.get('encoder', 'minilm')} embeddings)"
     return f"{cfg['source']}: {Path(cfg.get('train') or cfg.get('path')).name}"
 
 
@@ -183,10 +207,12 @@ def active_model(train_if_missing: bool = False, progress=None):
         return hit
     splits, mcfg = splits_for(data_config()), model_config()
     if mcfg["kind"] == "torchvision":
-        from ogdash.models.train import load_weights
+        from ogdash.models.train import check_fits, load_weights
         from ogdash.models.zoo import torchvision_model
 
         model = load_weights(torchvision_model(mcfg["arch"], splits.train.n_classes), mcfg["weights"])
+        # someone's checkpoint may expect other inputs: say so here, not pages later
+        check_fits(model, splits.train.X, splits.train.n_classes, f"{mcfg['arch']} with {Path(mcfg['weights']).name}")
     else:
         spec, seed = model_spec(mcfg), int(mcfg.get("seed", 0))
         model = cached_model(spec, splits.train, seed, disk_cache())

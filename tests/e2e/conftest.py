@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).parent / "screenshots"
+UPLOAD_LIMIT_MB = 0.01  # 10 KiB
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -36,12 +37,16 @@ def app_url(tmp_path_factory):
     """Start the dashboard with its own cache, decision store and data root; stop it afterwards."""
     home = tmp_path_factory.mktemp("app")
     port = _free_port()
+    # A tiny upload limit, so the browser can prove an upload over it is refused (tests/e2e/test_browser.py).
     env = {**os.environ, "OGDASH_CACHE": str(home / "cache"), "OGDASH_DECISIONS": str(home / "decisions.sqlite"),
-           "OGDASH_DATA_ROOT": str(home), "PYTHONUNBUFFERED": "1"}
+           "OGDASH_DATA_ROOT": str(home), "OGDASH_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), "PYTHONUNBUFFERED": "1"}
     log = open(home / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log, stderr=log)
+                             "--browser.gatherUsageStats", "false",
+                             # files edited while the suite runs must not put a "rerun?" prompt on the page
+                             "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -83,23 +88,52 @@ def pytest_runtest_makereport(item, call):
 def page(browser, request):
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
+    pg.set_default_timeout(120_000)  # a shared machine can be slow; the checks stay the same
     yield pg
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
         shot(pg, f"FAILED_{request.node.name}")
     ctx.close()
 
 
-def settle(page, timeout=120_000):
-    """Wait until Streamlit has finished running the script, then fail on any exception box."""
+SCRIPT_DONE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app !== null && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
+def settle(page, timeout=240_000):
+    """Wait until the app is connected and has finished running the script, then fail on any exception box.
+
+    ``data-test-script-state`` is 'initial' until the first run and 'running' during one; the
+    status widget (a "Stop" button) shows while the script runs. Generous timeouts: the
+    machine may be shared.
+    """
     page.wait_for_timeout(500)
-    # the status widget (a "Stop" button) shows while the script runs
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    page.wait_for_function(SCRIPT_DONE, timeout=timeout)
     page.wait_for_timeout(300)
+    page.wait_for_function(SCRIPT_DONE, timeout=timeout)  # a rerun that started late
+    assert_no_exception(page)
+
+
+def assert_no_exception(page):
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
 
 
 def shot(page, name):
+    """Screenshot the whole page. Streamlit scrolls inside its main container, not the document, so a
+    full-page screenshot alone shows one viewport: the viewport grows to the content for the shot."""
     SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    size = page.viewport_size
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : 0; }")
+    if size and height > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 12_000)})
+        page.wait_for_timeout(400)  # charts re-layout
+    try:
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    finally:
+        if size:
+            page.set_viewport_size(size)

@@ -1,0 +1,680 @@
+"""The catalogue of bad inputs (issue #7): one table, run through the library, the CLI and the pages.
+
+Annotators point ogdash at messy folders, half-finished checkpoints and shared machines. Every
+row of ``CASES`` below is one bad input. For each:
+
+- **library**: the call the library makes on that input raises ``OgdashError`` with a one-line
+  message that names the problem and says what to do (or, for the few inputs that are handled
+  without an error, the stated outcome holds: a skipped file, a recomputed cache entry);
+- **CLI** (where the CLI takes that input): ``python -m ogdash scan`` exits 2 with one
+  ``error: ...`` line on stderr and no traceback;
+- **page** (where a page takes that input): under AppTest the page shows the message with
+  ``st.error``, raises no exception, keeps the data or model that was active before, and stays
+  usable: loading good files afterwards works.
+
+The real-browser suite (``tests/e2e``) repeats the upload cases through a real file chooser.
+The decision-store and cache guarantees live in ``tests/test_review.py`` and
+``tests/test_cache.py``; the section at the end adds what only the app can show (a restart and
+a change of the cache directory keep every decision). ``test_catalogue_covers_the_issue``
+checks that every bullet of the issue has a case and prints the count.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from ogdash.cache import DiskCache
+from ogdash.data import Splits, load_file, load_splits, resolve_under
+from ogdash.data.folders import load_cifar, load_cifar_n, load_image_folder, non_image_files
+from ogdash.detectors import budget_count
+from ogdash.errors import OgdashError
+from ogdash.models import ModelSpec
+from ogdash.models.train import check_fits, load_weights
+from ogdash.models.zoo import build_model, torchvision_model
+from ogdash.pipeline import gradients, scan, train_model
+from ogdash.review import DecisionStore
+from ogdash.ui.nav import ROOT
+from ogdash.ui.state import check_upload_size
+
+ARCH = "shufflenet_v2_x0_5"  # a small torchvision architecture: checkpoints of a few MB
+MAX_MESSAGE = 400  # characters; paths in messages are long under pytest's tmp folders
+PWNED = "pwned_marker"  # a pickle that carries code would create this file if it ever ran
+JUNK_STORE = b"someone's notes, not a database\n" * 100  # a "decision store" that is not one
+
+
+# ------------------------------------------------------------------ the inputs, written once under a data root
+
+class Payload:
+    """A pickle that runs a shell command when loaded: ogdash must refuse it, never run it."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _savez(path: Path, **arrays):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def _image_folder(root: Path, classes=("cat", "dog"), n=3, size=10):
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), "RGB").save(root / c / f"{i}.png")
+    return root
+
+
+def _fake_cifar10(root: Path, n=20):
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+        (base / name).write_bytes(pickle.dumps(batch))
+    return root
+
+
+def build_data_root(base: Path) -> Path:
+    """Every bad input of the catalogue (and a few good ones) under ``base/root``; ``base/outside`` is out of it."""
+    root, outside = base / "root", base / "outside"
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 2)) + 2.0 * (np.arange(40) % 2)[:, None], np.arange(40) % 2
+    _savez(root / "good_train.npz", X=X, y=y)
+    _savez(root / "good_test.npz", X=X[:20] + 0.1, y=y[:20])
+    _savez(root / "other_train.npz", X=X[:30], y=y[:30])
+    _savez(outside / "secret.npz", X=X, y=y)
+    os.symlink(outside, root / "escape")  # a symlink inside the root that points out of it
+
+    f = root / "files"
+    _savez(f / "missing_y.npz", X=X)
+    f.joinpath("missing_label.csv").write_text("f1,f2,target\n" + "".join(f"{a},{b},{c}\n" for (a, b), c in zip(X, y)))
+    _savez(f / "length_mismatch.npz", X=X, y=y[:39])
+    f.joinpath("string_labels.csv").write_text("f1,f2,label\n" + "".join(
+        f"{a},{b},{'cat' if c else 'dog'}\n" for (a, b), c in zip(X, y)))
+    _savez(f / "float_labels.npz", X=X, y=np.where(np.arange(40) == 7, 0.5, y))
+    _savez(f / "negative_labels.npz", X=X, y=np.where(np.arange(40) == 3, -1, y))
+    _savez(f / "out_of_range.npz", X=X, y=np.where(np.arange(40) == 5, 2, y), classes=np.array(["cat", "dog"]))
+    _savez(f / "nan_features.npz", X=np.where(np.arange(40)[:, None] == 9, np.nan, X), y=y)
+    _savez(f / "inf_features.npz", X=np.where(np.arange(40)[:, None] == 9, np.inf, X), y=y)
+    _savez(f / "single_class.npz", X=X, y=np.zeros(40, int))
+    _savez(f / "zero_samples.npz", X=np.zeros((0, 2)), y=np.zeros(0, int))
+    f.joinpath("zero_samples.csv").write_text("f1,f2,label\n")
+    _savez(f / "unseen_class_test.npz", X=X[:20], y=np.arange(20) % 3)
+    f.joinpath("latin1.csv").write_bytes(("f1,f2,label,note\n" + "".join(
+        f"{a},{b},{c},caf\xe9\n" for (a, b), c in zip(X, y))).encode("latin-1"))
+    f.joinpath("not_a_zip.npz").write_bytes(b"PK\x03\x04 half of a zip file")
+    _savez(f / "object_array.npz", X=np.array([{"a": 1}] * 40, dtype=object), y=y)
+    # finite features near float32's maximum: valid data, but the first forward pass overflows
+    _savez(f / "huge_features.npz", X=((0.99 + 0.01 * rng.random((40, 16))) * 3.4e38).astype(np.float32), y=y)
+    _savez(f / "huge_test.npz", X=np.ones((10, 16), np.float32), y=np.arange(10) % 2)
+
+    im = root / "images"
+    png = _image_folder(im / "truncated_png")
+    whole = (png / "dog" / "0.png").read_bytes()
+    (png / "dog" / "broken.png").write_bytes(whole[: len(whole) // 2])
+    _image_folder(im / "disguised").joinpath("cat", "notes.jpg").write_text("meeting notes, not a photo")
+    _image_folder(im / "with_text_file").joinpath("cat", "notes.txt").write_text("labelling guide")
+    (im / "empty").mkdir(parents=True)
+    (_image_folder(im / "empty_class") / "zebra").mkdir()
+
+    ck = root / "ckpt"
+    ck.mkdir()
+    state = torchvision_model(ARCH, 2).state_dict()
+    torch.save(state, ck / "valid.pt")
+    torch.save(build_model(ModelSpec("mlp"), (2,), 2).state_dict(), ck / "other_arch.pt")
+    torch.save({k: v for k, v in state.items() if k != "fc.bias"}, ck / "missing_keys.pt")
+    torch.save({**state, "fc.weight": Payload(base / PWNED)}, ck / "code.pt")
+    (ck / "code_raw.pt").write_bytes(pickle.dumps({"fc.weight": Payload(base / PWNED)}))
+    whole = (ck / "valid.pt").read_bytes()
+    (ck / "truncated.pt").write_bytes(whole[: len(whole) // 3])
+    torch.save({k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in state.items()},
+               ck / "nan_weights.pt")
+
+    evil = _fake_cifar10(root / "cifar_code")
+    (evil / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps({b"data": Payload(base / PWNED),
+                                                                               b"labels": [0]}))
+    _fake_cifar10(root / "cifar_ok")
+    torch.save({"worse_label": Payload(base / PWNED)}, root / "cifar_n_code.pt")
+
+    (root / "decisions_junk.sqlite").write_bytes(JUNK_STORE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return build_data_root(tmp_path_factory.mktemp("bad_inputs"))
+
+
+@pytest.fixture(autouse=True)
+def _nothing_ran_nothing_overwritten(request):
+    """After every test: no pickle in the catalogue ever ran its payload, and the refused store is untouched."""
+    yield
+    if "root" in request.fixturenames:
+        root = request.getfixturevalue("root")
+        assert not (root.parent / PWNED).exists(), "a pickle's code was executed"
+        assert (root / "decisions_junk.sqlite").read_bytes() == JUNK_STORE
+
+
+# ------------------------------------------------------------------ how the library, the CLI and the pages take them
+
+def splits(root, train, test="good_test.npz", val=None):
+    return load_splits(root / train, root / test, None if val is None else root / val)
+
+
+def weights(root, name, arch=ARCH):
+    """What the Data page does for 'torchvision architecture + your weights', for the good files' data."""
+    data = splits(root, "good_train.npz").train
+    model = load_weights(torchvision_model(arch, data.n_classes), resolve_under(root, f"ckpt/{name}"))
+    check_fits(model, data.X, data.n_classes, f"{arch} with {name}")
+    return model
+
+
+def cli_args(train, test="good_test.npz", *extra):
+    return ["scan", "--train", train, "--test", test, "--model", "mlp", "--epochs", "2", "--no-cache", *extra]
+
+
+def _find(widgets, label):
+    return next(w for w in widgets if w.label == label)
+
+
+def click(at, label):
+    _find(at.button, label).click().run()
+    return at
+
+
+def use_files(at, train, test="good_test.npz"):
+    _find(at.text_input, "…or training path").set_value(train)
+    _find(at.text_input, "…or test path").set_value(test)
+    return click(at, "Use these files")
+
+
+def use_folder(at, path):
+    _find(at.text_input, "Folder (under the data root)").set_value(path)
+    return click(at, "Use this folder")
+
+
+def use_cifar(at, path, noisy=""):
+    _find(at.text_input, "CIFAR folder (under the data root)").set_value(path)
+    _find(at.text_input, "CIFAR-N label file (optional)").set_value(noisy)
+    return click(at, "Use CIFAR")
+
+
+def load_model(at, name, arch=ARCH):
+    _find(at.selectbox, "Architecture").set_value("torchvision").run()
+    _find(at.text_input, "Architecture name").set_value(arch)
+    _find(at.text_input, "Weights file (.safetensors or .pt, under the data root)").set_value(f"ckpt/{name}")
+    return click(at, "Load model")
+
+
+def upload(at, name, size):
+    """Upload a valid .npz of about ``size`` bytes as both the training and the test set."""
+    buf = io.BytesIO()
+    np.savez(buf, X=np.zeros((size // 8, 1)), y=np.arange(size // 8) % 2)
+    for uploader in at.file_uploader[:2]:
+        uploader.set_value((name, buf.getvalue(), "application/octet-stream"))
+    at.run()
+    return click(at, "Use these files")
+
+
+def train_then_review(at):
+    """Train on the good files, extract gradients, open the review page (where decisions are stored)."""
+    click(at, "Train model")
+    at.switch_page("views/gradient_space.py").run()
+    click(at, "Extract gradients")
+    at.switch_page("views/review.py").run()
+    return at
+
+
+# ------------------------------------------------------------------ the catalogue
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input.
+
+    library: the library's call on it; raises OgdashError whose message matches ``needle``
+             (a regex), unless ``needle`` is None: then it returns normally and checks the outcome.
+    cli:     arguments for ``python -m ogdash`` (paths relative to the root), or None where the CLI
+             takes no such input (folders, checkpoints, UI paths, uploads).
+    page:    drives an AppTest opened on the Data page to the input, or None where no page takes it
+             (budgets: the page's slider cannot go out of range; cache entries).
+    keeps:   what the page must still hold after the error: 'data' (the good files), 'model'
+             (the model choice), or None.
+    page_env / page_query: environment variables and URL query parameters for the page test.
+    also:    other tests that exercise the same input.
+    """
+
+    name: str
+    bullet: str
+    library: Callable
+    needle: str | None
+    cli: list | None = None
+    page: Callable | None = None
+    keeps: str | None = "data"
+    page_env: dict = field(default_factory=dict)
+    page_query: dict | None = None
+    also: str = ""
+
+
+B_FILES, B_DATA, B_SPLITS, B_BUDGET = "bad files", "bad arrays", "bad splits", "bad budget"
+B_CKPT, B_PATH, B_UPLOAD, B_TRAIN, B_CACHE, B_STORE = ("bad checkpoint", "path escape", "upload", "training",
+                                                       "cache", "decision store")
+
+
+def _cache_entry_damaged(root, how):
+    """Damage a cached gradients entry; the next call detects it, recomputes, and returns the same gradients."""
+    cache = DiskCache(root.parent / f"cache_{how}")
+    s = splits(root, "good_train.npz")
+    model = train_model(ModelSpec("mlp", epochs=5), s.train, cache=cache)
+    expected = np.array(gradients(model, s.train, cache=cache).matrix())  # a copy: cache arrays may be memory-mapped
+    (entry,) = (cache.root / "gradients").iterdir()
+    target = next(p for p in sorted(entry.glob("*.npy")) if p.stat().st_size > 256)
+    data = bytearray(target.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    else:  # same length, flipped bytes: only the checksum can tell
+        data[-16:] = bytes(255 - b for b in data[-16:])
+    # a new file in its place (not an in-place write: a live memory map of the old one must not see it change)
+    target.with_suffix(".tmp").write_bytes(bytes(data))
+    os.replace(target.with_suffix(".tmp"), target)
+    assert cache.load("gradients", entry.name) is None  # detected: never loaded
+    again = gradients(model, s.train, cache=cache)  # recomputed
+    np.testing.assert_array_equal(np.array(again.matrix()), expected)
+    assert cache.load("gradients", entry.name) is not None  # and stored intact again
+
+
+def _skipped_text_file(root):
+    ds = load_image_folder(root / "images/with_text_file", size=8)
+    assert ds.n == 6  # the text file is not a sample
+    assert [p.name for p in non_image_files(root / "images/with_text_file")] == ["notes.txt"]
+
+
+def _ocsvm_without_validation(root):
+    s = splits(root, "good_train.npz")
+    scan(Splits(s.train, s.test, None), ModelSpec("mlp", epochs=2), detector="ocsvm")
+
+
+def _huge_training(root):
+    train_model(ModelSpec("mlp", epochs=3), splits(root, "files/huge_features.npz", "files/huge_test.npz").train)
+
+
+CASES = [
+    # --- images and folders
+    Case("corrupt image file (a truncated PNG)", B_FILES,
+         lambda r: load_image_folder(r / "images/truncated_png"), r"broken\.png.*not a readable image.*fix or remove",
+         page=lambda at: use_folder(at, "images/truncated_png"), also="test_folders.py::test_image_folder_bad_inputs"),
+    Case("non-image file with an image name (text saved as .jpg)", B_FILES,
+         lambda r: load_image_folder(r / "images/disguised"), r"notes\.jpg.*not a readable image",
+         page=lambda at: use_folder(at, "images/disguised")),
+    Case("non-image file among the images (notes.txt): skipped, as torchvision does, and the page says so", B_FILES,
+         _skipped_text_file, None, page=lambda at: use_folder(at, "images/with_text_file"), keeps=None,
+         also="test_folders.py::test_image_folder_layout"),
+    Case("empty folder", B_FILES, lambda r: load_image_folder(r / "images/empty"), r"no class sub-folders",
+         page=lambda at: use_folder(at, "images/empty")),
+    Case("class folder with no images", B_FILES, lambda r: load_image_folder(r / "images/empty_class"),
+         r"zebra.*holds no images", page=lambda at: use_folder(at, "images/empty_class")),
+    Case("image folder that does not exist", B_FILES, lambda r: load_image_folder(r / "images/nope"),
+         r"not found", page=lambda at: use_folder(at, "images/nope")),
+    # --- .npz / .csv contents
+    Case(".npz without the y array", B_DATA, lambda r: splits(r, "files/missing_y.npz"), r"missing array 'y'",
+         cli=cli_args("files/missing_y.npz"), page=lambda at: use_files(at, "files/missing_y.npz"),
+         also="test_data.py::test_bad_files_give_one_clear_error"),
+    Case(".csv without the label column", B_DATA, lambda r: splits(r, "files/missing_label.csv"),
+         r"missing the 'label' column", cli=cli_args("files/missing_label.csv"),
+         page=lambda at: use_files(at, "files/missing_label.csv")),
+    Case("X and y of different lengths", B_DATA, lambda r: splits(r, "files/length_mismatch.npz"),
+         r"40 rows but y has 39", cli=cli_args("files/length_mismatch.npz"),
+         page=lambda at: use_files(at, "files/length_mismatch.npz")),
+    Case("labels that are strings", B_DATA, lambda r: splits(r, "files/string_labels.csv"),
+         r"integer class indices.*found 'dog'", cli=cli_args("files/string_labels.csv"),
+         page=lambda at: use_files(at, "files/string_labels.csv")),
+    Case("labels that are floats", B_DATA, lambda r: splits(r, "files/float_labels.npz"),
+         r"integer class indices.*found 0\.5", cli=cli_args("files/float_labels.npz"),
+         page=lambda at: use_files(at, "files/float_labels.npz")),
+    Case("negative labels", B_DATA, lambda r: splits(r, "files/negative_labels.npz"), r"non-negative.*found -1",
+         cli=cli_args("files/negative_labels.npz"), page=lambda at: use_files(at, "files/negative_labels.npz")),
+    Case("labels out of range of the listed classes", B_DATA, lambda r: splits(r, "files/out_of_range.npz"),
+         r"labels must be in 0\.\.1.*found 2", cli=cli_args("files/out_of_range.npz"),
+         page=lambda at: use_files(at, "files/out_of_range.npz")),
+    Case("NaN features", B_DATA, lambda r: splits(r, "files/nan_features.npz"), r"NaN or infinite",
+         cli=cli_args("files/nan_features.npz"), page=lambda at: use_files(at, "files/nan_features.npz"),
+         also="test_pipeline.py::test_cli_bad_file_in_a_real_process"),
+    Case("infinite features", B_DATA, lambda r: splits(r, "files/inf_features.npz"), r"NaN or infinite",
+         cli=cli_args("files/inf_features.npz"), page=lambda at: use_files(at, "files/inf_features.npz")),
+    Case("a single class", B_DATA, lambda r: splits(r, "files/single_class.npz"), r"single class",
+         cli=cli_args("files/single_class.npz"), page=lambda at: use_files(at, "files/single_class.npz"),
+         also="test_data.py::test_splits_validate_against_training"),
+    Case("zero samples (.npz)", B_DATA, lambda r: splits(r, "files/zero_samples.npz"), r"zero samples",
+         cli=cli_args("files/zero_samples.npz"), page=lambda at: use_files(at, "files/zero_samples.npz")),
+    Case("zero samples (.csv with only a header)", B_DATA, lambda r: splits(r, "files/zero_samples.csv"),
+         r"zero samples", cli=cli_args("files/zero_samples.csv"),
+         page=lambda at: use_files(at, "files/zero_samples.csv")),
+    Case("CSV in a non-UTF-8 encoding (Latin-1)", B_DATA, lambda r: splits(r, "files/latin1.csv"), r"not UTF-8",
+         cli=cli_args("files/latin1.csv"), page=lambda at: use_files(at, "files/latin1.csv")),
+    Case(".npz that is not a zip (a half-copied file)", B_DATA, lambda r: splits(r, "files/not_a_zip.npz"),
+         r"not a readable \.npz", cli=cli_args("files/not_a_zip.npz"),
+         page=lambda at: use_files(at, "files/not_a_zip.npz")),
+    Case(".npz holding pickled objects (refused, never unpickled)", B_DATA,
+         lambda r: splits(r, "files/object_array.npz"), r"refuses to unpickle", cli=cli_args("files/object_array.npz"),
+         page=lambda at: use_files(at, "files/object_array.npz")),
+    Case("file that does not exist", B_DATA, lambda r: splits(r, "files/nope.npz"), r"file not found",
+         cli=cli_args("files/nope.npz"), page=lambda at: use_files(at, "files/nope.npz")),
+    # --- train / test / validation
+    Case("test set with a class unseen in training", B_SPLITS,
+         lambda r: splits(r, "good_train.npz", "files/unseen_class_test.npz"), r"class 2, unseen in training",
+         cli=cli_args("good_train.npz", "files/unseen_class_test.npz"),
+         page=lambda at: use_files(at, "good_train.npz", "files/unseen_class_test.npz")),
+    Case("OneClassSVM with no validation set", B_SPLITS, _ocsvm_without_validation,
+         r"OneClassSVM needs a non-empty validation set", also="test_detectors.py::test_ocsvm_uses_validation_inliers"),
+    Case("OneClassSVM with an empty validation file", B_SPLITS,
+         lambda r: splits(r, "good_train.npz", val="files/zero_samples.npz"), r"zero samples",
+         cli=cli_args("good_train.npz", "good_test.npz", "--detector", "ocsvm", "--val", "files/zero_samples.npz"),
+         page=lambda at: at, keeps=None,
+         page_query={"data": {"source": "files", "train": "good_train.npz", "test": "good_test.npz",
+                              "val": "files/zero_samples.npz"}}),
+    # --- budgets
+    Case("budget of 0", B_BUDGET, lambda r: budget_count(0, 40), r"budget must be positive",
+         cli=cli_args("good_train.npz", "good_test.npz", "--budget", "0"),
+         also="test_detectors.py::test_budget_fraction_and_count, test_pipeline.py::test_cli_bad_input_is_one_line"),
+    Case("negative budget", B_BUDGET, lambda r: budget_count(-0.1, 40), r"budget must be positive",
+         cli=cli_args("good_train.npz", "good_test.npz", "--budget=-0.1")),
+    Case("budget above 1 as a fraction (1.5)", B_BUDGET, lambda r: budget_count(1.5, 40), r"count.*whole",
+         cli=cli_args("good_train.npz", "good_test.npz", "--budget", "1.5")),
+    Case("budget above n as a count", B_BUDGET, lambda r: budget_count(41, 40), r"more than the 40 training",
+         cli=cli_args("good_train.npz", "good_test.npz", "--budget", "41")),
+    Case("budget that is not a number", B_BUDGET, lambda r: budget_count(float("nan"), 40), r"budget must be a number",
+         cli=cli_args("good_train.npz", "good_test.npz", "--budget", "lots")),
+    # --- checkpoints
+    Case("checkpoint for another architecture", B_CKPT, lambda r: weights(r, "other_arch.pt"),
+         r"does not fit this architecture", page=lambda at: load_model(at, "other_arch.pt"), keeps="model",
+         also="test_models.py::test_weights_roundtrip_and_refusals"),
+    Case("checkpoint with missing keys", B_CKPT, lambda r: weights(r, "missing_keys.pt"),
+         r"does not fit this architecture.*fc\.bias", page=lambda at: load_model(at, "missing_keys.pt"),
+         keeps="model"),
+    Case("checkpoint that is a pickle with code (torch.save)", B_CKPT, lambda r: weights(r, "code.pt"),
+         r"cannot be loaded as weights", page=lambda at: load_model(at, "code.pt"), keeps="model",
+         also="test_models.py::test_checkpoint_with_code_is_refused_not_executed"),
+    Case("checkpoint that is a pickle with code (plain pickle)", B_CKPT, lambda r: weights(r, "code_raw.pt"),
+         r"cannot be loaded as weights", page=lambda at: load_model(at, "code_raw.pt"), keeps="model"),
+    Case("half-written checkpoint (truncated)", B_CKPT, lambda r: weights(r, "truncated.pt"),
+         r"cannot be loaded as weights", page=lambda at: load_model(at, "truncated.pt"), keeps="model"),
+    Case("checkpoint with NaN weights (from a diverged run)", B_CKPT, lambda r: weights(r, "nan_weights.pt"),
+         r"NaN or infinite weights", page=lambda at: load_model(at, "nan_weights.pt"), keeps="model"),
+    Case("checkpoint whose model does not take this data's inputs", B_CKPT, lambda r: weights(r, "valid.pt"),
+         r"does not accept inputs of shape \(2,\)", page=lambda at: load_model(at, "valid.pt"), keeps="model"),
+    Case("CIFAR batch that is a pickle with code", B_CKPT, lambda r: load_cifar(r / "cifar_code"),
+         r"will not unpickle", page=lambda at: use_cifar(at, "cifar_code"),
+         also="test_folders.py::test_a_pickle_with_code_is_refused_not_run"),
+    Case("CIFAR-N label file that is a pickle with code", B_CKPT,
+         lambda r: load_cifar_n(r / "cifar_n_code.pt", None, 100, 10), r"cannot be loaded safely",
+         page=lambda at: use_cifar(at, "cifar_ok", "cifar_n_code.pt")),
+    # --- paths typed into the UI
+    Case("path that escapes the data root with ../", B_PATH, lambda r: resolve_under(r, "../outside/secret.npz"),
+         r"outside the data root", page=lambda at: use_files(at, "../outside/secret.npz"),
+         also="test_data.py::test_paths_stay_under_the_data_root"),
+    Case("absolute path outside the data root", B_PATH,
+         lambda r: resolve_under(r, str(r.parent / "outside/secret.npz")), r"outside the data root",
+         page=lambda at: use_files(at, str(Path(os.environ["OGDASH_DATA_ROOT"]).parent / "outside/secret.npz"))),
+    Case("symlink inside the root that points out of it", B_PATH, lambda r: resolve_under(r, "escape/secret.npz"),
+         r"outside the data root", page=lambda at: use_files(at, "escape/secret.npz")),
+    Case("image folder path outside the data root", B_PATH, lambda r: resolve_under(r, "../outside"),
+         r"outside the data root", page=lambda at: use_folder(at, "../outside")),
+    Case("weights path outside the data root", B_PATH, lambda r: resolve_under(r, "/etc/passwd"),
+         r"outside the data root", page=lambda at: load_model(at, "../../etc/passwd"), keeps="model"),
+    Case("shared link (URL) whose paths escape the data root: ignored, the default data opens", B_PATH,
+         lambda r: None, None, page=lambda at: at, keeps=None,
+         page_query={"data": {"source": "files", "train": "../outside/secret.npz", "test": "good_test.npz"}}),
+    # --- uploads
+    Case("upload over the size limit", B_UPLOAD, lambda r: check_upload_size("big.npz", 3 * 2**20, 2),
+         r"big\.npz: is [0-9.]+ MB, over the [0-9.]+ MB upload limit", page=lambda at: upload(at, "big.npz", 4096),
+         page_env={"OGDASH_MAX_UPLOAD_MB": "0.001"}, also="tests/e2e/test_browser.py::test_upload_over_the_limit"),
+    # --- training
+    Case("training run whose loss becomes NaN", B_TRAIN, _huge_training, r"training diverged",
+         cli=cli_args("files/huge_features.npz", "files/huge_test.npz"),
+         page=lambda at: click(use_files(at, "files/huge_features.npz", "files/huge_test.npz"), "Train model"),
+         keeps="model", also="test_models.py::test_training_that_diverges_says_so"),
+    # --- cache and decision store
+    Case("truncated cache file: detected and recomputed", B_CACHE, lambda r: _cache_entry_damaged(r, "truncated"),
+         None, also="test_cache.py::test_roundtrip_and_corruption_recompute"),
+    Case("corrupt cache file (same size, bytes flipped): detected and recomputed", B_CACHE,
+         lambda r: _cache_entry_damaged(r, "flipped"), None),
+    Case("decision store that is not a database: refused and left untouched", B_STORE,
+         lambda r: DecisionStore(r / "decisions_junk.sqlite"), r"not a readable decision store",
+         page=train_then_review, keeps=None, page_env={"OGDASH_DECISIONS": "decisions_junk.sqlite"},
+         also="test_review.py::test_corrupt_file_raises_and_is_kept"),
+]
+
+ISSUE_BULLETS = {
+    "corrupt image file": "corrupt image file", "non-image file": "non-image file", "empty folder": "empty folder",
+    "class folder with no images": "class folder with no images", "missing arrays": "without the y array",
+    "missing columns": "without the label column", "length mismatch": "of different lengths",
+    "string labels": "labels that are strings", "float labels": "labels that are floats",
+    "negative labels": "negative labels", "out-of-range labels": "labels out of range", "NaN features": "NaN features",
+    "inf features": "infinite features", "single class": "a single class", "zero samples": "zero samples",
+    "unseen test classes": "unseen in training", "empty OneClassSVM validation": "OneClassSVM with an empty",
+    "budget 0": "budget of 0", "negative budget": "negative budget", "fraction above 1": "above 1 as a fraction",
+    "count above n": "above n as a count", "other architecture": "another architecture",
+    "missing keys": "missing keys", "pickle with code": "pickle with code (torch.save)",
+    "../": "with ../", "absolute path": "absolute path", "symlink": "symlink", "upload size": "upload over",
+    "non-UTF-8 CSV": "non-UTF-8", "NaN loss": "loss becomes NaN", "corrupt cache": "corrupt cache file",
+    "truncated cache": "truncated cache file",
+}
+
+
+def case_id(case):
+    return re.sub(r"[^a-z0-9]+", "_", case.name.lower()).strip("_")[:60]
+
+
+def one_line(message: str) -> str:
+    assert "\n" not in message and 10 < len(message) <= MAX_MESSAGE, message
+    assert "Traceback" not in message
+    return message
+
+
+def test_catalogue_covers_the_issue(capsys):
+    names = [c.name for c in CASES]
+    assert len(set(names)) == len(names)
+    missing = [bullet for bullet, needle in ISSUE_BULLETS.items() if not any(needle in n for n in names)]
+    assert not missing, f"no catalogue case for: {missing}"
+    with capsys.disabled():
+        print(f"\nbad-input catalogue: {len(CASES)} cases; library {len(CASES)}, "
+              f"CLI {sum(c.cli is not None for c in CASES)}, pages {sum(c.page is not None for c in CASES)}")
+
+
+# ------------------------------------------------------------------ library
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_library(case, root):
+    if case.needle is None:
+        case.library(root)
+        return
+    with pytest.raises(OgdashError) as err:
+        case.library(root)
+    message = one_line(str(err.value))
+    assert re.search(case.needle, message), message
+
+
+# ------------------------------------------------------------------ CLI
+
+CLI_CASES = [c for c in CASES if c.cli is not None]
+
+
+def _cli_argv(case, root):
+    return [str(root / a) if a.endswith((".npz", ".csv")) else a for a in case.cli]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=case_id)
+def test_cli(case, root, capsys):
+    from ogdash.cli import main
+
+    try:
+        code = main(_cli_argv(case, root))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out = capsys.readouterr()
+    assert code == 2, out
+    err = out.err.strip()
+    assert err.startswith("error: ") and one_line(err)
+    assert re.search(case.needle, err), err
+    assert out.out == ""
+
+
+@pytest.mark.parametrize("name", ["labels that are strings", "training run whose loss becomes NaN"])
+def test_cli_in_a_real_process(name, root):
+    case = next(c for c in CASES if c.name == name)
+    r = subprocess.run([sys.executable, "-m", "ogdash", *_cli_argv(case, root)], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert re.search(case.needle, r.stderr), r.stderr
+
+
+# ------------------------------------------------------------------ pages (AppTest)
+
+PAGE_CASES = [c for c in CASES if c.page is not None]
+MODEL = {"kind": "mlp", "seed": 0, "epochs": 3}
+
+
+@pytest.fixture
+def page_env(root, tmp_path, monkeypatch):
+    import streamlit as st
+
+    st.cache_resource.clear()  # the app's process-wide memo must not leak between tests
+    monkeypatch.setenv("OGDASH_DATA_ROOT", str(root))
+    monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
+    return root
+
+
+def good_files(root, train="good_train.npz"):
+    return {"source": "files", "train": str((root / train).resolve()), "test": str((root / "good_test.npz").resolve())}
+
+
+def open_data_page(root, query=None):
+    """The Data page of a fresh session: the good files active (or what a shared link says), an MLP chosen."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    if query is not None:
+        at.query_params.update({k: json.dumps(v) for k, v in query.items()})
+    else:
+        at.session_state["data_config"] = good_files(root)
+    at.session_state["model_config"] = dict(MODEL)
+    at.run()
+    at.switch_page("views/data.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown(at) -> str:
+    return " ".join(s.value for s in at.subheader)
+
+
+@pytest.mark.parametrize("case", PAGE_CASES, ids=case_id)
+def test_page(case, page_env, monkeypatch):
+    root = page_env
+    for k, v in case.page_env.items():
+        monkeypatch.setenv(k, str(root / v) if k == "OGDASH_DECISIONS" else v)
+    at = open_data_page(root, case.page_query)
+    model_before = dict(at.session_state["model_config"])
+    case.page(at)
+    assert not at.exception, at.exception
+
+    if case.needle is None:  # handled without an error
+        assert not at.error, [e.value for e in at.error]
+        if "non-image" in case.name:
+            warnings = [one_line(w.value) for w in at.warning]
+            assert any("notes.txt" in w and "not images" in w for w in warnings), warnings
+        else:  # the link's escaping path was ignored: the default data is shown
+            assert "digits" in shown(at)
+    else:
+        errors = [one_line(e.value) for e in at.error]
+        assert any(re.search(case.needle, e) for e in errors), errors
+
+    if case.keeps == "data":  # the data that was active before is still active and shown
+        assert at.session_state["data_config"] == good_files(root)
+        assert "good_train.npz" in shown(at)
+    if case.keeps == "model":  # the failed model did not replace the chosen one
+        assert at.session_state["model_config"] == model_before
+
+    # and the page stays usable: other good data loads
+    at.switch_page("views/data.py").run()
+    use_files(at, "other_train.npz")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "other_train.npz" in shown(at)
+    assert _find(at.metric, "Training samples").value == "27"  # 30 minus the 10% validation hold-out
+
+
+# ------------------------------------------------------------------ decisions are never lost: restart and cache change
+
+def test_decisions_survive_an_app_restart_and_a_cache_change(page_env, tmp_path, monkeypatch):
+    """Decide in one app process; 'restart' (new session, Streamlit's caches cleared, another OGDASH_CACHE).
+
+    The store path comes from OGDASH_DECISIONS, independent of the cache, so the decision is
+    still there and the review page shows it. (Two writer processes, a kill during a bulk save
+    and export/import round trips are in tests/test_review.py.)
+    """
+    import streamlit as st
+
+    root = page_env
+    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path / "cache_a"))
+    at = open_data_page(root)
+    train_then_review(at)
+    assert not at.exception, at.exception
+    _find(at.text_input, "Reviewer name").set_value("ann").run()
+    card_buttons = [b for b in at.button if b.key and b.key.startswith("remove_")]
+    sid = int(card_buttons[0].key.split("_")[1])
+    card_buttons[0].click().run()
+    assert not at.exception and _find(at.metric, "remove").value == "1"
+    url = dict(at.query_params)  # what a browser keeps across a restart
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path / "cache_b"))
+    again = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    again.query_params.update(url)
+    again.run()
+    again.switch_page("views/data.py").run()
+    assert "good_train.npz" in shown(again)  # the link kept the data choice
+    train_then_review(again)  # a new cache: the model is trained again
+    assert not again.exception, again.exception
+    assert _find(again.metric, "remove").value == "1"
+    store = DecisionStore(os.environ["OGDASH_DECISIONS"])
+    (dataset,) = _datasets(store.path)
+    assert store.history(dataset)[["sample_id", "decision", "reviewer"]].values.tolist() == [[sid, "remove", "ann"]]
+    assert any((tmp_path / "cache_b").rglob("meta.json"))  # the new cache was really used (model retrained)
+    assert not list((tmp_path / "cache_b").rglob("*.sqlite"))  # and it holds no decisions
+
+
+def _datasets(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as con:
+        return [r[0] for r in con.execute("SELECT DISTINCT dataset FROM decisions")]
+
+
+def test_upload_limit_setting(monkeypatch):
+    from ogdash.ui.state import max_upload_mb
+
+    monkeypatch.setenv("OGDASH_MAX_UPLOAD_MB", "0.5")
+    assert max_upload_mb() == 0.5
+    check_upload_size("ok.npz", 2**19)  # exactly at the limit: accepted
+    with pytest.raises(OgdashError, match="over the 0.5 MB upload limit"):
+        check_upload_size("big.npz", 2**19 + 1)
+    for bad in ("lots", "-1", "nan", "0"):  # a malformed setting falls back to the default, never crashes the page
+        monkeypatch.setenv("OGDASH_MAX_UPLOAD_MB", bad)
+        assert max_upload_mb() == 200.0
