@@ -1,0 +1,93 @@
+"""The Text data selection page under AppTest, with the tiny hashing encoder and a small subset."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ogdash import textselect as ts
+from ogdash.ui.nav import PAGES, ROOT
+
+PAGE = next(p.path for p in PAGES if p.title == "Text data selection")
+
+
+@pytest.fixture(autouse=True)
+def tiny(monkeypatch):
+    monkeypatch.setenv("OGDASH_TEXT_ENCODER", "hashing")
+
+
+def page():
+    return AppTest.from_file(str(ROOT / PAGE), default_timeout=240).run()
+
+
+def small_run(at):
+    at.number_input(key="ts_n_train").set_value(200)
+    at.number_input(key="ts_n_test").set_value(100)
+    at.number_input(key="ts_epochs").set_value(2)
+    at.number_input(key="ts_seeds").set_value(2)
+    return at.button(key="ts_run").click().run()
+
+
+def test_page_is_registered():
+    assert (ROOT / PAGE).is_file()
+
+
+def test_page_renders_and_runs_every_method():
+    at = page()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Text data selection"
+    assert not at.dataframe  # nothing runs until asked
+    at = small_run(at)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    df = at.dataframe[-1].value
+    assert df["Method"].tolist() == [ts.ROW_LABELS[ts.ALL_ROW], ts.ROW_LABELS[ts.CLEAN_ROW],
+                                     *[m.label for m in ts.METHODS]]
+    assert len(at.get("plotly_chart")) == 1
+    assert {m.label: m.value for m in at.metric}["Kept per method"] == "140"
+
+    at.button(key="ts_review").click().run()  # hand the rows to the review gallery
+    assert not at.exception, at.exception
+    cfg = at.session_state["data_config"]
+    assert cfg["source"] == "text" and cfg["encoder"] == "hashing" and cfg["path"] is None
+    assert at.session_state["model_config"]["kind"] == "logreg"
+
+
+def test_text_config_loads_as_text_splits(tmp_path, monkeypatch):
+    from ogdash.ui import state
+
+    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path))
+    cfg = {"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2, "seed": 0,
+           "n_train": 120, "n_test": 40, "encoder": "hashing"}
+    splits = state._load_splits(cfg)
+    assert splits.train.kind == "text" and splits.val is not None
+    assert splits.train.n + splits.val.n == 120 and splits.test.n == 40
+    assert "Rotten Tomatoes" in state.describe_data(cfg)
+
+
+def test_missing_csv_shows_an_error():
+    at = page()
+    at.radio(key="ts_source").set_value("csv").run()
+    assert not at.exception
+    assert at.info  # asks for a file
+    at.text_input(key="ts_csv_path").set_value("../../../etc/passwd").run()
+    assert not at.exception
+    assert at.error and "outside the data root" in at.error[0].value
+
+
+def test_rows_open_in_the_review_gallery_as_text(tmp_path, monkeypatch):
+    import streamlit as st
+
+    st.cache_resource.clear()
+    monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["data_config"] = {"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2,
+                                       "seed": 0, "n_train": 150, "n_test": 50, "encoder": "hashing"}
+    at.session_state["model_config"] = {"kind": "logreg", "seed": 0, "epochs": 5}
+    at.run()
+    for page, label in (("views/data.py", "Train model"), ("views/gradient_space.py", "Extract gradients")):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        next(b for b in at.button if b.label == label).click().run()
+        assert not at.exception, at.exception
+    at.switch_page("views/review.py").run()
+    assert not at.exception, at.exception
+    quotes = [m.value for m in at.markdown if m.value.startswith("> ")]
+    assert quotes, "the gallery shows texts"
