@@ -14,6 +14,8 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
+from ogdash.ensemble import (ENSEMBLES, HeldOutMargin, KnnDistance, MeanAlignment, PerClass, combine, given_labels,
+                             member_scores)
 from ogdash.errors import OgdashError
 from ogdash.gradients import GradientSet
 
@@ -22,7 +24,15 @@ DETECTORS = {
     "l1": "L1 norm of the gradient",
     "l2": "L2 norm of the gradient",
     "ocsvm": "OneClassSVM fitted on validation gradients as inliers",
+    # class-conditional and ensemble detectors: their logic lives in ogdash.ensemble
+    "pc_iforest": "IsolationForest within each given class (class-conditional)",
+    "pc_knn": "distance to the nearest gradients of the same given class (class-conditional kNN)",
+    "pc_align": "alignment with the mean gradient of the same given class (class-conditional)",
+    "heldout_margin": "margin of the held-out gradient (last layer refitted without the sample)",
+    **{name: f"ensemble: {label}" for name, (_, label, _) in ENSEMBLES.items()},
 }
+# The default: the detector with the best detection in benchmarks/detection.py (README, "Detection benchmark").
+RECOMMENDED = "heldout_margin"
 
 # Above this many coordinates, forests and SVMs run on a seeded sparse projection.
 MAX_DENSE_DIM = 2048
@@ -134,10 +144,19 @@ def make_detector(name: str, seed: int = 0):
         return SklearnDetector(IsolationForest(n_estimators=100, random_state=seed))
     if name == "ocsvm":
         return KernelOneClassSVM(nu=0.1)
+    if name == "pc_iforest":
+        return PerClass(lambda: make_detector("iforest", seed))
+    if name == "pc_knn":
+        return PerClass(KnnDistance)
+    if name == "pc_align":
+        return PerClass(MeanAlignment)
+    if name == "heldout_margin":
+        return HeldOutMargin(seed=seed)
     raise OgdashError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}.")
 
 
-def score(train: GradientSet, detector: str = "iforest", val: GradientSet | None = None, seed: int = 0) -> np.ndarray:
+def score(train: GradientSet, detector: str = RECOMMENDED, val: GradientSet | None = None, seed: int = 0,
+          labels=None) -> np.ndarray:
     """Detrimental score of every training sample (n,), higher = more detrimental.
 
     Norms come exactly from the gradients (from factors when factored).
@@ -146,8 +165,17 @@ def score(train: GradientSet, detector: str = "iforest", val: GradientSet | None
     IsolationForest fits on the training gradients; wider than ``MAX_DENSE_DIM``
     they are first projected (a TensorSketch of the factors, or a seeded sparse
     random projection of dense gradients).
+    Class-conditional detectors (``pc_*``), the held-out margin and ensembles
+    need the given training labels (n,); without ``labels`` they are read back
+    from closed-form gradients (``ogdash.ensemble.given_labels``).
     """
+    if detector in ENSEMBLES:
+        return combine(member_scores(train, detector, val, seed, labels))
     det = make_detector(detector, seed)
+    if isinstance(det, (PerClass, HeldOutMargin)) and labels is None:
+        labels = given_labels(train)
+    if isinstance(det, HeldOutMargin):
+        return det.fit(train, labels).score_samples(train, labels)
     if isinstance(det, NormDetector):
         return det.score_samples(train)
     if detector == "ocsvm":
@@ -158,6 +186,8 @@ def score(train: GradientSet, detector: str = "iforest", val: GradientSet | None
         from ogdash.gradients import project
 
         train = project(train, DEFAULT_PROJECTION_DIM, seed)
+    if isinstance(det, PerClass):
+        return det.fit(train, labels).score_samples(train, labels)
     return det.fit(train).score_samples(train)
 
 
@@ -172,7 +202,8 @@ def budget_count(budget: float, n: int) -> int:
     if budget != int(budget):
         raise OgdashError(f"a budget of 1 or more is a count of samples and must be whole; got {budget}.")
     if budget > n:
-        raise OgdashError(f"budget {int(budget)} is more than the {n} training samples.")
+        raise OgdashError(f"budget {int(budget)} is more than the {n} training samples; give a count up to {n} "
+                          "or a fraction below 1.")
     return int(budget)
 
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ogdash.budget import BudgetEstimate, suggest_budget
 from ogdash.cache import DiskCache, cache_key
 from ogdash.data.dataset import Dataset, Splits
-from ogdash.detectors import flag, score
+from ogdash.detectors import RECOMMENDED, flag, score
 from ogdash.errors import OgdashError
 from ogdash.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
 from ogdash.metrics import detection_metrics
@@ -104,12 +105,19 @@ class ScanResult:
     accuracy_before: float
     detection: dict | None
     seconds: dict = field(default_factory=dict)
+    suggested_budget: BudgetEstimate | None = None  # set when the budget was 'auto'
 
 
-def scan(splits: Splits, spec: ModelSpec, detector: str = "iforest", budget: float = 0.05, seed: int = 0,
+def scan(splits: Splits, spec: ModelSpec, detector: str = RECOMMENDED, budget: float | str = 0.05, seed: int = 0,
          layer: str = "last", projection_dim: int | None = None, cache: DiskCache | None = None,
          progress=None, device=None) -> ScanResult:
-    """Train (or load) the model, extract training gradients, score and flag them."""
+    """Train (or load) the model, extract training gradients, score and flag them.
+
+    ``budget='auto'`` flags the suggested budget (``ogdash.budget.suggest_budget``),
+    which the result then carries as ``suggested_budget``.
+    """
+    if isinstance(budget, str) and budget != "auto":
+        raise OgdashError(f"budget must be a number or 'auto'; got {budget!r}.")
     seconds = {}
     t = time.perf_counter()
     model = train_model(spec, splits.train, seed, cache, progress, device)
@@ -123,9 +131,13 @@ def scan(splits: Splits, spec: ModelSpec, detector: str = "iforest", budget: flo
         g_val = gradients(model, splits.val, layer, projection_dim, seed, cache, device=device)
     seconds["gradients"] = time.perf_counter() - t
     t = time.perf_counter()
-    scores = score(g_train, detector, g_val, seed)
+    scores = score(g_train, detector, g_val, seed, labels=splits.train.y)
+    suggested = None
+    if budget == "auto":
+        suggested = suggest_budget(g_train, splits.train.y, seed=seed)
+        budget = suggested.budget
     flags = flag(scores, budget)
     seconds["score"] = time.perf_counter() - t
     acc = accuracy(model, splits.test.X, splits.test.y)
     det = None if splits.train.noisy is None else detection_metrics(flags, scores, splits.train.noisy)
-    return ScanResult(model, g_train, scores, flags, acc, det, seconds)
+    return ScanResult(model, g_train, scores, flags, acc, det, seconds, suggested)

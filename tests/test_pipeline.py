@@ -82,6 +82,23 @@ def test_cli_scan_contract(moons_files):
     assert df.loc[df["flagged"] == 1, "score"].min() >= df.loc[df["flagged"] == 0, "score"].max()
 
 
+def test_cli_budget_auto_flags_the_suggested_budget(moons_files, capsys):
+    from ogdash.cli import main
+    from ogdash.detectors import RECOMMENDED
+
+    d = moons_files
+    code = main(["scan", "--train", str(d / "train.npz"), "--test", str(d / "test.npz"), "--model", "mlp",
+                 "--budget", "auto", "--json", "--cache", str(d / "c")])
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["detector"] == RECOMMENDED  # no --detector: the recommended default
+    sb = res["suggested_budget"]
+    assert set(sb) >= {"fraction", "low", "high", "level", "count", "source"}
+    assert sb["low"] <= sb["fraction"] <= sb["high"] and 0 < sb["fraction"] < 0.5
+    assert res["budget"] == pytest.approx(sb["fraction"]) and res["n_flagged"] == sb["count"]
+    assert "auroc" in res["detection"]
+
+
 @pytest.mark.parametrize("extra,needle", [
     (["--budget", "0"], "budget"),
     (["--budget", "1.5"], "budget"),

@@ -1,14 +1,16 @@
 import numpy as np
 import streamlit as st
 
-from ogdash.detectors import DETECTORS, flag
+from ogdash.budget import suggest_budget
+from ogdash.detectors import DETECTORS, RECOMMENDED, flag, score
+from ogdash.ensemble import ENSEMBLES, describe
 from ogdash.errors import OgdashError
 from ogdash.gradients import selectable_layers
 from ogdash.layout2d import layout_2d
 from ogdash.metrics import detection_metrics
 from ogdash.ui import plots
-from ogdash.ui.state import (active_gradients, active_model, active_scores, active_splits, keep, key_of, layer_choice,
-                             memo, model_key, progress_bar)
+from ogdash.ui.state import (active_gradients, active_model, active_splits, keep, key_of, layer_choice, memo,
+                             model_key, progress_bar)
 
 st.title("Gradient space")
 st.markdown("Each training sample's loss gradient is a point. Samples that hurt the model are a minority "
@@ -40,25 +42,63 @@ if c2.button("Extract gradients", type="primary", disabled=pair is not None):
 if pair is None:
     st.info("Press **Extract gradients**; they are cached on disk, so this happens once per model and layer.")
     st.stop()
-grads, _ = pair
+grads, val_grads = pair
 st.caption(f"{grads.n} gradients of {grads.dim} coordinates ({'kept as factors e ⊗ h' if grads.factored else 'dense'}).")
 
 # widget values are kept outside the widgets, so they survive a visit to another page
-prev = st.session_state.get("flags", {"detector": "iforest", "budget": 0.05, "layout": "pca"})
+prev = st.session_state.get("flags", {"detector": RECOMMENDED, "budget": 0.05, "layout": "pca"})
 detectors = list(DETECTORS)
+BUDGET_RANGE = (0.01, 0.5)
+
+
+def detector_label(name: str) -> str:
+    return DETECTORS[name] + (" (recommended)" if name == RECOMMENDED else "")
+
+
+def scores_of(name: str) -> np.ndarray:
+    # the same memo key as ogdash.ui.state.active_scores, so the Review page reuses these scores
+    return memo(key_of("scores", model_key(), layer_choice(), name),
+                lambda: score(grads, name, val_grads, seed=0, labels=train.y))
+
+
+def suggested():
+    source = "probe" if grads.acts is not None else "model"  # the probe reads the last layer's inputs
+    return memo(key_of("suggested_budget", model_key(), layer_choice(), source),
+                lambda: suggest_budget(grads, train.y, source=source))
+
+
+def use_suggested(value: float) -> None:
+    st.session_state["_budget"] = value  # runs before the rerun, so before the slider is drawn
+
+
 c1, c2, c3 = st.columns(3)
 keep("_detector", prev["detector"])
 keep("_budget", float(prev["budget"]))
 keep("_layout", prev.get("layout", "pca"))
-detector = c1.selectbox("Detector", detectors, key="_detector", format_func=lambda d: DETECTORS[d])
-budget = c2.slider("Budget (fraction flagged)", 0.01, 0.5, step=0.01, key="_budget")
+detector = c1.selectbox("Detector", detectors, key="_detector", format_func=detector_label,
+                        help=f"Recommended: {DETECTORS[RECOMMENDED]}, the best detector in the detection benchmark "
+                             "(README).")
+budget = c2.slider("Budget (fraction flagged)", *BUDGET_RANGE, step=0.01, key="_budget")
 layout = c3.selectbox("Layout", ["pca", "umap"], key="_layout", format_func={"pca": "PCA", "umap": "UMAP (slower)"}.get,
                       help="A 2-D gradient is drawn as is.")
+if detector in ENSEMBLES:
+    st.caption(describe(detector))
 try:
-    scores = active_scores(detector)
+    scores = scores_of(detector)
+    estimate = suggested()
 except OgdashError as e:
     st.error(str(e))
     st.stop()
+value = round(min(max(estimate.budget, BUDGET_RANGE[0]), BUDGET_RANGE[1]), 2)
+c1, c2 = st.columns([3, 1])
+c1.markdown(f"**Suggested budget: {estimate.fraction:.1%}** ({estimate.level:.0%} interval "
+            f"{estimate.low:.1%}–{estimate.high:.1%}): the share of training samples whose given label looks wrong, "
+            "estimated by confident learning from "
+            + ("a last layer refitted without each sample" if estimate.source == "probe"
+               else "the model's own probabilities") + ", without any true labels."
+            + ("" if value == round(estimate.budget, 2) else f" The slider goes from {BUDGET_RANGE[0]:.0%} "
+               f"to {BUDGET_RANGE[1]:.0%}, so it would be set to {value:.0%}."))
+c2.button("Use suggested budget", on_click=use_suggested, args=(value,), disabled=abs(budget - value) < 1e-9)
 flags = flag(scores, budget)
 st.session_state["flags"] = {"detector": detector, "budget": budget, "layout": layout, "ids": train.ids[flags].tolist()}
 

@@ -1,0 +1,118 @@
+"""The suggested budget: confident learning's noise-rate estimate, its bootstrap interval, and its sources."""
+import numpy as np
+import pytest
+
+from ogdash.budget import BudgetEstimate, confident_joint, estimate_budget, noise_rate, suggest_budget
+from ogdash.detectors import flag
+from ogdash.errors import OgdashError
+from ogdash.gradients import GradientSet
+
+
+def noisy_labels(rng, y_true, rate, K):
+    y = y_true.copy()
+    flip = rng.choice(len(y), int(round(rate * len(y))), replace=False)
+    y[flip] = (y[flip] + rng.integers(1, K, len(flip))) % K
+    return y
+
+
+def model_probs(rng, y_true, K, confidence=0.75):
+    """Probabilities of a decent model of the *true* classes: most mass on the true class, the rest at random."""
+    P = (1 - confidence) * rng.dirichlet(np.ones(K), len(y_true))
+    P[np.arange(len(y_true)), y_true] += confidence
+    return P
+
+
+def factored_set(rng, y_true, y, K, H=12, spread=0.6):
+    """Closed-form gradients of a sample whose last-layer inputs h cluster by true class."""
+    centres = rng.normal(0, 1, size=(K, H))
+    h = centres[y_true] + spread * rng.normal(size=(len(y), H))
+    P = model_probs(rng, y_true, K)
+    e = P.copy()
+    e[np.arange(len(y)), y] -= 1
+    return GradientSet(np.arange(len(y)), P, np.zeros(len(y)), "head", errors=e.astype(np.float32),
+                       acts=h.astype(np.float32), bias=True)
+
+
+def test_confident_joint_and_noise_rate_equal_cleanlab(rng):
+    count = pytest.importorskip("cleanlab.count")
+    for K in (2, 3, 10):
+        P = rng.dirichlet(np.full(K, 0.5), 400)
+        y = rng.integers(0, K, 400)
+        assert np.array_equal(confident_joint(P, y), count.compute_confident_joint(y, P, calibrate=False))
+        # cleanlab rounds the calibrated counts to whole samples: equal up to K samples
+        assert noise_rate(P, y) == pytest.approx(1 - np.trace(count.estimate_joint(y, P)), abs=K / 400)
+
+
+def test_calibration_keeps_each_given_class_at_its_size():
+    """Worked by hand: half of class 0 is confident of nothing, so its 10 "really 1" count for 20 of 100."""
+    P = np.array([[0.9, 0.1]] * 40 + [[0.2, 0.8]] * 10 + [[0.5, 0.5]] * 50 + [[0.3, 0.7]] * 100)
+    y = np.array([0] * 100 + [1] * 100)
+    assert confident_joint(P, y).tolist() == [[40, 10], [0, 100]]
+    assert noise_rate(P, y) == pytest.approx(0.10)  # uncalibrated counts would say 10 / 150
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3])
+def test_estimate_recovers_a_known_noise_rate(rng, rate):
+    K, n = 5, 2000
+    y_true = rng.integers(0, K, n)
+    y = noisy_labels(rng, y_true, rate, K)
+    est = estimate_budget(model_probs(rng, y_true, K), y, n_boot=100)
+    assert est.fraction == pytest.approx(rate, rel=0.15)
+    assert est.low <= rate <= est.high and est.high - est.low < 0.05
+    assert est.count == round(est.fraction * n)
+
+
+def test_clean_labels_suggest_almost_nothing(rng):
+    K, n = 4, 500
+    y_true = rng.integers(0, K, n)
+    est = estimate_budget(model_probs(rng, y_true, K, confidence=0.9), y_true, n_boot=50)
+    assert est.fraction < 0.01
+    assert est.budget >= 1 / n and flag(np.arange(n), est.budget).sum() >= 1  # still a valid budget
+
+
+@pytest.mark.parametrize("source", ["probe", "model"])
+def test_suggest_budget_from_gradients_with_known_noise(rng, source):
+    K, n, rate = 4, 800, 0.2
+    y_true = rng.integers(0, K, n)
+    y = noisy_labels(rng, y_true, rate, K)
+    est = suggest_budget(factored_set(rng, y_true, y, K), y, source=source, n_boot=50)
+    assert isinstance(est, BudgetEstimate) and est.source == source
+    assert abs(est.fraction - rate) <= 0.3 * rate  # the benchmark's criterion
+    assert est.low <= est.fraction <= est.high
+    d = est.to_dict()
+    assert set(d) == {"fraction", "low", "high", "level", "count", "source"}
+    assert "bootstrap interval" in est.describe()
+
+
+def test_probe_never_sees_the_label_it_judges(rng):
+    """With more features than samples a last layer fitted on everyone memorises the wrong labels; out of fold it cannot."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ogdash.budget import probabilities
+
+    K, n, H = 3, 150, 300
+    y_true = rng.integers(0, K, n)
+    y = y_true.copy()
+    flipped = rng.choice(n, 30, replace=False)
+    y[flipped] = (y[flipped] + 1) % K
+    gs = factored_set(rng, y_true, y, K, H=H, spread=3.0)
+    in_sample = LogisticRegression(C=0.1, max_iter=1000).fit(gs.acts, y).predict(gs.acts)
+    assert np.mean(in_sample[flipped] == y[flipped]) > 0.9  # what a probe that saw the labels would say
+    P = probabilities(gs, y, "probe")
+    assert P.shape == (n, K) and np.allclose(P.sum(1), 1)
+    assert np.mean(P[flipped].argmax(1) == y_true[flipped]) > 0.85  # held out: the true class
+
+
+def test_bad_inputs(rng):
+    P = rng.dirichlet(np.ones(3), 20)
+    y = rng.integers(0, 3, 20)
+    with pytest.raises(OgdashError, match="level"):
+        estimate_budget(P, y, level=1.5)
+    with pytest.raises(OgdashError, match="labels"):
+        estimate_budget(P, y[:5])
+    dense = GradientSet(np.arange(20), P, np.zeros(20), "all", dense=np.zeros((20, 4), np.float32))
+    with pytest.raises(OgdashError, match="source='model'"):
+        suggest_budget(dense, y, source="probe")
+    with pytest.raises(OgdashError, match="unknown probability source"):
+        suggest_budget(dense, y, source="nope")
+    assert suggest_budget(dense, y, source="model", n_boot=10).n == 20
