@@ -6,10 +6,11 @@ PORT    ?= 8501
 
 .PHONY: run test test-fast test-browser bench clean
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 $(VENV)/.testing: $(VENV)/.runtime requirements-test.txt
@@ -32,6 +33,7 @@ bench: $(VENV)/.runtime
 	PYTHONPATH=. $(PY) benchmarks/gradients.py
 	PYTHONPATH=. $(PY) benchmarks/mnist_flow.py
 	PYTHONPATH=. $(PY) benchmarks/scale.py
+	PYTHONPATH=. $(PY) benchmarks/detection.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

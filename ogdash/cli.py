@@ -1,4 +1,4 @@
-"""Headless commands: ``python -m ogdash scan ...``.
+"""Headless commands: ``python -m ogdash {scan,extract,textselect,llm} ...``.
 
 Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a traceback.
 """
@@ -13,16 +13,21 @@ import numpy as np
 
 from ogdash.cache import DiskCache
 from ogdash.data.files import load_splits
-from ogdash.detectors import DETECTORS, budget_count
+from ogdash.detectors import DETECTORS, RECOMMENDED, budget_count
+from ogdash.distributed import add_extract_parser, main_extract
 from ogdash.errors import OgdashError
+from ogdash.llm_cli import add_llm_parser, format_llm, run_llm
 from ogdash.models.zoo import MODEL_KINDS, ModelSpec
+from ogdash.textselect import add_textselect_parser, format_textselect, run_textselect
 
 
-def _budget(text: str) -> float:
+def _budget(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"budget must be a number (a fraction like 0.05 or a count like 50); got {text!r}")
+        raise argparse.ArgumentTypeError(f"budget must be a number (a fraction like 0.05 or a count like 50) or 'auto'; got {text!r}")
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -50,14 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, choices=MODEL_KINDS)
     s.add_argument("--hidden", type=_hidden, default=(16, 16), help="MLP widths, e.g. 16,16")
     s.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
-    s.add_argument("--detector", choices=list(DETECTORS), default="iforest")
-    s.add_argument("--budget", type=_budget, default=0.05, help="fraction 0<B<1 or count B>=1 of samples to flag")
+    s.add_argument("--detector", choices=list(DETECTORS), default=RECOMMENDED,
+                   help=f"default: {RECOMMENDED}, the best in the detection benchmark")
+    s.add_argument("--budget", type=_budget, default=0.05,
+                   help="fraction 0<B<1 or count B>=1 of samples to flag, or 'auto': the estimated share of "
+                        "mislabelled samples (reported as suggested_budget)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="write per-sample scores to this CSV")
     s.add_argument("--retrain", action="store_true", help="trim the flagged samples and retrain")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.add_argument("--cache", help="cache directory (default: $OGDASH_CACHE or ~/.cache/ogdash)")
     s.add_argument("--no-cache", action="store_true", help="compute everything afresh")
+    add_extract_parser(sub)
+    add_textselect_parser(sub)
+    add_llm_parser(sub)
     return p
 
 
@@ -71,7 +82,8 @@ def run_scan(args) -> dict:
         raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
     if args.detector == "ocsvm" and splits.val is None:
         splits = holdout_validation(splits, 0.1, args.seed)
-    budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
+    if args.budget != "auto":
+        budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
     spec = ModelSpec(args.model, args.hidden, args.epochs)
     cache = None if args.no_cache else DiskCache(args.cache)
     load_s = time.perf_counter() - t0
@@ -79,6 +91,9 @@ def run_scan(args) -> dict:
     out = {"n_train": splits.train.n, "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,
            "seconds": {"load": load_s, **res.seconds}}
+    if res.suggested_budget is not None:
+        out["budget"] = res.suggested_budget.budget
+        out["suggested_budget"] = res.suggested_budget.to_dict()
     if splits.val is not None:
         out["n_val"] = splits.val.n
     if res.detection is not None:
@@ -102,10 +117,32 @@ def run_scan(args) -> dict:
     return out
 
 
+def format_scan(result: dict) -> str:
+    line = f"flagged {result['n_flagged']} of {result['n_train']} training samples; test accuracy {result['accuracy_before']:.3f}"
+    if "suggested_budget" in result:
+        b = result["suggested_budget"]
+        line = (f"suggested budget {b['fraction']:.1%} ({b['level']:.0%} interval {b['low']:.1%}-{b['high']:.1%}); "
+                + line)
+    if "accuracy_after" in result:
+        line += f" -> {result['accuracy_after']:.3f} after the trim"
+    if "detection" in result:
+        d = result["detection"]
+        line += f"; detection precision {d['precision']:.2f}, recall {d['recall']:.2f}, AUROC {d['auroc']:.3f}"
+    return line
+
+
+# command -> (run(args) -> dict, format(dict) -> str); `extract` runs under torchrun and prints on rank 0 itself
+COMMANDS = {"scan": (run_scan, format_scan), "textselect": (run_textselect, format_textselect),
+            "llm": (run_llm, format_llm)}
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "extract":
+        return main_extract(args)
+    run, fmt = COMMANDS[args.command]
     try:
-        result = run_scan(args)
+        result = run(args)
     except OgdashError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -115,11 +152,5 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(result, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
     else:
-        line = f"flagged {result['n_flagged']} of {result['n_train']} training samples; test accuracy {result['accuracy_before']:.3f}"
-        if "accuracy_after" in result:
-            line += f" -> {result['accuracy_after']:.3f} after the trim"
-        if "detection" in result:
-            d = result["detection"]
-            line += f"; detection precision {d['precision']:.2f}, recall {d['recall']:.2f}, AUROC {d['auroc']:.3f}"
-        print(line)
+        print(fmt(result))
     return 0
