@@ -50,7 +50,7 @@ from ogdash.errors import OgdashError
 from ogdash.gradients import extract_gradients
 from ogdash.models.losses import per_sample_loss
 from ogdash.models.zoo import ModelSpec, build_model
-from ogdash.study import one_thread
+from ogdash.study import Method, one_thread
 
 Progress = Callable[[float, str], None] | None
 
@@ -66,13 +66,6 @@ HEAD_LR = {"logreg": 1e-2, "mlp": 1e-3}
 BATCH_SIZE = 32  # the paper's fine-tuning batch size
 WEIGHT_DECAY = 1e-4
 LISSA_ITERATIONS = 300
-
-
-@dataclass(frozen=True)
-class Method:
-    key: str
-    label: str
-    family: str
 
 
 METHODS = (

@@ -278,4 +278,4 @@ def active_scores(detector: str) -> np.ndarray | None:
         return None
     train, val = pair
     return memo(key_of("scores", model_key(), layer_choice(), detector),
-                lambda: score(train, detector, val, seed=0))
+                lambda: score(train, detector, val, seed=0, labels=splits_for(data_config()).train.y))
