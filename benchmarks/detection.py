@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from ogdash.baselines import LABEL_QUALITY_METHODS, label_quality_scores
+from ogdash.baselines import label_quality_scores
 from ogdash.budget import SOURCES, suggest_budget
 from ogdash.cache import DiskCache
 from ogdash.data import digits, mnist5k

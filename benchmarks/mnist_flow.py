@@ -20,7 +20,7 @@ os.environ.setdefault("OGDASH_CACHE", tempfile.mkdtemp(prefix="ogdash-bench-"))
 
 from ogdash.cache import DiskCache  # noqa: E402
 from ogdash.data import mnist5k  # noqa: E402
-from ogdash.detectors import DETECTORS, flag, score  # noqa: E402
+from ogdash.detectors import flag, score  # noqa: E402
 from ogdash.layout2d import layout_2d  # noqa: E402
 from ogdash.metrics import detection_metrics  # noqa: E402
 from ogdash.models import ModelSpec  # noqa: E402

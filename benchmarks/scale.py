@@ -155,7 +155,6 @@ def quality():
     from ogdash.data import mnist5k
     from ogdash.detectors import score
     from ogdash.gradients import GradientSet
-    from ogdash.metrics import detection_metrics
     from ogdash.models import ModelSpec
     from ogdash.pipeline import gradients, train_model
     from sklearn.ensemble import IsolationForest

@@ -5,16 +5,14 @@ Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a t
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 
-import numpy as np
 
 from ogdash.cache import DiskCache
 from ogdash.data.files import load_splits
 from ogdash.detectors import DETECTORS, RECOMMENDED, budget_count
-from ogdash.distributed import add_extract_parser, main_extract
+from ogdash.cliargs import Parser, run_command
+from ogdash.distributed import add_extract_parser, run_extract, summary_line
 from ogdash.errors import OgdashError
 from ogdash.llm_cli import add_llm_parser, format_llm, run_llm
 from ogdash.models.zoo import MODEL_KINDS, ModelSpec
@@ -40,14 +38,9 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        self.exit(2, f"error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m ogdash", description="Find detrimental training samples by outlier gradient analysis.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = Parser(prog="python -m ogdash", description="Find detrimental training samples by outlier gradient analysis.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
     s.add_argument("--train", required=True, help="training set (.npz with X, y [, y_true] or .csv with a label column)")
     s.add_argument("--test", required=True, help="untouched test set, same format")
@@ -131,26 +124,11 @@ def format_scan(result: dict) -> str:
     return line
 
 
-# command -> (run(args) -> dict, format(dict) -> str); `extract` runs under torchrun and prints on rank 0 itself
-COMMANDS = {"scan": (run_scan, format_scan), "textselect": (run_textselect, format_textselect),
-            "llm": (run_llm, format_llm)}
+# command -> (run(args) -> dict, format(dict) -> str)
+COMMANDS = {"scan": (run_scan, format_scan), "extract": (run_extract, summary_line),
+            "textselect": (run_textselect, format_textselect), "llm": (run_llm, format_llm)}
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "extract":
-        return main_extract(args)
-    run, fmt = COMMANDS[args.command]
-    try:
-        result = run(args)
-    except OgdashError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(result, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
-    else:
-        print(fmt(result))
-    return 0
+    return run_command(*COMMANDS[args.command], args)

@@ -26,7 +26,6 @@ and stores exactly what ``ogdash.pipeline.gradients`` stores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -34,12 +33,12 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ogdash.cache import DiskCache, cache_key
+from ogdash.cliargs import Parser, run_command
 from ogdash.data.dataset import Dataset
 from ogdash.errors import OgdashError
 from ogdash.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
@@ -331,23 +330,8 @@ def summary_line(result: dict) -> str:
 
 def main_extract(args) -> int:
     """Run ``extract`` for parsed ``args`` with the CLI's conventions; only rank 0 prints the result."""
-    try:
-        result = run_extract(args)
-    except OgdashError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    if result["rank"] == 0:
-        print(json.dumps(result) if args.json else summary_line(result))
-    return 0
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        self.exit(2, f"error: {message}\n")
+    return run_command(run_extract, summary_line, args)
 
 
 if __name__ == "__main__":  # python -m ogdash.distributed --train ... (same options as `ogdash extract`)
-    sys.exit(main_extract(_add_arguments(_Parser(prog="python -m ogdash.distributed")).parse_args()))
+    sys.exit(main_extract(_add_arguments(Parser(prog="python -m ogdash.distributed")).parse_args()))

@@ -1,41 +1,20 @@
-"""``python -m ogdash llm``: prompt influence on a fine-tuned language model, headless.
-
-Wire it into ``ogdash/cli.py`` with ``add_llm_parser(sub)`` in ``build_parser`` and
-``run_llm(args)`` / ``format_llm(result)`` in ``main`` when ``args.command == "llm"``.
-"""
+"""``python -m ogdash llm``: prompt influence on a fine-tuned language model, headless."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 
+from ogdash.cliargs import choice_list, positive_int
 from ogdash.errors import OgdashError
 
 TASK_CHOICES = ("sentence_transformations", "math_no_reason", "math_reason")
 
 
-def _methods(text: str) -> tuple[str, ...]:
-    from ogdash.influence_llm import METHODS
-
-    names = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in names if m not in METHODS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"--methods takes a comma-separated list of {', '.join(METHODS)}; got {text!r}")
-    return names
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
-    return value
-
-
 def add_llm_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``llm`` command to an argparse subparsers object; returns its parser."""
+    from ogdash.influence_llm import METHODS
+
     p = subparsers.add_parser(
         "llm", help="which fine-tuning prompts influence each test prompt (LoRA gradients; Table 3 metrics)",
         description="Fine-tune LoRA on a prompt benchmark, extract per-prompt LoRA gradients and score every "
@@ -45,25 +24,25 @@ def add_llm_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default="smollm2",
                    help="smollm2 (SmolLM2-135M-Instruct, default), tiny (random test model) or a local "
                         "Hugging Face model folder")
-    p.add_argument("--methods", type=_methods, default=("oga", "tracin", "datainf"),
+    p.add_argument("--methods", type=choice_list(METHODS), default=("oga", "tracin", "datainf"),
                    help="comma-separated: oga,tracin,datainf (default all)")
     p.add_argument("--layers", choices=("last", "all"), default="last",
                    help="LoRA gradients of the last decoder layer (the paper's) or of every LoRA layer")
     p.add_argument("--lora-layers", default="4",
                    help="put LoRA in the last N decoder layers (default 4, CPU-friendly) or 'all' (the paper's)")
-    p.add_argument("--proj-dim", type=_positive, help="project gradients to this many dimensions (default: none)")
+    p.add_argument("--proj-dim", type=positive_int, help="project gradients to this many dimensions (default: none)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 1)")
-    p.add_argument("--batch-size", type=_positive, help="fine-tuning batch size (default 16)")
+    p.add_argument("--batch-size", type=positive_int, help="fine-tuning batch size (default 16)")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 1e-3)")
-    p.add_argument("--max-length", type=_positive, help="token cut-off per prompt + completion (default 128)")
+    p.add_argument("--max-length", type=positive_int, help="token cut-off per prompt + completion (default 128)")
     p.add_argument("--loss-on", choices=("all", "completion"),
                    help="tokens the loss covers: all of prompt + completion (default, as DataInf's code) or the "
                         "completion only")
-    p.add_argument("--per-class", type=_positive, default=90, help="training prompts per class (default 90)")
-    p.add_argument("--test-per-class", type=_positive, default=10, help="test prompts per class (default 10)")
+    p.add_argument("--per-class", type=positive_int, default=90, help="training prompts per class (default 90)")
+    p.add_argument("--test-per-class", type=positive_int, default=10, help="test prompts per class (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threads", type=_positive, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--cache", help="cache directory (default: $OGDASH_CACHE or ~/.cache/ogdash)")

@@ -45,6 +45,7 @@ import torch
 
 from ogdash import baselines as bl
 from ogdash.cache import DiskCache, cache_key
+from ogdash.cliargs import choice_list, fraction, positive_int
 from ogdash.data.dataset import Dataset, Splits, make_dataset
 from ogdash.data.noise import inject_noise
 from ogdash.detectors import flag, score
@@ -704,52 +705,23 @@ def format_summary(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- CLI
 
 
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.2; got {text!r}")
-    return v
-
-
-def _methods(text: str) -> tuple[str, ...]:
-    keys = tuple(k.strip() for k in text.replace(" ", ",").split(",") if k.strip())
-    if keys == ("all",):
-        return METHOD_KEYS
-    unknown = [k for k in keys if k not in METHOD_KEYS]
-    if unknown or not keys:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or '(none)'}; "
-                                         f"choose from {', '.join(METHOD_KEYS)} or 'all'")
-    return keys
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
-    return v
-
-
 def add_textselect_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("textselect", help="data selection for fine-tuning on noisy text (Figure 3)")
     p.add_argument("--data", required=True, help=f"'{ROTTEN_TOMATOES}' (built in) or a CSV with text,label[,true_label]")
-    p.add_argument("--noise", type=_fraction, default=DEFAULT_NOISE, help="fraction of training labels flipped (default 0.2)")
-    p.add_argument("--keep", type=_fraction, default=DEFAULT_KEEP, help="fraction of training samples kept (default 0.7)")
-    p.add_argument("--methods", type=_methods, default=METHOD_KEYS,
+    p.add_argument("--noise", type=fraction, default=DEFAULT_NOISE, help="fraction of training labels flipped (default 0.2)")
+    p.add_argument("--keep", type=fraction, default=DEFAULT_KEEP, help="fraction of training samples kept (default 0.7)")
+    p.add_argument("--methods", type=choice_list(METHOD_KEYS), default=METHOD_KEYS,
                    help=f"comma-separated, from {', '.join(METHOD_KEYS)} (default: all)")
-    p.add_argument("--epochs", type=_positive, default=DEFAULT_EPOCHS, help="training epochs per run (default 10)")
-    p.add_argument("--seeds", type=_positive, default=DEFAULT_SEEDS, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="training epochs per run (default 10)")
+    p.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--head", choices=list(HEADS), default="logreg")
     p.add_argument("--lr", type=float, help="head learning rate (default 1e-2 linear, 1e-3 MLP)")
     p.add_argument("--encoder", choices=list(ENCODERS), default="minilm")
     p.add_argument("--finetune", choices=list(FINETUNE), default="head",
                    help="head: a head on frozen embeddings (default); lora: LoRA fine-tune the encoder too (GPU)")
     p.add_argument("--lora-lr", type=float, default=5e-4, help="learning rate of the LoRA weights (default 5e-4)")
-    p.add_argument("--n-train", type=_positive, help=f"training texts (built-in default {DEFAULT_N_TRAIN}; CSV: all)")
-    p.add_argument("--n-test", type=_positive, help=f"test texts (built-in default {DEFAULT_N_TEST}; CSV: 20%%)")
+    p.add_argument("--n-train", type=positive_int, help=f"training texts (built-in default {DEFAULT_N_TRAIN}; CSV: all)")
+    p.add_argument("--n-test", type=positive_int, help=f"test texts (built-in default {DEFAULT_N_TEST}; CSV: 20%%)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the split and the label noise")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -38,7 +38,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from ogdash.cache import DiskCache
-from ogdash.data import Splits, load_file, load_splits, resolve_under
+from ogdash.data import Splits, load_splits, resolve_under
 from ogdash.data.folders import load_cifar, load_cifar_n, load_image_folder, non_image_files
 from ogdash.detectors import budget_count
 from ogdash.errors import OgdashError

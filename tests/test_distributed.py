@@ -64,11 +64,12 @@ def _reference(train, cache_dir, tmp_path, **kw):
 LAUNCHER = """
 import os, sys, torch.multiprocessing as mp
 import ogdash.pipeline, ogdash.data.files  # imported once, before the fork
-from ogdash.distributed import _Parser, _add_arguments, main_extract
+from ogdash.cliargs import Parser
+from ogdash.distributed import _add_arguments, main_extract
 
 def worker(rank, argv):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
-    code = main_extract(_add_arguments(_Parser()).parse_args(argv))
+    code = main_extract(_add_arguments(Parser()).parse_args(argv))
     sys.stdout.flush()
     if code:
         sys.exit(code)
@@ -166,13 +167,14 @@ def test_shards_of_projected_and_generic_gradients_equal_the_full_run(layer, dim
     ([], {"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5"),
 ])
 def test_bad_input_is_one_line_exit_2(train_file, tmp_path, capsys, monkeypatch, extra, env, needle):
-    from ogdash.distributed import _Parser, _add_arguments, main_extract
+    from ogdash.cliargs import Parser
+    from ogdash.distributed import _add_arguments, main_extract
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    args = _add_arguments(_Parser()).parse_args(_args(train_file, tmp_path / "c") + extra)
+    args = _add_arguments(Parser()).parse_args(_args(train_file, tmp_path / "c") + extra)
     assert main_extract(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and needle in err and len(err.strip().splitlines()) == 1

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from ogdash.data import make_dataset
 from ogdash.gradients import extract_gradients, project

@@ -1,7 +1,6 @@
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from ogdash.data.files import resolve_under

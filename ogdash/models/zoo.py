@@ -8,7 +8,7 @@ paper's toy MLP); others use softmax over C units.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
