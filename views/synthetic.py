@@ -10,6 +10,7 @@ from ogdash.detectors import DETECTORS, budget_count, flag
 from ogdash.errors import OgdashError
 from ogdash.metrics import detection_metrics
 from ogdash.ui import synthetic as figs
+from ogdash.ui.state import whole_table
 
 DETECTOR_NAMES = {"iforest": "IsolationForest", "l1": "L1 norm", "l2": "L2 norm",
                   "ocsvm": "OneClassSVM (clean validation inliers)"}
@@ -183,7 +184,7 @@ except Exception as e:
     st.error(f"Could not build Table 1: {type(e).__name__}: {e}")
     st.stop()
 bar.empty()
-st.dataframe(study.format_table1(table), hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3)
+whole_table(study.format_table1(table))
 published = ("The two 'Published' columns are the paper's own Table 1 (half-moons, its 2-2-2-1 MLP, its "
              "own data, one run); they are quoted, not measured here, and are not comparable number for number. "
              "The paper has no OneClassSVM row in this experiment."

@@ -9,7 +9,7 @@ import torch
 from ogdash import textselect as ts
 from ogdash.data.files import resolve_under
 from ogdash.errors import OgdashError
-from ogdash.ui.state import check_upload_size, data_root, disk_cache, key_of, memo, progress_bar
+from ogdash.ui.state import check_upload_size, data_root, disk_cache, key_of, memo, progress_bar, whole_table
 from ogdash.ui.text import curves_figure
 
 
@@ -149,7 +149,7 @@ st.plotly_chart(curves_figure(result.curves, f"Keep {keep:.0%}, {epochs} epochs,
                 width="stretch", key="ts_curves")
 
 st.subheader("Summary")
-st.dataframe(ts.format_summary(summary), hide_index=True, width="stretch", height=35 * (len(summary) + 1) + 3)
+whole_table(ts.format_summary(summary))
 st.caption(
     f"Mean ± std over {n_seeds} seed(s). Final: test accuracy after the last epoch; best: the highest over epochs "
     "(what the paper's CIFAR script reports). Kept truly mislabeled: how many of the kept training samples carry a "

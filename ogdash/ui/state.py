@@ -123,6 +123,11 @@ def progress_bar(label: str):
     return bar, (lambda f, msg="": bar.progress(min(1.0, max(0.0, float(f))), text=f"{label}: {msg}"))
 
 
+def whole_table(df) -> None:
+    """A results table tall enough to show every row without an inner scroll bar."""
+    st.dataframe(df, hide_index=True, width="stretch", height=35 * (len(df) + 1) + 3)
+
+
 # ---------------------------------------------------------------- data
 
 def _load_splits(cfg: dict) -> Splits:
