@@ -528,6 +528,36 @@ def self_lissa(G_train, hvp: Callable | None = None, *, hessian=None, damping: f
     return out
 
 
+def self_lissa_gauss_newton(G_train, damping: float, scale: float | None = None,
+                            iterations: int = 1000) -> np.ndarray:
+    """:func:`self_lissa` for the Gauss-Newton curvature ``H = GᵀG + damping I``, in closed form.
+
+    With that H the deterministic LiSSA recursion is a spectral filter: after T steps it
+    applies ``f(mu) = (1 - (1 - mu/scale)^(T+1)) / mu`` to each eigenvalue mu of H. Every
+    g_j lies in the row space of G, where H's eigenvalues are those of the n x n Gram
+    matrix ``K = GGᵀ`` plus damping, so one eigendecomposition of K gives every sample's
+    ``g_jᵀ f(H) g_j`` in O(n²p + n³) instead of n·T products with a p x p operator.
+    Equal (to float error) to ``self_lissa(G, hvp=lambda v: Gᵀ(Gv), damping=.., scale=..,
+    iterations=T)``.
+
+    Parameters
+    ----------
+    G_train : array (n, p); damping : float > 0 (the curvature's ridge);
+    scale : None = 1.25 x the largest eigenvalue of H; iterations : T.
+    """
+    G = _check_matrix(G_train, "G_train")
+    if damping <= 0:
+        raise OgdashError(f"damping must be > 0 for the Gauss-Newton curvature, got {damping}.")
+    lam, U = np.linalg.eigh(G @ G.T)
+    lam = np.clip(lam, 0.0, None)
+    mu = lam + damping
+    scale = 1.25 * float(mu.max()) if scale is None else float(scale)
+    if scale <= float(mu.max()) / 2:
+        raise OgdashError("LiSSA diverges: the scale must exceed half the largest eigenvalue of the curvature.")
+    f = -np.expm1((iterations + 1) * np.log1p(-mu / scale)) / mu
+    return (U * U) @ (lam * f)
+
+
 # --------------------------------------------------------------------------- DataInf
 
 

@@ -434,7 +434,7 @@ class HeadRuns:
         return extract_gradients(model, self.train, layer="last", device="cpu"), None
 
     def curvature(self, model, G: np.ndarray) -> dict:
-        """LiSSA's Hessian: the head's exact Hessian of the training objective."""
+        """LiSSA's curvature: the head's exact Hessian of the training objective."""
         head = [n for n, _ in model.named_parameters() if n.startswith("head.")]
         # training minimises mean loss + wd/2 |θ|²; exact_hessian's summed objective is n times that
         return {"hessian": bl.exact_hessian(model, self.train.X, self.train.y, weight_decay=self.train.n * WEIGHT_DECAY,
@@ -448,7 +448,8 @@ class LoraRuns:
     the pretrained encoder. Gradients cover the head's last layer and the last encoder
     layer's LoRA matrices. LiSSA uses the Gauss-Newton curvature of those gradients (the
     sum of g gᵀ, damped as DataInf does), as LoRA influence code does: an exact Hessian of
-    thousands of LoRA weights is out of reach.
+    thousands of LoRA weights is out of reach. Self-LiSSA then has a closed form
+    (``baselines.self_lissa_gauss_newton``), equal to the recursion it replaces.
     """
 
     finetune = "lora"
@@ -480,9 +481,10 @@ class LoraRuns:
         return gs, [(start, stop) for _, start, stop in blocks]
 
     def curvature(self, model, G: np.ndarray) -> dict:
+        """LiSSA's curvature: Gauss-Newton ``GᵀG`` plus a ridge (DataInf's damping and the weight decay, summed)."""
         n, p = G.shape
         lam = 0.1 * float((G * G).sum(1).mean()) / p  # DataInf's damping, per sample
-        return {"hvp": lambda v: G.T @ (G @ v) + n * WEIGHT_DECAY * v, "damping": n * lam}
+        return {"gauss_newton": n * (lam + WEIGHT_DECAY)}
 
 
 # --------------------------------------------------------------------------- scores
@@ -524,10 +526,8 @@ def method_scores(runs, model, methods: Iterable[str], seed: int = 0, lissa_iter
             t = time.perf_counter()
         if key == "tracin":
             scores[key] = bl.gradient_tracing(G)
-        elif key == "lissa":
-            scores[key] = bl.lissa(G, **curvature, iterations=lissa_iterations)
-        elif key == "self_lissa":
-            scores[key] = bl.self_lissa(G, **curvature, iterations=lissa_iterations)
+        elif key in ("lissa", "self_lissa"):
+            scores[key] = _lissa(G, curvature, key == "self_lissa", lissa_iterations)
         elif key == "datainf":
             scores[key] = bl.datainf(G, layer_slices=blocks)
         elif key == "self_datainf":
@@ -536,6 +536,18 @@ def method_scores(runs, model, methods: Iterable[str], seed: int = 0, lissa_iter
             raise OgdashError(f"unknown method {key!r}; choose from {', '.join(METHOD_KEYS)}.")
         seconds[key] = t_grads + t_dense + (t_hess if key in ("lissa", "self_lissa") else 0.0) + time.perf_counter() - t
     return scores, seconds
+
+
+def _lissa(G: np.ndarray, curvature: dict, self_influence: bool, iterations: int) -> np.ndarray:
+    """LiSSA or Self-LiSSA with an exact Hessian ({"hessian": H}) or Gauss-Newton curvature
+    ({"gauss_newton": ridge}: H = GᵀG + ridge I, whose Self-LiSSA has a closed form)."""
+    if "hessian" in curvature:
+        run = bl.self_lissa if self_influence else bl.lissa
+        return run(G, hessian=curvature["hessian"], iterations=iterations)
+    ridge = curvature["gauss_newton"]
+    if self_influence:
+        return bl.self_lissa_gauss_newton(G, ridge, iterations=iterations)
+    return bl.lissa(G, hvp=lambda v: G.T @ (G @ v), damping=ridge, iterations=iterations)
 
 
 def kept_mask(scores: np.ndarray, keep: float) -> np.ndarray:

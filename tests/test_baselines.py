@@ -373,3 +373,17 @@ def test_exact_influence_sign_matches_leave_one_out_retrain():
     # The flipped samples are the detrimental ones, and rank first.
     assert set(np.argsort(-scores)[:2]) == set(flipped)
     assert np.all(change[flipped] < 0)
+
+
+def test_self_lissa_gauss_newton_equals_the_recursion_and_converges_to_the_exact_inverse():
+    rng = np.random.default_rng(0)
+    G = rng.normal(size=(40, 120))
+    ridge = 0.5
+    scale = 1.25 * (np.linalg.eigvalsh(G @ G.T).max() + ridge)
+    closed = bl.self_lissa_gauss_newton(G, ridge, scale, iterations=200)
+    recursion = bl.self_lissa(G, hvp=lambda v: G.T @ (G @ v), damping=ridge, scale=scale, iterations=200)
+    assert np.allclose(closed, recursion, rtol=1e-10, atol=1e-12)
+    exact = np.einsum("ij,ji->i", G, np.linalg.solve(G.T @ G + ridge * np.eye(120), G.T))
+    assert np.allclose(bl.self_lissa_gauss_newton(G, ridge, iterations=100_000), exact, rtol=1e-8)
+    with pytest.raises(OgdashError, match="damping"):
+        bl.self_lissa_gauss_newton(G, 0.0)

@@ -145,7 +145,8 @@ m[1].metric("Truly mislabeled", f"{int(train.noisy.sum()):,}")
 m[2].metric("Kept per method", f"{int(round(keep * train.n)):,}")
 m[3].metric("Encoding", "cached" if enc_seconds == 0 else f"{enc_seconds:.1f} s",
             help="Wall time to embed every training and test text; 0 when the embeddings came from the disk cache.")
-st.plotly_chart(curves_figure(result.curves, f"Keep {keep:.0%}, {epochs} epochs, {n_seeds} seed(s): mean ± std"),
+st.plotly_chart(curves_figure(result.curves, f"Keep {keep:.0%}, {epochs} epochs, {n_seeds} seed(s), "
+                                 f"{'LoRA-tuned encoder' if finetune == 'lora' else 'frozen encoder'}: mean ± std"),
                 width="stretch", key="ts_curves")
 
 st.subheader("Summary")
