@@ -63,10 +63,12 @@ def test_full_flow_on_digits(env):
     assert any(b.label.startswith("Decisions (.csv)") for b in at.get("download_button"))
 
     go(at, "views/retrain.py")
+    at.checkbox(key="retrain_reference").check().run()
     button(at, "Retrain").click().run()
     assert not at.exception
     labels = [m.label for m in at.metric]
     assert "Test accuracy before" in labels and "Test accuracy after" in labels
+    assert "With every flipped label restored" in labels  # digits' noise is injected: the truth is known
 
 
 def test_pages_without_a_model_say_what_to_do(env):
