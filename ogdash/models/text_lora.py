@@ -146,8 +146,9 @@ class TextLoraTuner:
             ids[k, :len(r)], mask[k, :len(r)] = r, 1
         return torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
 
-    def _length_batches(self, positions: np.ndarray, size: int) -> list[np.ndarray]:
-        order = positions[np.argsort(self.lengths[positions], kind="stable")]
+    def _row_batches(self, positions: np.ndarray, size: int) -> list[np.ndarray]:
+        """Row numbers into ``positions`` in batches of texts of similar length (less padding)."""
+        order = np.argsort(self.lengths[positions], kind="stable")
         return [order[i:i + size] for i in range(0, len(order), size)]
 
     @torch.inference_mode()
@@ -155,10 +156,8 @@ class TextLoraTuner:
         positions = np.asarray(positions, np.int64)
         model.eval()
         out = torch.empty((len(positions), _last_linear(model.head).out_features))
-        where = {int(p): k for k, p in enumerate(positions)}
-        for b in self._length_batches(positions, 4 * self.settings.batch_size):
-            z = model(*self._batch(b)).float().cpu()
-            out[[where[int(p)] for p in b]] = z
+        for rows in self._row_batches(positions, 4 * self.settings.batch_size):
+            out[rows] = model(*self._batch(positions[rows])).float().cpu()
         return out
 
     def accuracy(self, model: SentenceClassifier, positions, y) -> float:
@@ -224,7 +223,7 @@ class TextLoraTuner:
         n = len(positions)
         probs = np.empty((n, max(2, head.out_features)), np.float32)
         loss = np.empty(n, np.float64)
-        batches = [np.sort(b) for b in self._length_batches(np.arange(n), self.settings.batch_size)]
+        batches = self._row_batches(positions, self.settings.batch_size)
 
         def losses(rows):
             z = model(*self._batch(positions[rows]))
