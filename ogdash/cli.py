@@ -7,11 +7,10 @@ from __future__ import annotations
 import argparse
 import time
 
-
 from ogdash.cache import DiskCache
+from ogdash.cliargs import Parser, run_command
 from ogdash.data.files import load_splits
 from ogdash.detectors import DETECTORS, RECOMMENDED, budget_count
-from ogdash.cliargs import Parser, run_command
 from ogdash.distributed import add_extract_parser, run_extract, summary_line
 from ogdash.errors import OgdashError
 from ogdash.llm_cli import add_llm_parser, format_llm, run_llm

@@ -248,8 +248,7 @@ def generic_gradients(model: nn.Module, ds: Dataset, layer: str = "all", chunk_s
 
 
 def linear_gradients(modules: list[nn.Linear], losses: Callable[[np.ndarray], torch.Tensor], batches,
-                     d_out: int | None = None, projector=None, progress: Progress = None,
-                     label: str = "Gradients") -> np.ndarray:
+                     projector=None, progress: Progress = None, label: str = "Gradients") -> np.ndarray:
     """Per-sample gradients of linear layers, for models a ``vmap`` cannot batch (transformers, LoRA).
 
     ``losses(positions)`` runs the model on those samples and returns their own losses
@@ -258,7 +257,7 @@ def linear_gradients(modules: list[nn.Linear], losses: Callable[[np.ndarray], to
     without a token axis have one) and ``dL/db = sum_t g_t``; samples must not interact
     (no batch norm). Rows follow ``batches`` (arrays of positions into the output), columns
     the modules in order, each weight row-major then its bias (when it trains). With a
-    ``projector`` each batch is projected as soon as it is made (``d_out`` = its width).
+    ``projector`` each batch is projected as soon as it is made.
     """
     store: list[dict] = [{} for _ in modules]
 
@@ -271,7 +270,7 @@ def linear_gradients(modules: list[nn.Linear], losses: Callable[[np.ndarray], to
     params = [p for m in modules for p in ([m.weight] + ([m.bias] if m.bias is not None and m.bias.requires_grad else []))]
     width = sum(p.numel() for p in params)
     n = sum(len(b) for b in batches)
-    out = np.empty((n, width if projector is None else d_out), dtype=np.float32)
+    out = np.empty((n, width if projector is None else projector.d_out), dtype=np.float32)
     handles = [m.register_forward_hook(hook(slot)) for m, slot in zip(modules, store)]
     try:
         for k, pos in enumerate(batches):

@@ -104,11 +104,7 @@ class LoraGradients:
 def _selected(peft_model, layers: str) -> list[tuple[str, torch.nn.Parameter]]:
     if layers not in LAYERS:
         raise OgdashError(f"Unknown layer choice {layers!r}; choose one of {', '.join(LAYERS)}.")
-    named = llm.lora_parameters(peft_model)
-    if layers == "all":
-        return named
-    top = max(llm.lora_layer_index(n) for n, _ in named)
-    return [(n, p) for n, p in named if llm.lora_layer_index(n) == top]
+    return llm.in_layers(llm.lora_parameters(peft_model), layers)
 
 
 def lora_gradients(runner: PromptLM, indices: Sequence[int], layers: str = "last", batch_size: int = 16,
@@ -146,7 +142,7 @@ def lora_gradients(runner: PromptLM, indices: Sequence[int], layers: str = "last
     was_training = model.training
     model.eval()
     try:
-        out = linear_gradients(modules, batch_losses, batches, d_out, projector if d_out < p_total else None, progress,
+        out = linear_gradients(modules, batch_losses, batches, projector if d_out < p_total else None, progress,
                                f"Gradients ({'last layer' if layers == 'last' else 'all LoRA layers'})")
     finally:
         for (_, p), flag in zip(all_lora, saved_flags):

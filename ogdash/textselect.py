@@ -52,6 +52,7 @@ from ogdash.detectors import flag, score
 from ogdash.errors import OgdashError
 from ogdash.gradients import GradientSet, extract_gradients
 from ogdash.models.losses import per_sample_loss
+from ogdash.models.text_lora import TextLoraSettings, TextLoraTuner, mean_pool
 from ogdash.models.zoo import ModelSpec, build_model
 from ogdash.study import Method, one_thread
 
@@ -247,10 +248,7 @@ class TransformerEncoder:
             idx = order[s:s + self.batch_size]
             batch = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
                         return_tensors="pt").to(self.device)
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out[idx] = torch.nn.functional.normalize(pooled, dim=1).float().cpu().numpy()
+            out[idx] = mean_pool(model(**batch).last_hidden_state, batch["attention_mask"]).float().cpu().numpy()
             if progress:
                 done = min(s + self.batch_size, len(texts))
                 progress(done / len(texts), f"encoded {done:,}/{len(texts):,} texts")
@@ -456,15 +454,13 @@ class LoraRuns:
 
     def __init__(self, spec: ModelSpec, train: Dataset, test: Dataset, encoder, lr: float | None = None,
                  settings=None, device=None):
-        from ogdash.models.text_lora import TextLoraSettings, TextLoraTuner
-
         if not hasattr(encoder, "transformer"):
             raise OgdashError(f"LoRA fine-tuning needs a transformer encoder (minilm or tiny-bert), not {encoder.name}.")
         if train.texts is None or test.texts is None:
             raise OgdashError("LoRA fine-tuning needs the texts of both splits.")
         tok, base = encoder.transformer()
         self.tuner = TextLoraTuner(base, tok, list(train.texts) + list(test.texts), settings or TextLoraSettings(),
-                                   device, encoder.name)
+                                   device)
         self.spec, self.train, self.test, self.lr = spec, train, test, lr
         self.test_pos = np.arange(train.n, train.n + test.n)
 
@@ -615,10 +611,10 @@ def run_selection(splits: Splits, methods: Sequence[str] = METHOD_KEYS, keep: fl
     if finetune not in FINETUNE:
         raise OgdashError(f"finetune must be one of {', '.join(FINETUNE)}; got {finetune!r}.")
     train, test = splits.train, splits.test
-    if train.X.ndim != 2 or train.X.shape[1] == 0:
-        raise OgdashError("encode the texts first (load_text_splits or encode_splits).")
     spec = head_spec(head)
     if finetune == "head":
+        if train.X.ndim != 2 or train.X.shape[1] == 0:
+            raise OgdashError("encode the texts first (load_text_splits or encode_splits).")
         with one_thread():
             return _run_selection(HeadRuns(spec, train, test, lr), splits, methods, keep, epochs, seeds, ceiling,
                                   lissa_iterations, progress, note, encode_seconds, head)
@@ -764,11 +760,7 @@ def run_textselect(args) -> dict:
     splits, note, enc_s = load_text_splits(args.data, args.noise, args.data_seed, args.n_train, args.n_test,
                                            args.encoder, cache, progress)
     load_s = time.perf_counter() - t
-    lora = None
-    if args.finetune == "lora":
-        from ogdash.models.text_lora import TextLoraSettings
-
-        lora = TextLoraSettings(lr=args.lora_lr)
+    lora = TextLoraSettings(lr=args.lora_lr) if args.finetune == "lora" else None
     result = run_selection(splits, args.methods, args.keep, args.epochs, range(args.seeds), args.head, args.lr,
                            progress=progress, note=note, encode_seconds=enc_s, finetune=args.finetune,
                            encoder=args.encoder, lora=lora)

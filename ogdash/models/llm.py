@@ -343,12 +343,21 @@ def lora_parameters(peft_model) -> list[tuple[str, nn.Parameter]]:
 
 
 def lora_layer_index(name: str) -> int:
-    """The decoder-layer number in a parameter or module name (``...layers.29.self_attn...`` -> 29)."""
+    """The layer number in a parameter or module name (``...layers.29.self_attn...`` -> 29 in a decoder,
+    ``...encoder.layer.5.attention...`` -> 5 in a BERT encoder)."""
     parts = name.split(".")
     for a, b in zip(parts, parts[1:]):
         if a in ("layers", "layer") and b.isdigit():
             return int(b)
     raise OgdashError(f"cannot tell the decoder layer of {name!r}.")
+
+
+def in_layers(named: list[tuple[str, object]], layers: str) -> list[tuple[str, object]]:
+    """The (name, LoRA parameter or module) pairs of the top layer ("last") or of every layer ("all")."""
+    if layers == "all":
+        return named
+    top = max(lora_layer_index(n) for n, _ in named)
+    return [(n, x) for n, x in named if lora_layer_index(n) == top]
 
 
 # --------------------------------------------------------------------------- encoding

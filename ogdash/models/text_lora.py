@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet, linear_gradients
+from ogdash.gradients import GradientSet, last_linear, linear_gradients
 from ogdash.models.losses import per_sample_loss, probabilities
 from ogdash.models.zoo import ModelSpec, build_model
 
@@ -70,33 +70,25 @@ class SentenceClassifier(nn.Module):
         self.encoder = encoder
         self.head = head
 
-    def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, dim=1)
-
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(ids, mask))
+        return self.head(mean_pool(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sentence embeddings: token states averaged over the attention mask, then L2-normalised."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=1)
 
 
 def lora_modules(model: SentenceClassifier, layers: str = "last") -> list[tuple[str, nn.Linear]]:
     """The LoRA A/B linear modules of the last encoder layer (or all), in model order."""
-    from ogdash.models.llm import lora_layer_index
+    from ogdash.models.llm import in_layers
 
     found = [(n, m) for n, m in model.encoder.named_modules()
              if isinstance(m, nn.Linear) and (".lora_A." in n or ".lora_B." in n)]
     if not found:
         raise OgdashError("the encoder has no LoRA modules; build the model with TextLoraTuner.build.")
-    if layers == "all":
-        return found
-    top = max(lora_layer_index(n) for n, _ in found)
-    return [(n, m) for n, m in found if lora_layer_index(n) == top]
-
-
-def _last_linear(head: nn.Module) -> nn.Linear:
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-    return linears[-1]
+    return in_layers(found, layers)
 
 
 class TextLoraTuner:
@@ -107,10 +99,9 @@ class TextLoraTuner:
     """
 
     def __init__(self, base: nn.Module, tokenizer, texts, settings: TextLoraSettings = TextLoraSettings(),
-                 device=None, name: str = "encoder"):
+                 device=None):
         self.base = base.eval()
         self.settings = settings
-        self.name = name
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         enc = tokenizer(list(texts), truncation=True, max_length=settings.max_length)
         self.ids = [np.asarray(x, np.int64) for x in enc["input_ids"]]
@@ -155,7 +146,7 @@ class TextLoraTuner:
     def logits(self, model: SentenceClassifier, positions) -> torch.Tensor:
         positions = np.asarray(positions, np.int64)
         model.eval()
-        out = torch.empty((len(positions), _last_linear(model.head).out_features))
+        out = torch.empty((len(positions), last_linear(model.head)[1].out_features))
         for rows in self._row_batches(positions, 4 * self.settings.batch_size):
             out[rows] = model(*self._batch(positions[rows])).float().cpu()
         return out
@@ -207,8 +198,8 @@ class TextLoraTuner:
         """
         positions = np.asarray(positions, np.int64)
         yt = torch.as_tensor(np.asarray(y, np.int64), device=self.device)
-        head = _last_linear(model.head)
-        chosen = [("head.weight", head)] + lora_modules(model, self.settings.grad_layers)
+        chosen = [last_linear(model.head)] + lora_modules(model, self.settings.grad_layers)
+        head = chosen[0][1]
         modules = [m for _, m in chosen]
         params = {id(p) for m in modules for p in m.parameters()}
         saved = [(p, p.requires_grad) for p in model.parameters()]
@@ -218,7 +209,7 @@ class TextLoraTuner:
         for name, m in chosen:
             for suffix, p in (("weight", m.weight), ("bias", m.bias)):
                 if p is not None and p.requires_grad:
-                    blocks.append((f"{name.rsplit('.', 1)[0]}.{suffix}", start, start + p.numel()))
+                    blocks.append((f"{name}.{suffix}", start, start + p.numel()))
                     start += p.numel()
         n = len(positions)
         probs = np.empty((n, max(2, head.out_features)), np.float32)
