@@ -54,6 +54,7 @@ from ogdash.gradients import GradientSet, extract_gradients
 from ogdash.models.losses import per_sample_loss
 from ogdash.models.text_lora import TextLoraSettings, TextLoraTuner, mean_pool
 from ogdash.models.zoo import ModelSpec, build_model
+from ogdash.study import METHODS as STUDY_METHODS
 from ogdash.study import Method, one_thread
 
 Progress = Callable[[float, str], None] | None
@@ -72,17 +73,10 @@ WEIGHT_DECAY = 1e-4
 LISSA_ITERATIONS = 300
 
 
-METHODS = (
-    Method("og_iforest", "Outlier Gradient (iForest)", "outlier gradient"),
-    Method("og_l1", "Outlier Gradient (L1)", "outlier gradient"),
-    Method("og_l2", "Outlier Gradient (L2)", "outlier gradient"),
-    Method("tracin", "Gradient Tracing", "influence"),
-    Method("lissa", "LiSSA", "influence"),
-    Method("datainf", "DataInf", "influence"),
-    Method("self_lissa", "Self-LiSSA", "influence"),
-    Method("self_datainf", "Self-DataInf", "influence"),
-    Method("random", "Random", "floor"),
-)
+# the Table 1 methods that apply to text (same keys and labels as ogdash.study), and a random floor
+METHODS = tuple(next(m for m in STUDY_METHODS if m.key == key) for key in (
+    "og_iforest", "og_l1", "og_l2", "tracin", "lissa", "datainf", "self_lissa", "self_datainf",
+)) + (Method("random", "Random", "floor"),)
 METHOD_KEYS = tuple(m.key for m in METHODS)
 METHOD_LABELS = {m.key: m.label for m in METHODS}
 ALL_ROW, CLEAN_ROW = "all", "clean"
