@@ -100,14 +100,16 @@ def test_two_gloo_ranks_equal_one_process(train_file, tmp_path, monkeypatch):
     assert "[rank 1/2] stored its shard (450 samples)" in r.stderr
 
     train = load_file(train_file, "train")
+    # the reference is the model rank 0 stored in the cache, never one retrained here: training
+    # is not bitwise reproducible across thread counts (the job runs with OMP_NUM_THREADS=1)
     model, single = _reference(train, cache, tmp_path)
-    # rank 0 trained exactly what scan trains, and the entry sits under the single-process key
-    assert pipeline.weights_key(model) == pipeline.weights_key(pipeline.train_model(SPEC, train, 0))
+    assert model is not None, "rank 0 stored no model under the single-process model key"
+    # the merged entry sits under the key single-process gradients() computes for that model
     assert res["key"] == pipeline.gradients_key(model, train)
     merged = pipeline.cached_gradients(model, train, cache=DiskCache(cache))
-    _same(merged, single)
-    for detector in ("iforest", "l2"):
-        np.testing.assert_allclose(score(merged, detector, seed=0), score(single, detector, seed=0), rtol=1e-5)
+    assert merged is not None
+    _same(merged, single)  # same weights, other process, chunking and thread count: close, not bitwise
+    np.testing.assert_allclose(score(merged, "l2", seed=0), score(single, "l2", seed=0), rtol=1e-5)
     assert not any((cache / SHARD_STAGE).iterdir())  # shards go once merged
 
     # scan picks the merged gradients (and the model) up without recomputing either
@@ -117,7 +119,14 @@ def test_two_gloo_ranks_equal_one_process(train_file, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "fit", boom)
     from ogdash.data.dataset import Splits
     res_scan = pipeline.scan(Splits(train, train), SPEC, "iforest", 0.05, cache=DiskCache(cache))
-    _same(res_scan.grads, single)
+    assert pipeline.weights_key(res_scan.model) == pipeline.weights_key(model)
+    assert pipeline.gradients(model, train, cache=DiskCache(cache)) is not None  # a hit, not a recompute
+    for name in FIELDS:  # the very arrays rank 0 merged
+        x, y = getattr(res_scan.grads, name), getattr(merged, name)
+        assert (x is None and y is None) or np.array_equal(x, y), name
+    # and scan scores those gradients (IsolationForest is compared on the same input only:
+    # its random split thresholds make it discontinuous in rounding-level differences)
+    np.testing.assert_array_equal(res_scan.scores, score(merged, "iforest", seed=0))
 
 
 def test_killed_rank_leaves_no_result_and_rerun_resumes(train_file, tmp_path):
