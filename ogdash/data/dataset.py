@@ -24,6 +24,9 @@ class Dataset:
     classes:  class names; ``len(classes)`` is the number of classes.
     y_true:   int64 (n,) true labels when known (synthetic data, injected noise), else None.
     texts:    the raw text of each sample for text data, else None.
+    sources:  where each sample came from, as a person finds it again: a file path relative
+              to the image folder, "line 7" of a CSV, "index 12" of an array; None means "id N".
+    feature_names: column names of feature rows (from a CSV header), else None.
     """
 
     name: str
@@ -33,6 +36,8 @@ class Dataset:
     classes: tuple[str, ...]
     y_true: np.ndarray | None = None
     texts: tuple[str, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    feature_names: tuple[str, ...] | None = None
     _fingerprint: list = field(default_factory=list, repr=False)
 
     def __post_init__(self):
@@ -43,6 +48,8 @@ class Dataset:
             raise OgdashError(f"{self.name}: X has {len(self.X)} rows but y has {n}; they must match.")
         if self.y_true is not None and len(self.y_true) != n:
             raise OgdashError(f"{self.name}: y_true has {len(self.y_true)} rows but y has {n}; they must match.")
+        if self.sources is not None and len(self.sources) != n:
+            raise OgdashError(f"{self.name}: {len(self.sources)} sources for {n} samples; give one per sample.")
         if len(np.unique(self.ids)) != n:
             raise OgdashError(f"{self.name}: sample ids are not unique.")
         k = len(self.classes)
@@ -84,6 +91,18 @@ class Dataset:
             self._fingerprint.append(h.hexdigest()[:16])
         return self._fingerprint[0]
 
+    @property
+    def truth_known(self) -> bool:
+        """Whether the true labels are known (synthetic data, injected noise); only then may a page talk about truth."""
+        return self.y_true is not None
+
+    def source(self, i: int) -> str:
+        """Where the sample at position i came from (see ``sources``)."""
+        return self.sources[i] if self.sources is not None else f"id {int(self.ids[i])}"
+
+    def source_list(self) -> list[str]:
+        return [self.source(i) for i in range(self.n)]
+
     def positions(self, ids) -> np.ndarray:
         """Row positions of the given sample ids (raises on unknown ids)."""
         order = np.argsort(self.ids)
@@ -106,6 +125,7 @@ class Dataset:
             ids=self.ids[p],
             y_true=None if self.y_true is None else self.y_true[p],
             texts=None if self.texts is None else tuple(self.texts[i] for i in p),
+            sources=None if self.sources is None else tuple(self.sources[i] for i in p),
             _fingerprint=[],
         )
 
@@ -145,7 +165,8 @@ class Splits:
     val: Dataset | None = None
 
 
-def make_dataset(name, X, y, classes=None, y_true=None, ids=None, texts=None) -> Dataset:
+def make_dataset(name, X, y, classes=None, y_true=None, ids=None, texts=None, sources=None,
+                 feature_names=None) -> Dataset:
     """Build a Dataset from plain arrays, casting dtypes (ids default to 0..n-1)."""
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(np.int64)
@@ -153,4 +174,22 @@ def make_dataset(name, X, y, classes=None, y_true=None, ids=None, texts=None) ->
         classes = tuple(str(c) for c in range(int(y.max()) + 1 if len(y) else 0))
     ids = np.arange(len(y), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     y_true = None if y_true is None else np.asarray(y_true).astype(np.int64)
-    return Dataset(name, X, y, ids, tuple(classes), y_true, None if texts is None else tuple(texts))
+    return Dataset(name, X, y, ids, tuple(classes), y_true, None if texts is None else tuple(texts),
+                   None if sources is None else tuple(map(str, sources)),
+                   None if feature_names is None else tuple(map(str, feature_names)))
+
+
+def split_off(ds: Dataset, share: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(kept, held out): a seeded ``share`` of ``ds`` held out, e.g. as a test set when the user gave none.
+
+    Both parts keep their ids and sources, so the page can list what was held out.
+    """
+    if not 0 < share < 1:
+        raise OgdashError(f"the held-out share must be between 0 and 1; got {share}.")
+    k = int(round(share * ds.n))
+    if k < 1 or k >= ds.n:
+        raise OgdashError(f"{ds.name}: holding out {share:.0%} of {ds.n} samples leaves nothing on one side; "
+                          "give a separate test set or change the share.")
+    held = np.zeros(ds.n, dtype=bool)
+    held[np.random.default_rng(seed).permutation(ds.n)[:k]] = True
+    return ds.subset(~held), ds.subset(held)

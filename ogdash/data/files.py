@@ -3,10 +3,14 @@
 - ``.npz``: arrays ``X`` (n, d), (n, H, W) or (n, C, H, W) and ``y`` (n,) integer
   labels; optionally ``y_true`` (n,) and ``classes`` (K,) strings. Loaded with
   ``allow_pickle=False``: object arrays are refused, never unpickled.
-- ``.csv``: numeric feature columns plus a ``label`` column; optionally ``true_label``.
+- ``.csv``: numeric feature columns plus a ``label`` column; optionally ``true_label``
+  and an ``id`` column of unique integers.
 
-Sample ids are the 0-based row numbers. Images with values above 1 are taken to
-be 0..255 and scaled to [0, 1].
+Sample ids are the CSV's ``id`` column when it has one, else the 0-based row numbers
+(array index for ``.npz``). Each sample keeps its source ("line 7" of the CSV, as a
+spreadsheet numbers it with the header on line 1; "index 12" of the arrays), so a
+flagged sample can be found again in the file. Images with values above 1 are taken
+to be 0..255 and scaled to [0, 1]. True labels are known only when the file holds them.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ogdash.data.dataset import Dataset, Splits, make_dataset
+from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
 from ogdash.errors import OgdashError
 
 
@@ -74,7 +78,8 @@ def _read_npz(path: Path):
         if key not in arrays:
             raise OgdashError(f"{path}: missing array {key!r}; an .npz needs 'X' and 'y' (found {sorted(arrays)}).")
     classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else None
-    return arrays["X"], arrays["y"], arrays.get("y_true"), classes
+    n = len(arrays["y"])
+    return arrays["X"], arrays["y"], arrays.get("y_true"), classes, None, [f"index {i}" for i in range(n)], None
 
 
 def _read_csv(path: Path):
@@ -99,7 +104,17 @@ def _read_csv(path: Path):
     if bad:
         raise OgdashError(f"{path}: feature columns must be numeric; {bad[:3]} are not, so encode or drop them.")
     y_true = df["true_label"].to_numpy() if "true_label" in df.columns else None
-    return df[feats].to_numpy(), df["label"].to_numpy(), y_true, None
+    lines = np.arange(len(df)) + 2  # a spreadsheet's row numbers: the header is line 1
+    ids = None
+    if "id" in df.columns:
+        ids = df["id"].to_numpy()
+        if ids.dtype.kind not in "iu" or len(np.unique(ids)) != len(ids):
+            raise OgdashError(f"{path}: the 'id' column must hold unique whole numbers; rename it to use it as a "
+                              "feature, or fix the duplicates.")
+        sources = [f"id {i} (line {n})" for i, n in zip(ids.tolist(), lines.tolist())]
+    else:
+        sources = [f"line {n}" for n in lines.tolist()]
+    return df[feats].to_numpy(), df["label"].to_numpy(), y_true, None, ids, sources, feats
 
 
 def _first_line(e: Exception) -> str:
@@ -115,9 +130,9 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
         raise OgdashError(f"file not found: {path}; check the path (relative paths start at the data root).")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        X, y, y_true, file_classes = _read_npz(path)
+        X, y, y_true, file_classes, ids, sources, feature_names = _read_npz(path)
     elif suffix == ".csv":
-        X, y, y_true, file_classes = _read_csv(path)
+        X, y, y_true, file_classes, ids, sources, feature_names = _read_csv(path)
     else:
         raise OgdashError(f"{path}: unsupported file type {suffix!r}; use .npz or .csv.")
     X = _features(X, path)
@@ -134,32 +149,49 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
         raise OgdashError(f"{path}: labels must be in 0..{k - 1} (one per class in 'classes'); found {found}; "
                           "fix the labels or list every class.")
     classes = tuple(classes) if classes else tuple(str(i) for i in range(k))
-    return make_dataset(name or path.stem, X, y, classes, y_true=y_true)
+    return make_dataset(name or path.stem, X, y, classes, y_true=y_true, ids=ids, sources=sources,
+                        feature_names=feature_names if X.ndim == 2 else None)
 
 
-def load_splits(train, test, val=None) -> Splits:
-    """Load train/test(/val) files and check that they agree on shape and classes."""
+def load_splits(train, test=None, val=None, test_share: float = 0.2, seed: int = 0) -> Splits:
+    """Load train/test(/val) files and check that they agree on shape and classes.
+
+    Without a test file, a seeded ``test_share`` of the training file is held out as the
+    test set (its samples keep their ids and sources, and are never scored).
+    """
     tr = load_file(train, "train")
+    if test is None:
+        tr, held = split_off(tr, test_share, seed)
+        return Splits(_check_classes(tr, train), held, None if val is None else _matching(val, "val", tr))
+    _check_classes(tr, train)
+    return Splits(tr, _matching(test, "test", tr), None if val is None else _matching(val, "val", tr))
+
+
+def _check_classes(tr: Dataset, path) -> Dataset:
     if tr.n_classes < 2 or len(np.unique(tr.y)) < 2:
-        raise OgdashError(f"{train}: the training labels hold a single class; add samples of at least one other class.")
-    others = []
-    for path, name in ((test, "test"), (val, "val")):
-        if path is None:
-            others.append(None)
-            continue
-        probe = load_file(path, name)
-        if probe.X.shape[1:] != tr.X.shape[1:]:
-            raise OgdashError(f"{path}: samples have shape {probe.X.shape[1:]} but training samples have "
-                              f"{tr.X.shape[1:]}; give files with the same features.")
-        if probe.y.max() >= tr.n_classes:
-            raise OgdashError(f"{path}: has class {int(probe.y.max())}, unseen in training (classes "
-                              f"0..{tr.n_classes - 1}); drop those samples or add the class to the training set.")
-        others.append(load_file(path, name, classes=tr.classes))
-    return Splits(tr, others[0], others[1])
+        raise OgdashError(f"{path}: the training labels hold a single class; add samples of at least one other class.")
+    return tr
+
+
+def _matching(path, name: str, tr: Dataset) -> Dataset:
+    """Another file of the same features and classes as the training set."""
+    probe = load_file(path, name)
+    if probe.X.shape[1:] != tr.X.shape[1:]:
+        raise OgdashError(f"{path}: samples have shape {probe.X.shape[1:]} but training samples have "
+                          f"{tr.X.shape[1:]}; give files with the same features.")
+    if probe.y.max() >= tr.n_classes:
+        raise OgdashError(f"{path}: has class {int(probe.y.max())}, unseen in training (classes "
+                          f"0..{tr.n_classes - 1}); drop those samples or add the class to the training set.")
+    return load_file(path, name, classes=tr.classes)
 
 
 def resolve_under(root, user_path) -> Path:
-    """Resolve a path typed by a user so that it stays inside ``root`` (symlinks included)."""
+    """Resolve a path typed by a user so that it stays inside ``root`` (symlinks included).
+
+    An empty path is an error: it would otherwise name the whole data root.
+    """
+    if not str(user_path).strip():
+        raise OgdashError("the path is empty; type a file or folder under the data root.")
     root = Path(root).resolve()
     p = Path(os.path.expanduser(str(user_path)))
     target = (p if p.is_absolute() else root / p).resolve()

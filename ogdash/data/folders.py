@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ogdash.data.dataset import Dataset, Splits, make_dataset
+from dataclasses import replace
+
+from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
 from ogdash.errors import OgdashError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -57,7 +59,41 @@ def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name:
     arr = np.stack([np.asarray(im.convert("L" if gray else "RGB").resize((size, size)), dtype=np.float32) / 255.0
                     for im in images])
     X = arr[:, None] if gray else np.transpose(arr, (0, 3, 1, 2))
-    return make_dataset(name or root.name, X, labels, tuple(d.name for d in class_dirs))
+    # ids are positions in the sorted listing; each sample keeps its path relative to the folder
+    return make_dataset(name or root.name, X, labels, tuple(d.name for d in class_dirs),
+                        sources=[f.relative_to(root).as_posix() for f in files])
+
+
+def load_folder_splits(root, size: int = 32, test=None, test_share: float = 0.2, noise_rate: float = 0.0,
+                       noise_kind: str = "uniform", seed: int = 0) -> Splits:
+    """An image folder as training data, every image scored; the test set is a second folder.
+
+    Without ``test``, a seeded ``test_share`` of the folder is held out as the test set
+    (listed by path on the Data page, never scored). True labels are known only when
+    ``noise_rate`` > 0 injects noise into the training part; a folder's own labels are
+    the given ones, never presented as truth.
+    """
+    from ogdash.data.noise import inject_noise
+
+    ds = load_image_folder(root, size)
+    if test is not None:
+        te = load_image_folder(test, size, grayscale=ds.X.shape[1] == 1, name=f"{Path(test).name}")
+        unknown = sorted(set(te.classes) - set(ds.classes))
+        if unknown:
+            raise OgdashError(f"{test}: has class folder(s) {unknown[:3]} that the training folder lacks; "
+                              "the test folder must use the training folder's class names.")
+        index = {c: i for i, c in enumerate(ds.classes)}
+        te = make_dataset(te.name, te.X, [index[te.classes[c]] for c in te.y], ds.classes, sources=te.sources)
+        if te.X.shape[1:] != ds.X.shape[1:]:
+            raise OgdashError(f"{test}: images have {te.X.shape[1]} channel(s) but the training images "
+                              f"{ds.X.shape[1]}; convert one folder so both are grey or both colour.")
+        tr = ds
+    else:
+        tr, te = split_off(ds, test_share, seed)
+    if noise_rate > 0:
+        given = inject_noise(tr.y, noise_rate, noise_kind, tr.n_classes, seed=seed)
+        tr = replace(tr, y=given, y_true=tr.y, _fingerprint=[])
+    return Splits(tr, te)
 
 
 def non_image_files(root) -> list[Path]:
