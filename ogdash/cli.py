@@ -1,4 +1,4 @@
-"""Headless commands: ``python -m ogdash {scan,extract,textselect,llm} ...``.
+"""Headless commands: ``python -m ogdash {scan,apply,extract,textselect,llm} ...``.
 
 Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a traceback.
 """
@@ -8,7 +8,7 @@ import argparse
 import time
 
 from ogdash.cache import DiskCache
-from ogdash.cliargs import Parser, run_command
+from ogdash.cliargs import Parser, fraction, run_command
 from ogdash.data.files import load_splits
 from ogdash.detectors import DETECTORS, RECOMMENDED, budget_count
 from ogdash.distributed import add_extract_parser, run_extract, summary_line
@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
     s.add_argument("--train", required=True, help="training set (.npz with X, y [, y_true] or .csv with a label column)")
-    s.add_argument("--test", required=True, help="untouched test set, same format")
+    s.add_argument("--test", help="untouched test set, same format; without it, --test-share of --train is held out "
+                                   "(and not scored)")
+    s.add_argument("--test-share", type=fraction, default=0.2, help="share held out as the test set when there is no "
+                                                                     "--test (default 0.2)")
     s.add_argument("--val", help="validation set (inliers for OneClassSVM); default: 10%% held out of --train")
     s.add_argument("--model", required=True, choices=MODEL_KINDS)
     s.add_argument("--hidden", type=_hidden, default=(16, 16), help="MLP widths, e.g. 16,16")
@@ -58,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.add_argument("--cache", help="cache directory (default: $OGDASH_CACHE or ~/.cache/ogdash)")
     s.add_argument("--no-cache", action="store_true", help="compute everything afresh")
+    a = sub.add_parser("apply", help="write a corrected copy of an image folder from the Review page's folder changes")
+    a.add_argument("changes", help="folder_changes.csv (path,given,decision,new_label) exported on the Review page")
+    a.add_argument("--folder", required=True, help="the image folder the changes were made on (never modified)")
+    a.add_argument("--out", required=True, help="a new folder for the corrected copy")
+    a.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_extract_parser(sub)
     add_textselect_parser(sub)
     add_llm_parser(sub)
@@ -69,7 +77,9 @@ def run_scan(args) -> dict:
     from ogdash.retrain import trim_and_retrain
 
     t0 = time.perf_counter()
-    splits = load_splits(args.train, args.test, args.val)
+    if not 0 < args.test_share < 1:
+        raise OgdashError(f"--test-share must be between 0 and 1; got {args.test_share}.")
+    splits = load_splits(args.train, args.test, args.val, args.test_share, args.seed)
     if args.epochs is not None and args.epochs < 1:
         raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
     if args.detector == "ocsvm" and splits.val is None:
@@ -80,7 +90,8 @@ def run_scan(args) -> dict:
     cache = None if args.no_cache else DiskCache(args.cache)
     load_s = time.perf_counter() - t0
     res = scan(splits, spec, args.detector, args.budget, args.seed, cache=cache)
-    out = {"n_train": splits.train.n, "n_flagged": int(res.flags.sum()), "detector": args.detector,
+    out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": args.test is None,
+           "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,
            "seconds": {"load": load_s, **res.seconds}}
     if res.suggested_budget is not None:
@@ -100,7 +111,7 @@ def run_scan(args) -> dict:
     if args.out:
         import pandas as pd
 
-        df = pd.DataFrame({"id": splits.train.ids, "given_label": splits.train.y,
+        df = pd.DataFrame({"id": splits.train.ids, "source": splits.train.source_list(), "given_label": splits.train.y,
                            "predicted_label": res.grads.predicted, "score": res.scores,
                            "flagged": res.flags.astype(int)})
         if splits.train.y_true is not None:
@@ -111,6 +122,8 @@ def run_scan(args) -> dict:
 
 def format_scan(result: dict) -> str:
     line = f"flagged {result['n_flagged']} of {result['n_train']} training samples; test accuracy {result['accuracy_before']:.3f}"
+    if result.get("test_held_out"):
+        line += f" on {result['n_test']} samples held out of --train (not scored)"
     if "suggested_budget" in result:
         b = result["suggested_budget"]
         line = (f"suggested budget {b['fraction']:.1%} ({b['level']:.0%} interval {b['low']:.1%}-{b['high']:.1%}); "
@@ -123,8 +136,19 @@ def format_scan(result: dict) -> str:
     return line
 
 
+def run_apply(args) -> dict:
+    from ogdash.exports import apply_folder_changes
+
+    return {"out": args.out, **apply_folder_changes(args.changes, args.folder, args.out)}
+
+
+def format_apply(result: dict) -> str:
+    return (f"wrote {result['out']}: {result['copied']} images copied as they were, {result['relabelled']} moved to "
+            f"their new class, {result['removed']} left out")
+
+
 # command -> (run(args) -> dict, format(dict) -> str)
-COMMANDS = {"scan": (run_scan, format_scan), "extract": (run_extract, summary_line),
+COMMANDS = {"scan": (run_scan, format_scan), "apply": (run_apply, format_apply), "extract": (run_extract, summary_line),
             "textselect": (run_textselect, format_textselect), "llm": (run_llm, format_llm)}
 
 

@@ -77,9 +77,19 @@ def test_cli_scan_contract(moons_files):
     assert res["n_train"] == 250 and res["n_flagged"] == 20
     assert set(res["detection"]) >= {"precision", "recall", "auroc", "accuracy"}
     df = pd.read_csv(out)
-    assert list(df.columns) == ["id", "given_label", "predicted_label", "score", "flagged", "true_label"]
+    assert list(df.columns) == ["id", "source", "given_label", "predicted_label", "score", "flagged", "true_label"]
     assert df["id"].tolist() == list(range(250)) and df["flagged"].sum() == 20
+    assert df["source"].tolist() == [f"index {i}" for i in range(250)]  # where to find each sample in the file
     assert df.loc[df["flagged"] == 1, "score"].min() >= df.loc[df["flagged"] == 0, "score"].max()
+
+
+def test_cli_scan_without_a_test_set_holds_out_a_share(moons_files):
+    d = moons_files
+    r = run_cli("scan", "--train", d / "train.npz", "--model", "logreg", "--epochs", "20", "--test-share", "0.2",
+                "--json", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["test_held_out"] and res["n_test"] == 50 and res["n_train"] == 200
 
 
 def test_cli_budget_auto_flags_the_suggested_budget(moons_files, capsys):
