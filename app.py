@@ -3,9 +3,13 @@ import streamlit as st
 
 from ogdash.ui.nav import existing_pages
 from ogdash.ui.sidebar import sidebar
+from ogdash.ui.state import sync_url
 
 st.set_page_config(page_title="ogdash", page_icon=":material/scatter_plot:", layout="wide")
 pages = [st.Page(p.path, title=p.title, icon=p.icon, default=(i == 0)) for i, p in enumerate(existing_pages())]
 nav = st.navigation(pages)
 sidebar()
-nav.run()
+try:
+    nav.run()
+finally:
+    sync_url()  # after the page ran, also when it stopped early: the URL always holds what is on screen

@@ -132,6 +132,10 @@ def build_data_root(base: Path) -> Path:
     (png / "dog" / "broken.png").write_bytes(whole[: len(whole) // 2])
     _image_folder(im / "disguised").joinpath("cat", "notes.jpg").write_text("meeting notes, not a photo")
     _image_folder(im / "with_text_file").joinpath("cat", "notes.txt").write_text("labelling guide")
+    for c in ("cat", "dog"):  # grey images: a colour model's checkpoint cannot take them
+        (im / "grey" / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (10, 10), dtype=np.uint8), "L").save(im / "grey" / c / f"{i}.png")
     (im / "empty").mkdir(parents=True)
     (_image_folder(im / "empty_class") / "zebra").mkdir()
 
@@ -214,7 +218,7 @@ def bad_train_file(title, name, needle, **kw):
 
 
 def use_folder(at, path):
-    _find(at.text_input, "Folder (under the data root)").set_value(path)
+    _find(at.text_input, "Training folder (under the data root)").set_value(path)
     return click(at, "Use this folder")
 
 
@@ -222,6 +226,10 @@ def use_cifar(at, path, noisy=""):
     _find(at.text_input, "CIFAR folder (under the data root)").set_value(path)
     _find(at.text_input, "CIFAR-N label file (optional)").set_value(noisy)
     return click(at, "Use CIFAR")
+
+
+# torchvision models are offered for images only: checkpoint cases open a small image folder by link
+IMAGE_LINK = {"data": {"source": "imagefolder", "path": "images/with_text_file", "size": 8}}
 
 
 def load_model(at, name, arch=ARCH):
@@ -388,22 +396,23 @@ CASES = [
          cli=cli_args("good_train.npz", "good_test.npz", "--budget", "lots")),
     # --- checkpoints
     Case("checkpoint for another architecture", B_CKPT, lambda r: weights(r, "other_arch.pt"),
-         r"does not fit this architecture", page=lambda at: load_model(at, "other_arch.pt"), keeps="model",
+         r"does not fit this architecture", page=lambda at: load_model(at, "other_arch.pt"), page_query=IMAGE_LINK, keeps="model",
          also="test_models.py::test_weights_roundtrip_and_refusals"),
     Case("checkpoint with missing keys", B_CKPT, lambda r: weights(r, "missing_keys.pt"),
-         r"does not fit this architecture.*fc\.bias", page=lambda at: load_model(at, "missing_keys.pt"),
+         r"does not fit this architecture.*fc\.bias", page=lambda at: load_model(at, "missing_keys.pt"), page_query=IMAGE_LINK,
          keeps="model"),
     Case("checkpoint that is a pickle with code (torch.save)", B_CKPT, lambda r: weights(r, "code.pt"),
-         r"cannot be loaded as weights", page=lambda at: load_model(at, "code.pt"), keeps="model",
+         r"cannot be loaded as weights", page=lambda at: load_model(at, "code.pt"), page_query=IMAGE_LINK, keeps="model",
          also="test_models.py::test_checkpoint_with_code_is_refused_not_executed"),
     Case("checkpoint that is a pickle with code (plain pickle)", B_CKPT, lambda r: weights(r, "code_raw.pt"),
-         r"cannot be loaded as weights", page=lambda at: load_model(at, "code_raw.pt"), keeps="model"),
+         r"cannot be loaded as weights", page=lambda at: load_model(at, "code_raw.pt"), page_query=IMAGE_LINK, keeps="model"),
     Case("half-written checkpoint (truncated)", B_CKPT, lambda r: weights(r, "truncated.pt"),
-         r"cannot be loaded as weights", page=lambda at: load_model(at, "truncated.pt"), keeps="model"),
+         r"cannot be loaded as weights", page=lambda at: load_model(at, "truncated.pt"), page_query=IMAGE_LINK, keeps="model"),
     Case("checkpoint with NaN weights (from a diverged run)", B_CKPT, lambda r: weights(r, "nan_weights.pt"),
-         r"NaN or infinite weights", page=lambda at: load_model(at, "nan_weights.pt"), keeps="model"),
+         r"NaN or infinite weights", page=lambda at: load_model(at, "nan_weights.pt"), page_query=IMAGE_LINK, keeps="model"),
     Case("checkpoint whose model does not take this data's inputs", B_CKPT, lambda r: weights(r, "valid.pt"),
-         r"does not accept inputs of shape \(2,\)", page=lambda at: load_model(at, "valid.pt"), keeps="model"),
+         r"does not accept inputs of shape \((2,|1, 8, 8)\)", page=lambda at: load_model(at, "valid.pt"), keeps="model",
+         page_query={"data": {"source": "imagefolder", "path": "images/grey", "size": 8}}),
     Case("CIFAR batch that is a pickle with code", B_CKPT, lambda r: load_cifar(r / "cifar_code"),
          r"will not unpickle", page=lambda at: use_cifar(at, "cifar_code"),
          also="test_folders.py::test_a_pickle_with_code_is_refused_not_run"),
@@ -422,7 +431,7 @@ CASES = [
     Case("image folder path outside the data root", B_PATH, lambda r: resolve_under(r, "../outside"),
          r"outside the data root", page=lambda at: use_folder(at, "../outside")),
     Case("weights path outside the data root", B_PATH, lambda r: resolve_under(r, "/etc/passwd"),
-         r"outside the data root", page=lambda at: load_model(at, "../../etc/passwd"), keeps="model"),
+         r"outside the data root", page=lambda at: load_model(at, "../../etc/passwd"), page_query=IMAGE_LINK, keeps="model"),
     Case("shared link (URL) whose paths escape the data root: ignored, the default data opens", B_PATH,
          lambda r: None, None, page=lambda at: at, keeps=None,
          page_query={"data": {"source": "files", "train": "../outside/secret.npz", "test": "good_test.npz"}}),
@@ -601,7 +610,7 @@ def test_page(case, page_env, monkeypatch):
     use_files(at, "other_train.npz")
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "other_train.npz" in shown(at)
-    assert _find(at.metric, "Training samples").value == "27"  # 30 minus the 10% validation hold-out
+    assert _find(at.metric, "Training samples").value == "30"  # every sample of the user's file: no hidden hold-out
 
 
 # ------------------------------------------------------------------ decisions are never lost: restart and cache change

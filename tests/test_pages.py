@@ -1,4 +1,5 @@
 """The four analysis pages under AppTest, on digits, driving every button."""
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -34,6 +35,15 @@ def go(at, page):
     return at
 
 
+def reload(at, page):
+    """What a browser reload does: a new session that starts from the page's address alone."""
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    for k, val in at.query_params.items():
+        fresh.query_params[k] = val
+    fresh.run()
+    return go(fresh, page)
+
+
 def test_full_flow_on_digits(env):
     at = app()
     go(at, "views/data.py")
@@ -45,15 +55,15 @@ def test_full_flow_on_digits(env):
     button(at, "Extract gradients").click().run()
     assert not at.exception
     assert any(m.label == "AUROC" for m in at.metric)  # digits has known injected noise
-    flagged = at.session_state["flags"]["ids"]
-    assert len(flagged) == round(0.05 * 1258)
-    at.selectbox[1].set_value("l2").run()  # detector: no re-extraction, new scores
-    assert not at.exception and at.session_state["flags"]["detector"] == "l2"
-    at.session_state["selection"] = flagged[:3]  # what a box selection on the plot stores
+    assert at.session_state["view"]["detector"] == "heldout_margin"  # one default everywhere
+    at.selectbox(key="_detector").set_value("l2").run()  # no re-extraction, new scores
+    at.slider(key="_budget").set_value(0.1).run()
+    assert not at.exception and at.query_params["detector"] in ("l2", ["l2"]) and at.query_params["budget"] in ("0.1", ["0.1"])
+    at.session_state["view"]["sel"] = flagged_ids(at)[:3]  # what a box selection on the plot stores
     go(at, "views/review.py")
-    at.text_input[0].set_value("ann").run()
-    at.radio[0].set_value("selection").run()
-    sid = flagged[0]
+    at.text_input(key="_reviewer").set_value("ann").run()
+    at.radio(key="_show").set_value("selection").run()
+    sid = flagged_ids(at)[0]
     next(b for b in at.button if b.key == f"remove_{sid}").click().run()
     assert not at.exception
     fingerprint = digits(seed=0, noise_rate=0.2, val_fraction=0.1).train.fingerprint()
@@ -62,13 +72,43 @@ def test_full_flow_on_digits(env):
     assert saved["reviewer"].tolist() == ["ann"]
     assert any(b.label.startswith("Decisions (.csv)") for b in at.get("download_button"))
 
-    go(at, "views/retrain.py")
-    at.checkbox(key="retrain_reference").check().run()
-    button(at, "Retrain").click().run()
-    assert not at.exception
-    labels = [m.label for m in at.metric]
+    # a reload of the Review page brings back the same view: detector, budget, filter, reviewer, decisions
+    again = reload(at, "views/review.py")
+    v = again.session_state["view"]
+    assert (v["detector"], v["budget"], v["show"], v["reviewer"]) == ("l2", 0.1, "selection", "ann")
+    assert v["sel"] == flagged_ids(at)[:3]
+    assert again.text_input(key="_reviewer").value == "ann"
+    assert any("decided:" in m.value for m in again.markdown)
+
+    # Trim & retrain in that fresh session: the flags come from the address, no other page visited
+    go(again, "views/retrain.py")
+    assert any(f"({len(flagged_ids(at))} samples)" in str(o) for o in again.radio[0].options)
+    again.checkbox(key="retrain_reference").check().run()
+    button(again, "Retrain").click().run()
+    assert not again.exception
+    labels = [m.label for m in again.metric]
     assert "Test accuracy before" in labels and "Test accuracy after" in labels
     assert "With every flipped label restored" in labels  # digits' noise is injected: the truth is known
+
+
+def flagged_ids(at):
+    """The ids the active detector flags at the active budget, as the pages compute them."""
+    from ogdash.detectors import flag, score
+    from ogdash.pipeline import cached_gradients, cached_model
+    from ogdash.ui.state import model_spec
+
+    v = at.session_state["view"]
+    splits = digits(seed=0, noise_rate=0.2, val_fraction=0.1)
+    model = cached_model(model_spec(at.session_state["model_config"]), splits.train, 0, _cache())
+    g = cached_gradients(model, splits.train, "last", cache=_cache())
+    s = score(g, v["detector"], cached_gradients(model, splits.val, "last", cache=_cache()), seed=0, labels=splits.train.y)
+    return splits.train.ids[np.argsort(-s, kind="stable")[:int(flag(s, v["budget"]).sum())]].tolist()
+
+
+def _cache():
+    from ogdash.cache import DiskCache
+
+    return DiskCache()
 
 
 def test_pages_without_a_model_say_what_to_do(env):

@@ -6,10 +6,11 @@ import streamlit as st
 from ogdash.data.files import resolve_under
 from ogdash.data.folders import non_image_files
 from ogdash.errors import OgdashError
-from ogdash.models.zoo import MODEL_KINDS
 from ogdash.ui import plots
-from ogdash.ui.state import (active_model, active_splits, check_upload_size, data_config, data_root, describe_data,
-                             key_of, memo, model_config, model_summary, progress_bar, splits_for)
+from ogdash.ui.gallery import feature_table
+from ogdash.ui.state import (active_model, active_splits, check_upload_size, choose_data, data_config, data_root,
+                             default_model, describe_data, key_of, memo, model_config, model_fits, model_kinds,
+                             model_summary, progress_bar, splits_for)
 
 st.title("Data & model")
 st.caption("Choose the data and the model; every other page works on this choice.")
@@ -31,7 +32,8 @@ with builtin:
         rate = c2.slider("Injected label noise", 0.0, 0.5, 0.2, 0.05)
         kind = c3.selectbox("Noise kind", ["uniform", "pairs"], help="pairs: 1↔7, 3↔8, 4↔9, 5↔6, as people confuse them")
         if st.button("Use this data", key="use_builtin", type="primary"):
-            choice = {"source": "builtin", "name": name, "seed": int(seed), "noise_rate": float(rate), "noise_kind": kind}
+            choice = {"source": "builtin", "name": name, "seed": int(seed), "noise_rate": float(rate),
+                      "noise_kind": kind}
 
 
 def _stage_upload(upload) -> str | None:
@@ -46,34 +48,42 @@ def _stage_upload(upload) -> str | None:
 
 with files:
     st.markdown("`.npz` with arrays `X`, `y` (optionally `y_true`, `classes`), or `.csv` with numeric feature "
-                "columns and a `label` column (optionally `true_label`). Upload, or give paths under the data root "
-                f"`{data_root()}`.")
+                "columns and a `label` column (optionally `id`, `true_label`). Upload, or give paths under the data "
+                f"root `{data_root()}`. Every training sample is scored; without a test set, the share you set below "
+                "is held out as one (and not scored).")
     c1, c2 = st.columns(2)
     up_train = c1.file_uploader("Training set", type=["npz", "csv"])
     up_test = c2.file_uploader("Test set", type=["npz", "csv"])
     p_train = c1.text_input("…or training path", "")
     p_test = c2.text_input("…or test path", "")
+    share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")
     if st.button("Use these files", key="use_files"):
         try:
             # a typed path wins over an upload: it is what the too-large-upload message asks for
             train = str(resolve_under(data_root(), p_train)) if p_train else _stage_upload(up_train)
             test = str(resolve_under(data_root(), p_test)) if p_test else _stage_upload(up_test)
-            if not train or not test:
-                raise OgdashError("give both a training set and a test set.")
-            choice = {"source": "files", "train": train, "test": test}
+            if not train:
+                raise OgdashError("give a training set: upload one or type its path.")
+            choice = {"source": "files", "train": train, "test": test, "test_share": float(share_files), "seed": 0}
         except OgdashError as e:
             st.error(str(e))
 
 with folder:
-    st.markdown("torchvision's `ImageFolder` layout: `ROOT/<class name>/<image files>`; 20% becomes the test set.")
-    p_folder = st.text_input("Folder (under the data root)", "")
+    st.markdown("torchvision's `ImageFolder` layout: `ROOT/<class name>/<image files>`. Every training image is "
+                "scored. The test set is a second folder with the same class names; without one, the share you set "
+                "is held out (and not scored).")
     c1, c2 = st.columns(2)
+    p_folder = c1.text_input("Training folder (under the data root)", "")
+    p_folder_test = c2.text_input("Test folder (optional)", "")
+    c1, c2, c3 = st.columns(3)
     size = c1.number_input("Resize to", 8, 128, 32)
-    f_rate = c2.slider("Injected label noise", 0.0, 0.5, 0.0, 0.05, key="folder_noise")
+    share_folder = c2.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="folder_share")
+    f_rate = c3.slider("Injected label noise (for a demo)", 0.0, 0.5, 0.0, 0.05, key="folder_noise")
     if st.button("Use this folder", key="use_folder"):
         try:
             choice = {"source": "imagefolder", "path": str(resolve_under(data_root(), p_folder)), "size": int(size),
-                      "noise_rate": float(f_rate), "noise_kind": "uniform", "seed": 0}
+                      "test": str(resolve_under(data_root(), p_folder_test)) if p_folder_test.strip() else None,
+                      "test_share": float(share_folder), "noise_rate": float(f_rate), "noise_kind": "uniform", "seed": 0}
         except OgdashError as e:
             st.error(str(e))
 
@@ -95,9 +105,9 @@ with cifar:
 if choice is not None:
     try:
         with st.spinner("Loading data…"):
-            splits_for(choice)
-        st.session_state["data_config"] = choice
-        st.session_state.pop("selection", None)
+            new_train = splits_for(choice).train
+        # a model that cannot take the new data is not carried over: the data kind's default replaces it
+        choose_data(choice, None if model_fits(model_config(), new_train) else default_model(new_train))
     except OgdashError as e:
         st.error(str(e))
 
@@ -117,24 +127,29 @@ m[0].metric("Training samples", train.n)
 m[1].metric("Test samples", splits.test.n)
 m[2].metric("Validation samples", 0 if splits.val is None else splits.val.n)
 m[3].metric("Classes", train.n_classes)
-if train.noisy is not None:
-    m[4].metric("Mislabeled (known)", f"{train.noisy.mean():.1%}")
+if train.truth_known:  # injected noise: only then is the truth known
+    m[4].metric("Mislabeled (known, injected)", f"{train.noisy.mean():.1%}")
+held_out = data_config()["source"] in ("files", "imagefolder") and not data_config().get("test")
+if held_out:
+    st.info(f"No test set was given, so {splits.test.n} samples ({data_config().get('test_share', 0.2):.0%}, seeded) "
+            "are held out as the test set. They are **not scored**; give a test set to score every sample.")
+    with st.expander(f"The {splits.test.n} held-out samples"):
+        st.dataframe({"id": splits.test.ids, "source": splits.test.source_list(),
+                      "label": [splits.test.classes[c] for c in splits.test.y]}, hide_index=True, width="stretch")
 st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
 if train.kind == "image":
     cols = st.columns(8)
     for i, col in zip(range(train.n), cols):  # a small folder may hold fewer than 8 training images
-        col.image(train.view(i), caption=f"id {train.ids[i]}: {train.classes[train.y[i]]}", clamp=True, width="stretch")
+        col.image(train.view(i), caption=f"{train.source(i)}: {train.classes[train.y[i]]}", clamp=True, width="stretch")
 else:
-    first = train.X[:8]
-    st.dataframe(first if first.ndim == 2 else first.reshape(len(first), -1), width="stretch")
+    st.dataframe(feature_table(train, range(min(8, train.n))), width="stretch")
 
 # ------------------------------------------------------------------ model
 st.divider()
 st.subheader("Model")
 mcfg = dict(model_config())
-kinds = list(MODEL_KINDS) + ["torchvision"]
-default_kind = "cnn" if train.kind == "image" else "mlp"
-kind = st.selectbox("Architecture", kinds, index=kinds.index(mcfg.get("kind", default_kind)) if mcfg.get("kind") in kinds else 0,
+kinds = model_kinds(train)  # only architectures that can take this data are offered
+kind = st.selectbox("Architecture", kinds, index=kinds.index(mcfg["kind"]) if mcfg.get("kind") in kinds else 0,
                     format_func={"logreg": "Logistic regression", "mlp": "MLP", "cnn": "Small CNN (images)",
                                  "paper_mlp": "Paper's 2-2-2-1 MLP (binary)",
                                  "torchvision": "torchvision architecture + your weights"}.get)
@@ -149,8 +164,10 @@ else:
         widths = c1.text_input("Hidden widths", ",".join(map(str, mcfg.get("hidden", (16, 16)))))
         try:
             new["hidden"] = tuple(int(w) for w in widths.split(",") if w.strip())
+            if not new["hidden"] or min(new["hidden"]) < 1:
+                raise ValueError(widths)
         except ValueError:
-            st.error("Hidden widths are comma-separated integers, like 16,16.")
+            st.error("Hidden widths are comma-separated positive integers, like 16,16.")
             st.stop()
     epochs = c2.number_input("Epochs (0 = default)", 0, 10_000, int(mcfg.get("epochs") or 0))
     new["epochs"] = int(epochs) or None
@@ -164,6 +181,7 @@ if st.button("Train model" if kind != "torchvision" else "Load model", type="pri
             new["weights"] = str(resolve_under(data_root(), new["weights"]))
         st.session_state["model_config"] = new
         active_model(train_if_missing=True, progress=cb)
+        st.rerun()  # the sidebar and the URL name the new model at once
     except OgdashError as e:
         # a model that failed to train or load never becomes the active one: the previous one stays
         st.session_state["model_config"] = previous

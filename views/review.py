@@ -1,20 +1,23 @@
-import tempfile
+import json
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
+from ogdash.detectors import DETECTORS
 from ogdash.errors import OgdashError
+from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.review import DECISIONS, DecisionStore
 from ogdash.ui.gallery import card
-from ogdash.ui.state import active_gradients, active_model, active_scores, active_splits, decisions_path, keep
+from ogdash.ui.state import (SHOW, STATUS, active_flags, active_gradients, active_model, active_splits, bound,
+                             data_config, decisions_path, sync_url, view)
 
 PAGE_SIZE = 12
 
 st.title("Review")
-st.markdown("Suspected mislabels, most detrimental first. Decide **keep**, **remove**, **relabel** or **unsure**; "
-            "every decision is saved at once (SQLite), with who made it and when. Nothing is relabelled unless a "
-            "person says so.")
+st.markdown("Suspected mislabels, most detrimental first (**higher score = more detrimental**). Decide **keep**, "
+            "**remove**, **relabel** or **unsure**; every decision is saved at once (SQLite), with who made it and "
+            "when. Nothing is relabelled unless a person says so.")
 
 splits = active_splits()
 pair = active_gradients() if splits is not None and active_model() is not None else None
@@ -24,112 +27,132 @@ if pair is None:
     st.stop()
 train = splits.train
 grads, _ = pair
-flags = st.session_state.get("flags", {"detector": "iforest", "budget": 0.05, "ids": None})
 try:
-    scores = active_scores(flags["detector"])
-except OgdashError as e:
-    st.error(str(e))
-    st.stop()
-
-try:
+    scores, flags = active_flags()
     store = DecisionStore(decisions_path())
 except OgdashError as e:
     st.error(str(e))
     st.stop()
 dataset = train.fingerprint()
+v = view()
+reviewer = bound("reviewer", st.text_input, "Reviewer name", placeholder="who is deciding? (kept in the page's address)")
+v["reviewer"] = reviewer.strip()
 
-keep("_reviewer", st.session_state.get("reviewer", ""))
-reviewer = st.text_input("Reviewer name", key="_reviewer", placeholder="who is deciding? (set once per session)")
-st.session_state["reviewer"] = reviewer.strip()
+
+def saved(write) -> None:
+    """Run one write to the store; a problem is shown on the next run and nothing is lost."""
+    if not v["reviewer"]:
+        st.session_state["review_error"] = "Enter your reviewer name first; nothing was saved."
+        return
+    try:
+        write()
+    except OgdashError as e:
+        st.session_state["review_error"] = str(e)
 
 
 def decide(sample_id, decision, new_label=None):
-    if not st.session_state.get("reviewer"):
-        st.session_state["review_error"] = "Enter your reviewer name first; nothing was saved."
-        return
-    try:
-        store.record(dataset, sample_id, decision, st.session_state["reviewer"], new_label=new_label)
-    except OgdashError as e:
-        st.session_state["review_error"] = str(e)
+    saved(lambda: store.record(dataset, sample_id, decision, v["reviewer"], new_label=new_label))
 
 
-def decide_many(ids, decision):
-    if not st.session_state.get("reviewer"):
-        st.session_state["review_error"] = "Enter your reviewer name first; nothing was saved."
-        return
-    try:
-        store.record_many(dataset, [{"sample_id": int(i), "decision": decision} for i in ids], st.session_state["reviewer"])
-    except OgdashError as e:
-        st.session_state["review_error"] = str(e)
+def decide_many(records):
+    saved(lambda: store.record_many(dataset, records, v["reviewer"]))
 
 
-if "review_error" in st.session_state:
-    st.error(st.session_state.pop("review_error"))
+@st.fragment
+def gallery():
+    """Filters, cards, counts and exports: a decision reruns only this part of the page."""
+    if "review_error" in st.session_state:
+        st.error(st.session_state.pop("review_error"))
+    sources = {"flagged": f"Flagged: top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} "
+                          f"(budget {v['budget']:.0%}; change both on Gradient space)",
+               "selection": f"Selected on the gradient plot ({len(v['sel'])})",
+               "all": "All training samples"}
+    c1, c2, c3 = st.columns([2, 1, 1])
+    show = bound("show", c1.radio, "Show", SHOW, format_func=sources.get, horizontal=True)
+    classes = bound("classes", c2.multiselect, "Given label", range(train.n_classes),
+                    format_func=lambda c: train.classes[c])
+    status = bound("status", c3.selectbox, "Status", STATUS)
 
-sources = {"flagged": f"Flagged by {flags['detector']} at budget {flags['budget']:.0%}",
-           "selection": f"Selected on the gradient plot ({len(st.session_state.get('selection', []))})",
-           "all": "All training samples"}
-keep("_source", "selection" if st.session_state.get("selection") else "flagged")
-c1, c2, c3 = st.columns([2, 1, 1])
-source = c1.radio("Show", list(sources), format_func=sources.get, key="_source", horizontal=True)
-classes = c2.multiselect("Given label", range(train.n_classes), format_func=lambda c: train.classes[c])
-status = c3.selectbox("Status", ["all", "undecided", *DECISIONS])
+    selected = np.asarray(v["sel"], dtype=np.int64)
+    selected = selected[np.isin(selected, train.ids)]  # a link may name ids of other data
+    pos = {"flagged": np.flatnonzero(flags), "all": np.arange(train.n), "selection": train.positions(selected)}[show]
+    pos = pos[np.argsort(-scores[pos], kind="stable")]
+    current = store.current(dataset)
+    decided = {int(r.sample_id): r._asdict() for r in current.itertuples()}
+    if classes:
+        pos = pos[np.isin(train.y[pos], classes)]
+    if status != "all":
+        st_of = np.array([decided.get(int(i), {"decision": "undecided"})["decision"] for i in train.ids[pos]])
+        pos = pos[st_of == status]
 
-if source == "flagged" and flags.get("ids") is not None:
-    ids = np.asarray(flags["ids"], dtype=np.int64)
-elif source == "selection":
-    ids = np.asarray(st.session_state.get("selection", []), dtype=np.int64)
-else:
-    ids = train.ids
-pos = train.positions(ids) if len(ids) else np.zeros(0, dtype=np.int64)
-pos = pos[np.argsort(-scores[pos], kind="stable")]
-current = store.current(dataset).set_index("sample_id")
-decided = {int(i): row for i, row in current.iterrows()}
-if classes:
-    pos = pos[np.isin(train.y[pos], classes)]
-if status != "all":
-    st_of = np.array([decided[int(i)]["decision"] if int(i) in decided else "undecided" for i in train.ids[pos]])
-    pos = pos[st_of == status]
+    n_pages = max(1, -(-len(pos) // PAGE_SIZE))
+    if st.session_state.get("_gpage", v["gpage"]) > n_pages:  # fewer pages after a filter changed
+        v["gpage"] = st.session_state["_gpage"] = n_pages
+    c1, c2 = st.columns([1, 3])
+    page = bound("gpage", c1.number_input, f"Page (of {n_pages})", 1, n_pages)
+    shown = pos[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    c2.caption(f"{len(pos)} samples match; showing {len(shown)}. Scores: higher = more detrimental.")
+    if len(shown) == 0:
+        st.info("No samples match these filters.")
+    else:
+        ids = train.ids[shown].tolist()
+        suggested = grads.probs[shown].argmax(1)
+        accept = [{"sample_id": i, "decision": "keep"} if s == y else {"sample_id": i, "decision": "relabel",
+                                                                         "new_label": int(s)}
+                  for i, s, y in zip(ids, suggested, train.y[shown])]
+        b = st.columns([1, 1, 2, 1])
+        b[0].button("Keep all on this page", on_click=decide_many, args=([{"sample_id": i, "decision": "keep"} for i in ids],))
+        b[1].button("Remove all on this page", on_click=decide_many, args=([{"sample_id": i, "decision": "remove"} for i in ids],))
+        b[2].button("Accept the suggested label on this page", on_click=decide_many, args=(accept,),
+                    help="relabel each card to the model's suggestion; a card whose suggestion is its given label is kept")
+        cols = st.columns(3)
+        for k, p in enumerate(shown):
+            with cols[k % 3]:
+                card(train, int(p), grads.probs[p], float(scores[p]), decided.get(int(train.ids[p])), decide)
 
-n_pages = max(1, -(-len(pos) // PAGE_SIZE))
-c1, c2 = st.columns([1, 3])
-page = c1.number_input(f"Page (of {n_pages})", 1, n_pages, 1)
-shown = pos[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-c2.caption(f"{len(pos)} samples match; showing {len(shown)}. Scores: higher = more detrimental.")
-if len(shown) == 0:
-    st.info("No samples match these filters.")
-else:
-    b1, b2, _ = st.columns([1, 1, 3])
-    b1.button("Keep all on this page", on_click=decide_many, args=(train.ids[shown].tolist(), "keep"))
-    b2.button("Remove all on this page", on_click=decide_many, args=(train.ids[shown].tolist(), "remove"))
-    cols = st.columns(3)
-    for k, p in enumerate(shown):
-        with cols[k % 3]:
-            d = decided.get(int(train.ids[p]))
-            card(train, int(p), grads.probs[p], float(scores[p]), None if d is None else d.to_dict(), decide)
+    st.divider()
+    st.subheader("Decisions so far")
+    counts = current["decision"].value_counts()
+    cols = st.columns(5)
+    for col, name in zip(cols, DECISIONS):
+        col.metric(name, int(counts.get(name, 0)))
+    if train.truth_known and len(current):  # injected noise: the truth is known, so say how the review went
+        known = current[current["sample_id"].isin(train.ids)]
+        acted = known.loc[known["decision"].isin(["remove", "relabel"]), "sample_id"].to_numpy()
+        cols[4].metric("truly mislabeled among reviewed",
+                       f"{int(train.noisy[train.positions(known['sample_id'].to_numpy())].sum())} / {len(known)}")
+        st.caption(f"Of the {len(acted)} samples marked remove or relabel, {int(train.noisy[train.positions(acted)].sum())} "
+                   "were truly mislabeled (known because the noise was injected).")
+    exports(current)
+    sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
-st.divider()
-st.subheader("Decisions so far")
-counts = current["decision"].value_counts().reindex(list(DECISIONS), fill_value=0) if len(current) else None
-cols = st.columns(5)
-for col, name in zip(cols, DECISIONS):
-    col.metric(name, 0 if counts is None else int(counts[name]))
-if train.noisy is not None and len(current):
-    reviewed = train.positions(current.index.to_numpy())
-    acted = train.positions(current.index[current["decision"].isin(["remove", "relabel"])].to_numpy())
-    cols[4].metric("truly mislabeled among reviewed", f"{int(train.noisy[reviewed].sum())} / {len(reviewed)}")
-    st.caption(f"Of the {len(acted)} samples marked remove or relabel, {int(train.noisy[acted].sum())} were truly "
-               "mislabeled (known because the noise was injected).")
 
-st.subheader("Export")
-tmp = Path(tempfile.mkdtemp(prefix="ogdash-export-"))
-e = st.columns(4)
-for col, fmt in zip(e[:2], ("csv", "json")):
-    col.download_button(f"Decisions (.{fmt})", store.export(dataset, tmp / f"decisions.{fmt}").read_bytes(),
-                        file_name=f"decisions.{fmt}", disabled=not len(current))
-for col, fmt in zip(e[2:], ("csv", "json")):
-    col.download_button(f"Cleaned labels (.{fmt})",
-                        store.export_cleaned(dataset, train.ids, train.y, tmp / f"cleaned.{fmt}").read_bytes(),
-                        file_name=f"cleaned_labels.{fmt}")
-st.caption("Cleaned labels apply only your decisions: relabel gives the new label, remove leaves the label empty; "
-           "keep, unsure and undecided samples keep their given label.")
+def exports(current) -> None:
+    st.subheader("Export")
+    history = with_sources(store.history(dataset), train)
+    e = st.columns(4)
+    e[0].download_button("Decisions (.csv)", csv_bytes(history), file_name="decisions.csv", disabled=not len(current))
+    e[1].download_button("Decisions (.json)", json.dumps(history.astype(object).where(history.notna(), None)
+                                                         .to_dict("records"), indent=1, default=str),
+                         file_name="decisions.json", disabled=not len(current))
+    cfg = data_config()
+    if cfg["source"] == "files" and str(cfg["train"]).lower().endswith(".csv"):
+        e[2].download_button("Your CSV with clean_label", csv_bytes(cleaned_csv(cfg["train"], train, current)),
+                             file_name=f"{Path(cfg['train']).stem}_cleaned.csv")
+        st.caption("Your training CSV as given, with `decision` and `clean_label` columns: the new label for "
+                   "relabel, empty for remove, the given label otherwise.")
+    elif cfg["source"] == "imagefolder":
+        e[2].download_button("Folder changes (.csv)", csv_bytes(folder_changes(train, current)),
+                             file_name="folder_changes.csv", disabled=not len(current))
+        st.caption("`path,given,decision,new_label` for each decided image. `ogdash apply folder_changes.csv "
+                   "--folder YOUR_FOLDER --out CORRECTED` writes a corrected copy (relabelled images moved, removed "
+                   "ones left out); your folder is not touched.")
+    else:
+        labels = store.cleaned_labels(dataset, train.ids, train.y)
+        e[2].download_button("Cleaned labels (.csv)", csv_bytes(with_sources(labels.rename(columns={"id": "sample_id"}),
+                                                                             train)), file_name="cleaned_labels.csv")
+        st.caption("Cleaned labels apply only your decisions: relabel gives the new label, remove leaves the label "
+                   "empty; keep, unsure and undecided samples keep their given label.")
+
+
+gallery()

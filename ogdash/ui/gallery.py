@@ -1,10 +1,26 @@
-"""The review gallery's card: one suspect sample with its labels, score and decision buttons."""
+"""The review gallery's card: one suspect sample with where it came from, its labels, score and decision buttons."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 BADGE = {"keep": ":green[keep]", "remove": ":red[remove]", "relabel": ":orange[relabel]", "unsure": ":gray[unsure]"}
+
+
+def md(text) -> str:
+    """A user's string (file name, class name, reviewer) shown literally inside Markdown."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~:$])", r"\\\1", str(text))
+
+
+def feature_table(ds, positions) -> pd.DataFrame:
+    """Feature rows of ``ds`` at ``positions`` with their column names, indexed by source."""
+    positions = list(positions)
+    names = ds.feature_names or [f"x{j}" for j in range(int(np.prod(ds.X.shape[1:])))]
+    rows = ds.X[positions].reshape(len(positions), -1)
+    return pd.DataFrame(rows, columns=list(names), index=[ds.source(p) for p in positions])
 
 
 def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, on_decide) -> None:
@@ -12,18 +28,23 @@ def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, o
     sid = int(ds.ids[pos])
     given, suggested = int(ds.y[pos]), int(np.argmax(probs))
     view = ds.view(pos)
-    with st.container(border=True):
+    with st.container(border=True, key=f"card_{sid}"):
         if ds.kind == "image":
             st.image(view, clamp=True, width="stretch")
         elif ds.kind == "text":
-            st.markdown(f"> {view}")
+            st.markdown(f"> {md(view)}")
         else:
-            st.code(np.array2string(np.asarray(view), precision=3, max_line_width=40), language=None)
-        st.markdown(f"**id {sid}** · score {score:.3f}  \n"
-                    f"given **{ds.classes[given]}** · model suggests **{ds.classes[suggested]}** ({probs[suggested]:.0%})")
+            table = feature_table(ds, [pos]).T.reset_index()
+            table.columns = ["feature", "value"]
+            st.dataframe(table, hide_index=True, width="stretch", height=min(35 * (len(table) + 1) + 3, 213),
+                         column_config={"value": st.column_config.NumberColumn(format="%.4g")})
+        where = f"**{md(ds.sources[pos])}** · id {sid}" if ds.sources is not None else f"**id {sid}**"
+        st.markdown(f"{where} · score {score:.3f}  \n"
+                    f"given **{md(ds.classes[given])}** · model suggests **{md(ds.classes[suggested])}** "
+                    f"({probs[suggested]:.0%})")
         if decision:
-            label = f" → {ds.classes[int(decision['new_label'])]}" if decision["decision"] == "relabel" else ""
-            st.markdown(f"decided: {BADGE[decision['decision']]}{label} ({decision['reviewer']})")
+            label = f" → {md(ds.classes[int(decision['new_label'])])}" if decision["decision"] == "relabel" else ""
+            st.markdown(f"decided: {BADGE[decision['decision']]}{label} ({md(decision['reviewer'])})")
         else:
             st.caption("undecided")
         b = st.columns(3)

@@ -8,12 +8,17 @@ from plotly.colors import qualitative
 PALETTE = qualitative.Plotly + qualitative.D3
 
 
-def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis_title: str) -> go.Figure:
-    """Gradient space: one WebGL trace per given label, flagged samples drawn as black-ringed crosses."""
+def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis_title: str, sources=None) -> go.Figure:
+    """Gradient space: one WebGL trace per given label, flagged samples drawn as black-ringed crosses.
+
+    The hover names each sample's source (file path, CSV line) beside its id.
+    """
     fig = go.Figure()
     names = np.asarray(classes, dtype=object)
-    custom = np.stack([ids, names[given], names[predicted], np.round(scores, 4)], axis=1)
-    hover = "id %{customdata[0]}<br>given %{customdata[1]}<br>predicted %{customdata[2]}<br>score %{customdata[3]}<extra></extra>"
+    sources = np.asarray([f"id {i}" for i in ids] if sources is None else sources, dtype=object)
+    custom = np.stack([ids, names[given], names[predicted], np.round(scores, 4), sources], axis=1)
+    hover = ("%{customdata[4]} (id %{customdata[0]})<br>given %{customdata[1]}<br>predicted %{customdata[2]}"
+             "<br>score %{customdata[3]} (higher = more detrimental)<extra></extra>")
     for c in np.unique(given):
         m = (given == c) & ~flags
         fig.add_trace(go.Scattergl(x=coords[m, 0], y=coords[m, 1], mode="markers", name=f"{classes[c]}",

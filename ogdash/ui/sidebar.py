@@ -1,11 +1,10 @@
 """The sidebar every page shares: what data and model are active."""
 import streamlit as st
 
-from ogdash.ui.state import data_config, describe_data, describe_model, model_config, sync_url
+from ogdash.ui.state import data_config, describe_data, describe_model, model_config
 
 
 def sidebar() -> None:
-    sync_url()
     with st.sidebar:
         st.caption("ogdash · outlier gradient analysis")
         st.markdown(f"**Data:** {describe_data(data_config())}  \n**Model:** {describe_model(model_config())}")

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,18 +104,119 @@ def model_config() -> dict:
     return st.session_state["model_config"]
 
 
+def choose_data(cfg: dict, model_cfg: dict | None = None) -> None:
+    """Make ``cfg`` the active data (and ``model_cfg`` the model); the view starts afresh and the page reruns,
+    so the sidebar and the URL name the new choice at once."""
+    st.session_state["data_config"] = cfg
+    if model_cfg is not None:
+        st.session_state["model_config"] = model_cfg
+    v = view()
+    v.update(sel=[], gpage=1, classes=[])
+    for name in ("sel", "gpage", "classes"):
+        st.session_state.pop(f"_{name}", None)
+    sync_url()
+    st.rerun()
+
+
+# ---------------------------------------------------------------- the view, kept in the URL
+# Everything that defines what a page shows, beyond the data and the model. One dict per browser
+# session, seeded from the URL when a session starts (a reload, a shared link) and written back to the
+# URL at the end of every run (app.py), so reloading any page shows what was there. Values at their
+# default are left out of the URL to keep links short.
+
+BUDGET_RANGE = (0.01, 0.5)
+SHOW = ("flagged", "selection", "all")
+STATUS = ("all", "undecided", "keep", "remove", "relabel", "unsure")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def _budget(text: str) -> float:
+    b = round(float(text), 2)
+    if not BUDGET_RANGE[0] <= b <= BUDGET_RANGE[1]:
+        raise ValueError(text)
+    return b
+
+
+def _one_of(choices):
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(text)
+        return text
+    return parse
+
+
+def _detector(text: str) -> str:
+    from ogdash.detectors import DETECTORS
+
+    return _one_of(DETECTORS)(text)
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise ValueError(text)
+    return n
+
+
+def _view_fields() -> dict:
+    """name -> (default, parse(text) -> value). Parsing failures fall back to the default."""
+    from ogdash.detectors import RECOMMENDED
+
+    return {"layer": ("last", str), "detector": (RECOMMENDED, _detector), "budget": (0.05, _budget),
+            "layout": ("pca", _one_of(("pca", "umap"))), "show": ("flagged", _one_of(SHOW)),
+            "classes": ([], _ints), "status": ("all", _one_of(STATUS)), "gpage": (1, _positive),
+            "reviewer": ("", lambda t: t.strip()[:80]), "sel": ([], _ints)}
+
+
+def _to_text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def view() -> dict:
+    """This session's view: layer, detector, budget, layout, gallery filters and page, reviewer, selection."""
+    if "view" not in st.session_state:
+        v = {}
+        for name, (default, parse) in _view_fields().items():
+            text = st.query_params.get(name)
+            try:
+                v[name] = default if text is None else parse(text)
+            except (ValueError, TypeError):
+                v[name] = default
+        st.session_state["view"] = v
+    return st.session_state["view"]
+
+
 def sync_url() -> None:
-    """Write the active choice into the URL, so a reload or a shared link opens the same data and model."""
-    for name, cfg in (("data", data_config()), ("model", model_config())):
-        text = json.dumps(cfg, sort_keys=True)
-        if st.query_params.get(name) != text:
-            st.query_params[name] = text
+    """Write the active choice and the view into the URL, so a reload or a shared link opens the same screen.
+
+    The whole address is written on every run: a run cut short by the next click may not have
+    delivered its own write, so none is skipped as "already there".
+    """
+    params = {"data": json.dumps(data_config(), sort_keys=True), "model": json.dumps(model_config(), sort_keys=True)}
+    v = view()
+    for name, (default, _) in _view_fields().items():
+        text = _to_text(v[name])
+        if text != _to_text(default):
+            params[name] = text
+    st.query_params.from_dict(params)
 
 
 def keep(widget_key: str, value) -> None:
     """Seed a widget's state from a value kept outside it (widget state is dropped on another page)."""
     if widget_key not in st.session_state:
         st.session_state[widget_key] = value
+
+
+def bound(name: str, widget, *args, **kwargs):
+    """Draw ``widget`` holding the view's ``name``: seeded from the view, and the view follows it."""
+    key = f"_{name}"
+    keep(key, view()[name])
+    value = widget(*args, key=key, **kwargs)
+    view()[name] = list(value) if isinstance(value, (list, tuple)) else value
+    return value
 
 
 def progress_bar(label: str):
@@ -131,8 +233,9 @@ def whole_table(df) -> None:
 # ---------------------------------------------------------------- data
 
 def _load_splits(cfg: dict) -> Splits:
+    """The splits a data choice names. Built-in sets keep the paper's fixed splits (with a clean validation set);
+    a user's own files and folders are scored whole: the test set is theirs, or a share they set is held out."""
     from ogdash import data
-    from ogdash.pipeline import holdout_validation
 
     src = cfg["source"]
     if src == "builtin":
@@ -142,28 +245,28 @@ def _load_splits(cfg: dict) -> Splits:
         return data.BUILTIN[name](seed=cfg.get("seed", 0), noise_rate=cfg.get("noise_rate", 0.0),
                                   noise_kind=cfg.get("noise_kind", "uniform"), val_fraction=VAL_FRACTION)
     if src == "files":
-        splits = data.load_splits(cfg["train"], cfg["test"], cfg.get("val"))
-    elif src == "imagefolder":
-        from ogdash.data.folders import load_image_folder
-        from ogdash.data.images import split_with_noise
+        return data.load_splits(cfg["train"], cfg.get("test"), cfg.get("val"), float(cfg.get("test_share", 0.2)),
+                                int(cfg.get("seed", 0)))
+    if src == "imagefolder":
+        from ogdash.data.folders import load_folder_splits
 
-        ds = load_image_folder(cfg["path"], size=int(cfg.get("size", 32)))
-        splits = split_with_noise(ds.name, ds.X, ds.y, ds.classes, 0.2, cfg.get("noise_rate", 0.0),
-                                  cfg.get("noise_kind", "uniform"), cfg.get("seed", 0), VAL_FRACTION)
-    elif src == "text":  # texts embedded by a sentence encoder (the Text data selection page)
+        return load_folder_splits(cfg["path"], int(cfg.get("size", 32)), cfg.get("test"),
+                                  float(cfg.get("test_share", 0.2)), cfg.get("noise_rate", 0.0),
+                                  cfg.get("noise_kind", "uniform"), int(cfg.get("seed", 0)))
+    if src == "text":  # texts embedded by a sentence encoder (the Text data selection page)
+        from ogdash.pipeline import holdout_validation
         from ogdash.textselect import load_text_splits
 
         # only "path" may name a file (the URL reader keeps it under the data root); else the built-in data
         splits = load_text_splits(cfg.get("path") or "rotten_tomatoes", cfg.get("noise", 0.2),
                                   cfg.get("seed", 0), cfg.get("n_train"), cfg.get("n_test"),
                                   cfg.get("encoder", "minilm"), disk_cache())[0]
-    elif src == "cifar":
+        return holdout_validation(splits, VAL_FRACTION, cfg.get("seed", 0)) if splits.val is None else splits
+    if src == "cifar":
         from ogdash.data.folders import load_cifar
 
-        splits = load_cifar(cfg["path"], cfg.get("noisy_labels"), cfg.get("noise_key"))
-    else:
-        raise OgdashError(f"unknown data source {src!r}.")
-    return holdout_validation(splits, VAL_FRACTION, cfg.get("seed", 0)) if splits.val is None else splits
+        return load_cifar(cfg["path"], cfg.get("noisy_labels"), cfg.get("noise_key"))
+    raise OgdashError(f"unknown data source {src!r}.")
 
 
 def splits_for(cfg: dict) -> Splits:
@@ -191,6 +294,22 @@ def describe_data(cfg: dict) -> str:
 
 
 # ---------------------------------------------------------------- model
+
+def model_kinds(train) -> list[str]:
+    """The architectures that can take this data: images → CNN or torchvision, feature rows → logistic
+    regression or MLP (and the paper's 2-2-2-1 MLP for binary problems)."""
+    if train.kind == "image":
+        return ["cnn", "torchvision"]
+    return ["logreg", "mlp"] + (["paper_mlp"] if train.n_classes == 2 else [])
+
+
+def default_model(train) -> dict:
+    return {"kind": "cnn" if train.kind == "image" else "mlp", "seed": 0}
+
+
+def model_fits(mcfg: dict, train) -> bool:
+    return mcfg.get("kind") in model_kinds(train)
+
 
 def model_spec(mcfg: dict):
     from ogdash.models.zoo import ModelSpec
@@ -224,7 +343,9 @@ def active_model(train_if_missing: bool = False, progress=None):
         if model is None:
             if not train_if_missing:
                 return None
+            t0 = time.perf_counter()
             model = train_model(spec, splits.train, seed, disk_cache(), progress)
+            memo(key_of("train_seconds", key), lambda: time.perf_counter() - t0)
     return memo(key, lambda: model)
 
 
@@ -249,7 +370,7 @@ def model_summary(model, splits: Splits) -> dict:
 # ---------------------------------------------------------------- gradients and scores
 
 def layer_choice() -> str:
-    return st.session_state.get("layer", "last")
+    return view()["layer"]
 
 
 def active_gradients(extract: bool = False, progress=None):
@@ -274,13 +395,30 @@ def active_gradients(extract: bool = False, progress=None):
     return memo(key, lambda: (train, val))
 
 
-def active_scores(detector: str) -> np.ndarray | None:
-    """Detector scores of the active gradients (memoised; a budget change never recomputes them)."""
+def active_scores(detector: str | None = None) -> np.ndarray | None:
+    """Detector scores of the active gradients (memoised; a budget change never recomputes them).
+
+    OneClassSVM fits on validation gradients as inliers; data without a validation set
+    (your own files and folders) has it fit on the training gradients themselves.
+    """
     from ogdash.detectors import score
 
+    detector = detector or view()["detector"]
     pair = active_gradients()
     if pair is None:
         return None
     train, val = pair
+    inliers = val if val is not None else (train if detector == "ocsvm" else None)
     return memo(key_of("scores", model_key(), layer_choice(), detector),
-                lambda: score(train, detector, val, seed=0, labels=splits_for(data_config()).train.y))
+                lambda: score(train, detector, inliers, seed=0, labels=splits_for(data_config()).train.y))
+
+
+def active_flags():
+    """(scores, flags) of the view's detector and budget on the active gradients, or None before extraction.
+
+    Derived wherever they are needed, so no page depends on another having been visited.
+    """
+    from ogdash.detectors import flag
+
+    scores = active_scores()
+    return None if scores is None else (scores, flag(scores, view()["budget"]))
