@@ -33,9 +33,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """Start the dashboard with its own cache, decision store and data root; stop it afterwards."""
+def data_root(tmp_path_factory):
+    """The app's data root: the sample data is copied in, as a user would put their own files there."""
     home = tmp_path_factory.mktemp("app")
+    shutil.copytree(ROOT / "sample_data", home / "sample_data")
+    return home
+
+
+@pytest.fixture(scope="session")
+def app_url(data_root):
+    """Start the dashboard with its own cache, decision store and data root; stop it afterwards."""
+    home = data_root
     port = _free_port()
     # A tiny upload limit, so the browser can prove an upload over it is refused (tests/e2e/test_browser.py).
     env = {**os.environ, "OGDASH_CACHE": str(home / "cache"), "OGDASH_DECISIONS": str(home / "decisions.sqlite"),
@@ -86,7 +94,7 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def page(browser, request):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     pg = ctx.new_page()
     pg.set_default_timeout(120_000)  # a shared machine can be slow; the checks stay the same
     yield pg
