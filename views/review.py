@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import numpy as np
@@ -128,29 +127,31 @@ def gallery():
 
 
 def exports(current) -> None:
+    """Download buttons whose files are built when clicked, from the store as it is then (a decision stays fast)."""
     st.subheader("Export")
-    history = with_sources(store.history(dataset), train)
+    history = lambda: with_sources(store.history(dataset), train)  # noqa: E731
+    now = lambda: store.current(dataset)  # noqa: E731
     e = st.columns(4)
-    e[0].download_button("Decisions (.csv)", csv_bytes(history), file_name="decisions.csv", disabled=not len(current))
-    e[1].download_button("Decisions (.json)", json.dumps(history.astype(object).where(history.notna(), None)
-                                                         .to_dict("records"), indent=1, default=str),
-                         file_name="decisions.json", disabled=not len(current))
+    e[0].download_button("Decisions (.csv)", lambda: csv_bytes(history()), file_name="decisions.csv",
+                         disabled=not len(current))
+    e[1].download_button("Decisions (.json)", lambda: history().astype(object).where(history().notna(), None)
+                         .to_json(orient="records", indent=1), file_name="decisions.json", disabled=not len(current))
     cfg = data_config()
     if cfg["source"] == "files" and str(cfg["train"]).lower().endswith(".csv"):
-        e[2].download_button("Your CSV with clean_label", csv_bytes(cleaned_csv(cfg["train"], train, current)),
+        e[2].download_button("Your CSV with clean_label", lambda: csv_bytes(cleaned_csv(cfg["train"], train, now())),
                              file_name=f"{Path(cfg['train']).stem}_cleaned.csv")
         st.caption("Your training CSV as given, with `decision` and `clean_label` columns: the new label for "
                    "relabel, empty for remove, the given label otherwise.")
     elif cfg["source"] == "imagefolder":
-        e[2].download_button("Folder changes (.csv)", csv_bytes(folder_changes(train, current)),
+        e[2].download_button("Folder changes (.csv)", lambda: csv_bytes(folder_changes(train, now())),
                              file_name="folder_changes.csv", disabled=not len(current))
         st.caption("`path,given,decision,new_label` for each decided image. `ogdash apply folder_changes.csv "
                    "--folder YOUR_FOLDER --out CORRECTED` writes a corrected copy (relabelled images moved, removed "
                    "ones left out); your folder is not touched.")
     else:
-        labels = store.cleaned_labels(dataset, train.ids, train.y)
-        e[2].download_button("Cleaned labels (.csv)", csv_bytes(with_sources(labels.rename(columns={"id": "sample_id"}),
-                                                                             train)), file_name="cleaned_labels.csv")
+        cleaned = lambda: with_sources(store.cleaned_labels(dataset, train.ids, train.y)  # noqa: E731
+                                       .rename(columns={"id": "sample_id"}), train)
+        e[2].download_button("Cleaned labels (.csv)", lambda: csv_bytes(cleaned()), file_name="cleaned_labels.csv")
         st.caption("Cleaned labels apply only your decisions: relabel gives the new label, remove leaves the label "
                    "empty; keep, unsure and undecided samples keep their given label.")
 
