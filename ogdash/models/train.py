@@ -63,10 +63,15 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int
     gen = torch.Generator().manual_seed(seed)
     n = len(yt)
     bs = spec.batch_size or n
+    total = spec.total_steps(n)  # a step budget (spec.steps) or the epochs' steps
+    epochs = math.ceil(total / math.ceil(n / bs))
+    step = 0
     model.train()
-    for epoch in range(spec.epochs):
+    for epoch in range(epochs):
         order = torch.randperm(n, generator=gen).to(device) if bs < n else None
         for start in range(0, n, bs):
+            if step == total:
+                break
             idx = order[start:start + bs] if order is not None else slice(None)
             loss = per_sample_loss(model(Xt[idx]), yt[idx]).mean()
             if not torch.isfinite(loss):
@@ -75,8 +80,9 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        if progress is not None and (epoch % max(1, spec.epochs // 50) == 0 or epoch == spec.epochs - 1):
-            progress((epoch + 1) / spec.epochs, f"epoch {epoch + 1}/{spec.epochs}, loss {loss.item():.4f}")
+            step += 1
+        if progress is not None and (epoch % max(1, epochs // 50) == 0 or epoch == epochs - 1):
+            progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}, loss {loss.item():.4f}")
     # the last step can still blow the weights up after a finite loss; never hand on a NaN model
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise OgdashError("training diverged in the last epoch (weights became NaN or infinite); "

@@ -8,6 +8,7 @@ paper's toy MLP); others use softmax over C units.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,7 +25,10 @@ class ModelSpec:
     """What to build and how to train it; two equal specs give the same model for a seed.
 
     epochs/lr/batch_size None mean the kind's default (see ``resolved``).
-    batch_size 0 means full batch.
+    batch_size 0 means full batch. ``steps``, when set, is the number of optimiser steps to
+    train for, whatever the size of the data (epochs are then as many as those steps take):
+    a trimmed set trains as long as the full one, so a retrain measures the data, not a
+    shorter run.
     """
 
     kind: str = "mlp"
@@ -34,16 +38,23 @@ class ModelSpec:
     batch_size: int | None = None
     weight_decay: float = 1e-4
     bias: bool = True
+    steps: int | None = None
 
     def resolved(self, n_train: int) -> "ModelSpec":
         d = DEFAULTS[self.kind]
         small = self.kind != "cnn" and n_train <= 1024  # tiny tabular sets train full-batch
         bs = self.batch_size if self.batch_size is not None else (0 if small else d["batch_size"])
         return ModelSpec(self.kind, tuple(self.hidden), self.epochs or d["epochs"], self.lr or d["lr"], bs,
-                         self.weight_decay, self.bias if self.kind != "paper_mlp" else False)
+                         self.weight_decay, self.bias if self.kind != "paper_mlp" else False, self.steps)
+
+    def total_steps(self, n_train: int) -> int:
+        """Optimiser steps this spec takes on ``n_train`` samples."""
+        r = self.resolved(n_train)
+        return r.steps or r.epochs * (math.ceil(n_train / r.batch_size) if r.batch_size else 1)
 
     def key(self) -> str:
-        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:16]
+        fields = {k: v for k, v in asdict(self).items() if not (k == "steps" and v is None)}  # keys before steps
+        return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()[:16]
 
 
 DEFAULTS = {
