@@ -8,13 +8,14 @@ import argparse
 import time
 
 from ogdash.cache import DiskCache
-from ogdash.cliargs import Parser, fraction, run_command
+from ogdash.cliargs import Parser, choice_list, fraction, positive_int, run_command
 from ogdash.data.files import load_splits
 from ogdash.detectors import DETECTORS, RECOMMENDED, budget_count
 from ogdash.distributed import add_extract_parser, run_extract, summary_line
 from ogdash.errors import OgdashError
 from ogdash.llm_cli import add_llm_parser, format_llm, run_llm
 from ogdash.models.zoo import MODEL_KINDS, ModelSpec
+from ogdash.retrain import ACTIONS
 from ogdash.textselect import add_textselect_parser, format_textselect, run_textselect
 
 
@@ -57,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "mislabelled samples (reported as suggested_budget)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="write per-sample scores to this CSV")
-    s.add_argument("--retrain", action="store_true", help="trim the flagged samples and retrain")
+    s.add_argument("--retrain", action="store_true",
+                   help="apply each --action to the flags and retrain, beside the unchanged data and a random "
+                        "removal of the same size (and, when true labels are known, every flipped label restored)")
+    s.add_argument("--action", type=choice_list(ACTIONS), default=("remove",),
+                   help="with --retrain: comma-separated fixes of the flags: remove, relabel (to the suggested label), "
+                        "auto (relabel where the suggestion is sure, remove the rest), or all (default: remove)")
+    s.add_argument("--seeds", type=positive_int, default=3, help="with --retrain: seeds --seed, --seed+1, … (default 3)")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.add_argument("--cache", help="cache directory (default: $OGDASH_CACHE or ~/.cache/ogdash)")
     s.add_argument("--no-cache", action="store_true", help="compute everything afresh")
@@ -74,7 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_scan(args) -> dict:
     from ogdash.pipeline import holdout_validation, scan
-    from ogdash.retrain import trim_and_retrain
 
     t0 = time.perf_counter()
     if not 0 < args.test_share < 1:
@@ -102,11 +108,18 @@ def run_scan(args) -> dict:
     if res.detection is not None:
         out["detection"] = res.detection
     if args.retrain:
+        from ogdash.ensemble import suggestions
+        from ogdash.retrain import compare, fixes_from_flags, restored
+
         t = time.perf_counter()
-        rep = trim_and_retrain(splits, spec, splits.train.ids[res.flags], seeds=[args.seed], cache=cache)
-        out["accuracy_after"] = float(rep.after[0])
-        if rep.removed_truly_noisy is not None:
-            out["flagged_truly_noisy"] = rep.removed_truly_noisy
+        P = suggestions(res.grads, splits.train.y, seed=args.seed)
+        fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=args.action)
+        if splits.train.truth_known and splits.train.noisy.any():
+            fixes.append(restored(splits.train))
+        c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), cache)
+        out["retrain"] = {"seeds": c.seeds, "steps": c.steps, "rows": c.to_rows(),
+                          "verdicts": {a: c.verdict(a) for a in args.action}}
+        out["accuracy_after"] = c.row(args.action[0]).accuracy.mean()
         out["seconds"]["retrain"] = time.perf_counter() - t
     if args.out:
         import pandas as pd
@@ -128,8 +141,11 @@ def format_scan(result: dict) -> str:
         b = result["suggested_budget"]
         line = (f"suggested budget {b['fraction']:.1%} ({b['level']:.0%} interval {b['low']:.1%}-{b['high']:.1%}); "
                 + line)
-    if "accuracy_after" in result:
-        line += f" -> {result['accuracy_after']:.3f} after the trim"
+    if "retrain" in result:
+        for r in result["retrain"]["rows"][1:]:
+            line += f"\n  {r['label']}: test accuracy {r['accuracy_mean']:.3f} ({100 * r['change_mean']:+.1f} points)"
+        for action, verdict in result["retrain"]["verdicts"].items():
+            line += f"\n  {action}: {verdict}"
     if "detection" in result:
         d = result["detection"]
         line += f"; detection precision {d['precision']:.2f}, recall {d['recall']:.2f}, AUROC {d['auroc']:.3f}"

@@ -235,6 +235,19 @@ def heldout_probabilities(acts, labels, folds: int = PROBE_FOLDS, seed: int = 0)
     return out
 
 
+def suggestions(grads: GradientSet, labels, seed: int = 0) -> np.ndarray:
+    """(n, C) probabilities that each sample's suggested label comes from (argmax), higher = surer.
+
+    Where the gradients are the last layer's closed form, they are the held-out last
+    layer's (:func:`heldout_probabilities`): a model that never saw the sample's label, so
+    a memorised wrong label is not echoed back. Otherwise the model's own probabilities.
+    """
+    if grads.acts is None:
+        return np.asarray(grads.probs, dtype=np.float64)
+    P = heldout_probabilities(grads.acts, labels, seed=seed)
+    return np.pad(P, ((0, 0), (0, max(0, grads.probs.shape[1] - P.shape[1]))))
+
+
 def heldout_gradients(grads: GradientSet, labels, folds: int = PROBE_FOLDS, seed: int = 0) -> GradientSet:
     """Closed-form last-layer gradients ``(p - onehot(y)) ⊗ h`` with ``p`` from the held-out last layer.
 

@@ -75,12 +75,37 @@ def test_cli_scan_contract(moons_files):
     for key in ("n_train", "n_flagged", "accuracy_before", "accuracy_after", "detection", "seconds"):
         assert key in res
     assert res["n_train"] == 250 and res["n_flagged"] == 20
+    rows = {r["action"]: r for r in res["retrain"]["rows"]}
+    assert list(rows) == ["none", "remove", "restored", "random"]  # moons' flips are known: restoring is measured
+    assert rows["random"]["n_removed"] == rows["remove"]["n_removed"] == 20  # the control removes as many
+    assert len(rows["none"]["accuracy_per_seed"]) == 3 and res["retrain"]["seeds"] == [2, 3, 4]
+    assert res["accuracy_after"] == pytest.approx(rows["remove"]["accuracy_mean"])
     assert set(res["detection"]) >= {"precision", "recall", "auroc", "accuracy"}
     df = pd.read_csv(out)
     assert list(df.columns) == ["id", "source", "given_label", "predicted_label", "score", "flagged", "true_label"]
     assert df["id"].tolist() == list(range(250)) and df["flagged"].sum() == 20
     assert df["source"].tolist() == [f"index {i}" for i in range(250)]  # where to find each sample in the file
     assert df.loc[df["flagged"] == 1, "score"].min() >= df.loc[df["flagged"] == 0, "score"].max()
+
+
+def test_cli_retrain_compares_every_action_in_json(moons_files):
+    d = moons_files
+    r = run_cli("scan", "--train", d / "train.npz", "--test", d / "test.npz", "--model", "logreg", "--epochs", "50",
+                "--budget", "0.1", "--retrain", "--action", "all", "--seeds", "3", "--json", "--cache", d / "c2")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)["retrain"]
+    rows = {row["action"]: row for row in out["rows"]}
+    assert {"none", "remove", "relabel", "auto", "restored", "random"} <= set(rows)
+    assert all(r.startswith("random_") for r in set(rows) - {"none", "remove", "relabel", "auto", "restored", "random"})
+    for fix in ("remove", "relabel", "auto"):  # each fix has a control touching as many samples
+        control = rows[rows[fix]["control"]]
+        assert control["n_removed"] == rows[fix]["n_removed"] + rows[fix]["n_relabelled"]
+    assert rows["relabel"]["n_removed"] == 0 and rows["relabel"]["n_relabelled"] > 0
+    assert rows["auto"]["n_removed"] + rows["auto"]["n_relabelled"] <= 25
+    assert set(out["verdicts"]) == {"remove", "relabel", "auto"}
+    assert all(v.startswith(("Beat chance", "Did not beat chance")) for v in out["verdicts"].values())
+    bad = run_cli("scan", "--train", d / "train.npz", "--model", "logreg", "--retrain", "--action", "shuffle")
+    assert bad.returncode == 2 and "shuffle" in bad.stderr and bad.stderr.count("\n") == 1
 
 
 def test_cli_scan_without_a_test_set_holds_out_a_share(moons_files):
