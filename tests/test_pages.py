@@ -82,13 +82,16 @@ def test_full_flow_on_digits(env):
 
     # Trim & retrain in that fresh session: the flags come from the address, no other page visited
     go(again, "views/retrain.py")
-    assert any(f"({len(flagged_ids(at))} samples)" in str(o) for o in again.radio[0].options)
-    again.checkbox(key="retrain_reference").check().run()
+    assert any(f"top {len(flagged_ids(at))} by L2 norm of the gradient at budget 10%" in m.value for m in again.markdown)
+    next(s for s in again.slider if s.label == "Seeds").set_value(2).run()
     button(again, "Retrain").click().run()
     assert not again.exception
-    labels = [m.label for m in again.metric]
-    assert "Test accuracy before" in labels and "Test accuracy after" in labels
-    assert "With every flipped label restored" in labels  # digits' noise is injected: the truth is known
+    table = again.dataframe[0].value
+    fixes = table["fix"].tolist()
+    assert fixes[0].startswith("no change") and any(f.startswith("every flipped label restored") for f in fixes)
+    assert any("random samples removed" in f for f in fixes)  # the control is always there
+    assert sum(f.startswith(("remove the flagged", "relabel")) for f in fixes) == 3  # the three fixes of the flags
+    assert any("Too few seeds" in w.value for w in list(again.warning) + list(again.success))  # 2 seeds cannot tell
 
 
 def flagged_ids(at):
@@ -116,3 +119,16 @@ def test_pages_without_a_model_say_what_to_do(env):
     for page in ("views/gradient_space.py", "views/review.py", "views/retrain.py"):
         go(at, page)
         assert at.info, page
+
+
+def test_the_preset_where_noise_hurts_is_one_click(env):
+    from ogdash.ui.state import PRESET_DATA, PRESET_MODEL
+
+    at = app()
+    go(at, "views/data.py")
+    button(at, "Use the preset").click().run()
+    assert not at.exception
+    assert at.session_state["data_config"] == PRESET_DATA and at.session_state["model_config"] == PRESET_MODEL
+    link = at.query_params["data"]
+    assert '"noise_kind": "pairs"' in (link[0] if isinstance(link, list) else link)  # the address names it too
+    assert any("30% pairs noise" in s.value for s in at.subheader)  # the page shows the new data at once

@@ -68,7 +68,7 @@ def test_csv_ids_and_lines_and_feature_names():
     ds = load_file(SAMPLES / "digits.csv")
     table = pd.read_csv(SAMPLES / "digits.csv")
     assert ds.ids.tolist() == table["id"].tolist()
-    assert ds.sources[0] == f"id {table['id'][0]} (line 2)"
+    assert ds.sources[0] == "line 2" and ds.ids[0] == table["id"][0]
     assert ds.feature_names == tuple(c for c in table.columns if c not in ("id", "label"))
     assert not ds.truth_known
 
@@ -126,7 +126,7 @@ def test_cleaned_csv_is_the_users_table_with_a_clean_label(tmp_path):
     assert pd.isna(row.loc[second, "clean_label"]) and row.loc[second, "decision"] == "remove"
     untouched = row.drop(index=[first, second])
     assert (untouched["clean_label"] == untouched["label"]).all()
-    assert with_sources(current, ds)["source"].str.startswith("id ").all()
+    assert with_sources(current, ds)["source"].str.startswith("line ").all()
 
 
 def test_folder_changes_apply_to_a_corrected_copy(tmp_path):

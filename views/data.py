@@ -1,14 +1,16 @@
 import tempfile
+
+import numpy as np
 from pathlib import Path
 
 import streamlit as st
 
 from ogdash.data.files import resolve_under
-from ogdash.data.folders import non_image_files
+from ogdash.data.folders import nested_class_folders, non_image_files
 from ogdash.errors import OgdashError
 from ogdash.ui import plots
 from ogdash.ui.gallery import feature_table
-from ogdash.ui.state import (active_model, active_splits, check_upload_size, choose_data, data_config, data_root,
+from ogdash.ui.state import (PRESET_DATA, PRESET_MODEL, PRESET_TEXT, active_model, active_splits, check_upload_size, choose_data, data_config, data_root,
                              default_model, describe_data, key_of, memo, model_config, model_fits, model_kinds,
                              model_summary, progress_bar, splits_for)
 
@@ -19,6 +21,11 @@ st.caption("Choose the data and the model; every other page works on this choice
 builtin, files, folder, cifar = st.tabs(["Built-in", "Your .npz / .csv", "Image folder", "CIFAR-10/100"])
 choice = None
 with builtin:
+    c1, c2 = st.columns([3, 1])
+    c1.caption(f"**Preset, where noise hurts:** {PRESET_TEXT} Retrain there to see a fix pay (README, "
+               "\"What a fix is worth\").")
+    if c2.button("Use the preset", key="use_preset"):
+        choose_data(dict(PRESET_DATA), dict(PRESET_MODEL))
     name = st.selectbox("Dataset", ["digits", "mnist5k", "moons", "blobs"],
                         format_func={"digits": "Digits (1,797 8x8, scikit-learn)", "mnist5k": "MNIST-5k (5,000 28x28)",
                                      "moons": "Half-moons (synthetic)", "blobs": "Linear blobs (synthetic)"}.get)
@@ -117,6 +124,10 @@ if splits is None:
 train = splits.train
 st.subheader(describe_data(data_config()))
 if data_config()["source"] == "imagefolder":
+    nested = nested_class_folders(data_config()["path"])
+    if nested:
+        st.warning(f"The class folders hold folders of their own ({', '.join(nested[:3])}): is this one level too "
+                   "high? Give the folder whose sub-folders are the classes.")
     skipped = memo(key_of("skipped", data_config()), lambda: non_image_files(data_config()["path"]))
     if skipped:
         names = ", ".join(p.name for p in skipped[:3]) + (", …" if len(skipped) > 3 else "")
@@ -137,12 +148,14 @@ if held_out:
         st.dataframe({"id": splits.test.ids, "source": splits.test.source_list(),
                       "label": [splits.test.classes[c] for c in splits.test.y]}, hide_index=True, width="stretch")
 st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
-if train.kind == "image":
+if train.kind == "image":  # the first image of each class (up to 8)
     cols = st.columns(8)
-    for i, col in zip(range(train.n), cols):  # a small folder may hold fewer than 8 training images
-        col.image(train.view(i), caption=f"{train.source(i)}: {train.classes[train.y[i]]}", clamp=True, width="stretch")
+    for i, col in zip(np.unique(train.y, return_index=True)[1][:8], cols):
+        col.image(train.view(i), caption=f"{train.classes[train.y[i]]}: {train.source(i)}", clamp=True, width="stretch")
 else:
-    st.dataframe(feature_table(train, range(min(8, train.n))), width="stretch")
+    first = feature_table(train, range(min(8, train.n)))
+    first.insert(0, "label", [train.classes[c] for c in train.y[:8]])
+    st.dataframe(first, width="stretch")
 
 # ------------------------------------------------------------------ model
 st.divider()

@@ -1,21 +1,22 @@
 import numpy as np
+import pandas as pd
 import streamlit as st
 
+from ogdash.detectors import DETECTORS
 from ogdash.errors import OgdashError
-from ogdash.retrain import trim_and_retrain
+from ogdash.retrain import ACTIONS, NONE, RANDOM, Fix, compare, fixes_from_flags, restored
 from ogdash.review import DecisionStore
 from ogdash.ui import plots
-from ogdash.ui.state import (active_flags, active_model, active_splits, data_config, decisions_path, disk_cache, key_of,
-                             memo, model_config, model_key, model_spec, progress_bar, view)
+from ogdash.ui.state import (active_flags, active_model, active_splits, active_suggestions, data_config,
+                             decisions_path, disk_cache, key_of, memo, model_config, model_key, model_spec,
+                             progress_bar, view, whole_table)
 
-
-def spread(std: float, seeds) -> str:
-    return "one seed: no spread measured" if len(seeds) == 1 else f"± {std:.1%} (std over {len(seeds)} seeds)"
-
+SHORT = {"remove": "remove", "relabel": "relabel", "auto": "relabel if sure, else remove"}
 
 st.title("Trim & retrain")
-st.markdown("What is the trim worth? The model is retrained from the **same initial weights and seed** with and "
-            "without the trim, and both are measured on the **untouched test set**.")
+st.markdown("What is a fix worth? Each fix is retrained from the **same initial weights** for the **same number of "
+            "steps** as the unchanged data, seed by seed, and measured on the **untouched test set**, beside a "
+            "**random control**: as many random samples removed. A fix is worth something only if it beats the control.")
 
 splits = active_splits()
 if splits is None or active_model() is None:
@@ -33,68 +34,92 @@ except OgdashError as e:
     st.error(str(e))
     st.stop()
 v = view()
-flag_ids = [] if flagged is None else train.ids[flagged[1]].tolist()
-options = {"flags": f"Top-k flags of {v['detector']} at budget {v['budget']:.0%} "
-                    + (f"({len(flag_ids)} samples)" if flagged else "(extract gradients on Gradient space first)"),
-           "decisions": f"Reviewed decisions ({len(current)} so far: removals, and relabels applied)"}
-what = st.radio("Trim", list(options), format_func=options.get)
-seconds = memo(key_of("train_seconds", model_key()))
-default_seeds = 3 if seconds is None or 6 * seconds < 60 else 1  # three seeds where the six runs take under a minute
-seeds = st.slider("Seeds", 1, 5, default_seeds,
-                  help="mean ± std over this many seeds (each seed: same initialisation before and after)")
 
-if what == "flags":
-    remove, relabel = flag_ids, {}
+fixes = []
+if flagged is None:
+    st.info("Extract gradients on **Gradient space** to compare fixes of the detector's flags; reviewed decisions "
+            "can be compared now.")
 else:
-    remove = current.loc[current["decision"] == "remove", "sample_id"].astype(int).tolist() if len(current) else []
-    rel = current[current["decision"] == "relabel"] if len(current) else current
-    relabel = {int(r.sample_id): int(r.new_label) for r in rel.itertuples()}
-st.caption(f"{len(remove)} samples removed, {len(relabel)} relabelled.")
+    scores, flags = flagged
+    P = active_suggestions()
+    st.markdown(f"**The flags:** the top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} at budget "
+                f"{v['budget']:.0%} (change both on Gradient space). A suggested label comes from the last layer "
+                "refitted without the sample; a flagged sample whose suggestion is its given label is left as it is "
+                "by the relabel fixes.")
+    c1, c2 = st.columns([3, 1])
+    actions = c1.multiselect("Fixes of the flags", list(ACTIONS), default=list(ACTIONS), format_func=SHORT.get,
+                             help="; ".join(f"{SHORT[a]}: {ACTIONS[a]}" for a in ACTIONS))
+    threshold = c2.slider("Sure enough to relabel", 0.3, 0.95, 0.5, 0.05, help="for the third fix: relabel a flagged "
+                          "sample when its suggestion has at least this probability, remove it otherwise")
+    fixes = fixes_from_flags(train, flags, P.argmax(1), P.max(1), threshold, actions)
+if len(current):
+    rel = current[current["decision"] == "relabel"]
+    decisions = Fix("decisions", "your reviewed decisions (removals, and relabels applied)",
+                    tuple(current.loc[current["decision"] == "remove", "sample_id"].astype(int)),
+                    {int(r.sample_id): int(r.new_label) for r in rel.itertuples()})
+    if (decisions.remove or decisions.relabel) and st.checkbox(
+            f"Also your reviewed decisions ({len(decisions.remove)} removals, {len(decisions.relabel)} relabels)",
+            value=True):
+        fixes.append(decisions)
 known = train.truth_known and bool(train.noisy.any())
-reference = known and st.checkbox(
-    "Also retrain with every flipped label restored", key="retrain_reference",
-    help="The true labels are known here (injected noise), so the noise-free model can be measured: it says what "
-         "the noise costs, and so the most any trim could win back.")
+if known and st.checkbox("Also restore every flipped label", value=True, key="retrain_reference",
+                         help="The true labels are known here (injected noise): the noise-free model says what the "
+                              "noise costs, and so the most any fix could win back."):
+    fixes.append(restored(train))
 
-seed_list = list(range(int(mcfg.get("seed", 0)), int(mcfg.get("seed", 0)) + seeds))
-key = key_of("retrain", data_config(), mcfg, sorted(remove), sorted(relabel.items()), seeds)
-ref_key = key_of("retrain-reference", data_config(), mcfg, seeds)
-report, ref = memo(key), memo(ref_key)
-if st.button("Retrain", type="primary", disabled=not (remove or relabel)):
+seconds = memo(key_of("train_seconds", model_key()))
+arms = len(fixes) + 2  # the unchanged data and the random control
+fit_in_a_minute = 3 if seconds is None else int(np.clip(60 // (arms * seconds), 3, 10))
+seeds = st.slider("Seeds", 1, 10, fit_in_a_minute, help="each seed: the same initialisation for every fix; at "
+                  "least 3 seeds are needed to tell a fix from chance")
+seed0 = int(mcfg.get("seed", 0))
+seed_list = list(range(seed0, seed0 + seeds))
+key = key_of("compare", data_config(), mcfg, [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes], seed_list)
+result = memo(key)
+if st.button("Retrain", type="primary", disabled=not fixes):
     bar, cb = progress_bar("Retraining")
     try:
-        report = memo(key, lambda: trim_and_retrain(splits, model_spec(mcfg), remove, relabel, seeds=seed_list,
-                                                    cache=disk_cache(), progress=cb))
-        if reference:
-            truth = {int(i): int(t) for i, t in zip(train.ids[train.noisy], train.y_true[train.noisy])}
-            ref = memo(ref_key, lambda: trim_and_retrain(splits, model_spec(mcfg), relabel=truth, seeds=seed_list,
-                                                         cache=disk_cache(), progress=cb))
+        result = memo(key, lambda: compare(splits, model_spec(mcfg), fixes, seed_list, disk_cache(), cb))
     except OgdashError as e:
         st.error(str(e))
     bar.empty()
+if result is None:
+    st.stop()
 
-if report is not None:
-    s = report.summary
-    c = st.columns(4)
-    c[0].metric("Test accuracy before", f"{s['accuracy_before']:.1%}", help=spread(s["accuracy_before_std"], report.seeds))
-    c[1].metric("Test accuracy after", f"{s['accuracy_after']:.1%}",
-                delta=f"{(s['accuracy_after'] - s['accuracy_before']) * 100:+.1f} pts")
-    c[2].metric("Removed / relabelled", f"{report.n_removed} / {report.n_relabelled}")
-    if report.removed_truly_noisy is not None:
-        c[3].metric("Removed that were truly mislabeled", f"{report.removed_truly_noisy} / {report.n_removed}")
-    if len(report.seeds) == 1:
-        st.caption(f"before {s['accuracy_before']:.3f}, after {s['accuracy_after']:.3f} (seed {report.seeds[0]}; "
-                   f"one seed: no spread measured, so the difference may be chance); {report.seconds:.1f} s")
-    else:
-        st.caption(f"before {s['accuracy_before']:.3f} ± {s['accuracy_before_std']:.3f}, "
-                   f"after {s['accuracy_after']:.3f} ± {s['accuracy_after_std']:.3f} (mean ± std over seeds "
-                   f"{report.seeds}); {report.seconds:.1f} s")
-    if reference and ref is not None:
-        r = ref.summary
-        st.metric("With every flipped label restored", f"{r['accuracy_after']:.1%}",
-                  delta=f"{(r['accuracy_after'] - r['accuracy_before']) * 100:+.1f} pts",
-                  help=f"{spread(r['accuracy_after_std'], ref.seeds)}; the same seeds and initialisation, nothing removed: what "
-                       "the label noise costs this model. When it is close to 'before', the noise does little harm "
-                       "and removing samples mostly removes data.")
-    st.plotly_chart(plots.accuracy_change(np.nanmean(report.per_class_before, 0), np.nanmean(report.per_class_after, 0),
-                                          train.classes), width="stretch")
+rows = result.to_rows()
+one = len(result.seeds) == 1
+shown = [r for r in rows if r["control"]]  # the fixes (the controls and references have none)
+best = max(shown, key=lambda r: r["accuracy_mean"]) if shown else None
+if best is not None:
+    verdict = result.verdict(best["action"])
+    (st.success if verdict.startswith("Beat") else st.warning)(f"**Best fix, {best['label']}:** {verdict}")
+table = pd.DataFrame({
+    "fix": [r["label"] for r in rows],
+    "removed": [r["n_removed"] for r in rows], "relabelled": [r["n_relabelled"] for r in rows],
+    "test accuracy": [f"{100 * r['accuracy_mean']:.1f}" + ("" if one else f" ± {100 * r['accuracy_std']:.1f}")
+                      for r in rows],
+    "vs no change (pts)": ["" if r["action"] == NONE else f"{100 * r['change_mean']:+.1f}" for r in rows],
+    "control": ["" if not r["control"] else f"{result.row(r['control']).n_removed} random removals" for r in rows],
+    "vs random (pts, paired)": [f"{100 * result.paired(r['action'], RANDOM).mean():+.1f}" if r["control"] else ""
+                                for r in rows],
+})
+if train.truth_known:
+    table["truly mislabeled touched"] = ["" if r["truly_noisy"] is None else str(r["truly_noisy"]) for r in rows]
+    table["relabelled correctly"] = ["" if r["corrected"] is None else str(r["corrected"]) for r in rows]
+whole_table(table)
+st.caption(f"Seeds {result.seeds}; every model trained for {result.steps} steps; {result.seconds:.0f} s. "
+           + ("One seed: no spread measured, so differences may be chance." if one else
+              "Mean ± std over seeds; 'paired' compares each seed's fix with the same seed's random control."))
+
+names = {r["action"]: r["label"] for r in rows if r["action"] != NONE}
+pick = st.selectbox("Per class, and the samples it touched", list(names), format_func=names.get)
+row = result.row(pick)
+st.plotly_chart(plots.accuracy_change(np.nanmean(result.row(NONE).per_class, 0), np.nanmean(row.per_class, 0),
+                                      train.classes), width="stretch")
+if row.touched:
+    pos = train.positions(np.asarray(row.touched, dtype=np.int64))
+    with st.expander(f"The {len(pos)} samples it touched" + (" (the first seed's draw)" if pick.startswith(RANDOM) else "")):
+        st.dataframe({"id": train.ids[pos], "source": [train.source(p) for p in pos],
+                      "given": [train.classes[c] for c in train.y[pos]],
+                      "change": ["removed" if i in set(row.touched[:row.n_removed]) else "relabelled"
+                                 for i in train.ids[pos].tolist()]}, hide_index=True, width="stretch")

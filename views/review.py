@@ -8,8 +8,8 @@ from ogdash.errors import OgdashError
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.review import DECISIONS, DecisionStore
 from ogdash.ui.gallery import card
-from ogdash.ui.state import (SHOW, STATUS, active_flags, active_gradients, active_model, active_splits, bound,
-                             data_config, decisions_path, sync_url, view)
+from ogdash.ui.state import (SHOW, STATUS, active_flags, active_gradients, active_model, active_splits,
+                             active_suggestions, bound, data_config, decisions_path, sync_url, view)
 
 PAGE_SIZE = 12
 
@@ -25,9 +25,9 @@ if pair is None:
     st.page_link("views/gradient_space.py", label="Gradient space", icon=":material/scatter_plot:")
     st.stop()
 train = splits.train
-grads, _ = pair
 try:
     scores, flags = active_flags()
+    suggest = active_suggestions()
     store = DecisionStore(decisions_path())
 except OgdashError as e:
     st.error(str(e))
@@ -94,20 +94,24 @@ def gallery():
     if len(shown) == 0:
         st.info("No samples match these filters.")
     else:
-        ids = train.ids[shown].tolist()
-        suggested = grads.probs[shown].argmax(1)
-        accept = [{"sample_id": i, "decision": "keep"} if s == y else {"sample_id": i, "decision": "relabel",
-                                                                         "new_label": int(s)}
-                  for i, s, y in zip(ids, suggested, train.y[shown])]
+        open_ = [int(i) for i in train.ids[shown] if int(i) not in decided]  # bulk actions never overwrite
+        suggested = dict(zip(train.ids[shown].tolist(), suggest[shown].argmax(1).tolist()))
+        given = dict(zip(train.ids[shown].tolist(), train.y[shown].tolist()))
+        accept = [{"sample_id": i, "decision": "keep"} if suggested[i] == given[i] else
+                  {"sample_id": i, "decision": "relabel", "new_label": suggested[i]} for i in open_]
         b = st.columns([1, 1, 2, 1])
-        b[0].button("Keep all on this page", on_click=decide_many, args=([{"sample_id": i, "decision": "keep"} for i in ids],))
-        b[1].button("Remove all on this page", on_click=decide_many, args=([{"sample_id": i, "decision": "remove"} for i in ids],))
-        b[2].button("Accept the suggested label on this page", on_click=decide_many, args=(accept,),
-                    help="relabel each card to the model's suggestion; a card whose suggestion is its given label is kept")
+        b[0].button("Keep the undecided", on_click=decide_many, args=([{"sample_id": i, "decision": "keep"} for i in open_],),
+                    disabled=not open_, help="keep every undecided card on this page; decided cards stay as they are")
+        b[1].button("Remove the undecided", on_click=decide_many, disabled=not open_,
+                    args=([{"sample_id": i, "decision": "remove"} for i in open_],),
+                    help="remove every undecided card on this page; decided cards stay as they are")
+        b[2].button("Accept the suggested label for the undecided", on_click=decide_many, args=(accept,),
+                    disabled=not open_, help="relabel each undecided card on this page to its suggestion (kept when "
+                                             "the suggestion is its given label); decided cards stay as they are")
         cols = st.columns(3)
         for k, p in enumerate(shown):
             with cols[k % 3]:
-                card(train, int(p), grads.probs[p], float(scores[p]), decided.get(int(train.ids[p])), decide)
+                card(train, int(p), suggest[p], float(scores[p]), decided.get(int(train.ids[p])), decide)
 
     st.divider()
     st.subheader("Decisions so far")

@@ -111,9 +111,7 @@ def _read_csv(path: Path):
         if ids.dtype.kind not in "iu" or len(np.unique(ids)) != len(ids):
             raise OgdashError(f"{path}: the 'id' column must hold unique whole numbers; rename it to use it as a "
                               "feature, or fix the duplicates.")
-        sources = [f"id {i} (line {n})" for i, n in zip(ids.tolist(), lines.tolist())]
-    else:
-        sources = [f"line {n}" for n in lines.tolist()]
+    sources = [f"line {n}" for n in lines.tolist()]
     return df[feats].to_numpy(), df["label"].to_numpy(), y_true, None, ids, sources, feats
 
 
@@ -196,5 +194,5 @@ def resolve_under(root, user_path) -> Path:
     p = Path(os.path.expanduser(str(user_path)))
     target = (p if p.is_absolute() else root / p).resolve()
     if target != root and root not in target.parents:
-        raise OgdashError(f"{user_path}: is outside the data root {root}; put the file under it.")
+        raise OgdashError(f"{user_path}: is outside the data root {root}; put it under the data root.")
     return target

@@ -96,6 +96,15 @@ def load_folder_splits(root, size: int = 32, test=None, test_share: float = 0.2,
     return Splits(tr, te)
 
 
+def nested_class_folders(root) -> list[str]:
+    """Class folders of ``root`` that hold sub-folders: often a sign that ``root`` is one level too high."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                  and any(p.is_dir() and not p.name.startswith(".") for p in d.iterdir()))
+
+
 def non_image_files(root) -> list[Path]:
     """Files in the class folders of ``root`` that ``load_image_folder`` skips (no image extension).
 

@@ -24,7 +24,8 @@ def feature_table(ds, positions) -> pd.DataFrame:
 
 
 def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, on_decide) -> None:
-    """Draw sample ``pos`` of ``ds``; ``on_decide(sample_id, decision, new_label)`` records a choice."""
+    """Draw sample ``pos`` of ``ds``; ``probs`` (C,) give its suggested label; ``on_decide(sample_id, decision,
+    new_label)`` records a choice."""
     sid = int(ds.ids[pos])
     given, suggested = int(ds.y[pos]), int(np.argmax(probs))
     view = ds.view(pos)
@@ -40,8 +41,9 @@ def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, o
                          column_config={"value": st.column_config.NumberColumn(format="%.4g")})
         where = f"**{md(ds.sources[pos])}** · id {sid}" if ds.sources is not None else f"**id {sid}**"
         st.markdown(f"{where} · score {score:.3f}  \n"
-                    f"given **{md(ds.classes[given])}** · model suggests **{md(ds.classes[suggested])}** "
-                    f"({probs[suggested]:.0%})")
+                    f"given **{md(ds.classes[given])}** · suggested **{md(ds.classes[suggested])}** "
+                    f"({probs[suggested]:.0%})", help="The suggestion comes from the last layer refitted without this "
+                    "sample, so a wrong label the model memorised is not echoed back.")
         if decision:
             label = f" → {md(ds.classes[int(decision['new_label'])])}" if decision["decision"] == "relabel" else ""
             st.markdown(f"decided: {BADGE[decision['decision']]}{label} ({md(decision['reviewer'])})")
@@ -52,7 +54,9 @@ def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, o
         b[1].button("Remove", key=f"remove_{sid}", on_click=on_decide, args=(sid, "remove", None), width="stretch")
         b[2].button("Unsure", key=f"unsure_{sid}", on_click=on_decide, args=(sid, "unsure", None), width="stretch")
         r = st.columns([2, 1])
-        target = r[0].selectbox("Relabel to", range(ds.n_classes), index=suggested, key=f"to_{sid}",
+        start = int(decision["new_label"]) if decision and decision["decision"] == "relabel" else suggested
+        box = f"to_{sid}_{start}"  # a new decision redraws the box at its label
+        target = r[0].selectbox("Relabel to", range(ds.n_classes), index=start, key=box,
                                 format_func=lambda c: ds.classes[c], label_visibility="collapsed")
-        r[1].button("Relabel", key=f"relabel_{sid}", on_click=lambda: on_decide(sid, "relabel", int(st.session_state[f"to_{sid}"])),
+        r[1].button("Relabel", key=f"relabel_{sid}", on_click=lambda: on_decide(sid, "relabel", int(st.session_state[box])),
                     width="stretch", help=f"relabel to the class chosen on the left (now {ds.classes[target]})")

@@ -15,9 +15,10 @@ def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis
     """
     fig = go.Figure()
     names = np.asarray(classes, dtype=object)
-    sources = np.asarray([f"id {i}" for i in ids] if sources is None else sources, dtype=object)
-    custom = np.stack([ids, names[given], names[predicted], np.round(scores, 4), sources], axis=1)
-    hover = ("%{customdata[4]} (id %{customdata[0]})<br>given %{customdata[1]}<br>predicted %{customdata[2]}"
+    where = np.asarray([f"id {i}" for i in ids] if sources is None else
+                       [f"{src} · id {i}" for src, i in zip(sources, ids)], dtype=object)
+    custom = np.stack([ids, names[given], names[predicted], np.round(scores, 4), where], axis=1)
+    hover = ("%{customdata[4]}<br>given %{customdata[1]}<br>predicted %{customdata[2]}"
              "<br>score %{customdata[3]} (higher = more detrimental)<extra></extra>")
     for c in np.unique(given):
         m = (given == c) & ~flags
@@ -46,13 +47,15 @@ def confusion_heatmap(matrix, classes) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=matrix, x=list(classes), y=list(classes), colorscale="Blues",
                                text=matrix, texttemplate="%{text}", hovertemplate="label %{y} → predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted",
-                      yaxis_title="given label", yaxis_autorange="reversed")
+                      yaxis_title="given label", yaxis_autorange="reversed", xaxis_type="category",
+                      yaxis_type="category")
     return fig
 
 
 def label_counts(counts, classes) -> go.Figure:
     fig = go.Figure(go.Bar(x=list(classes), y=counts, marker_color="#636EFA"))
-    fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="given label", yaxis_title="samples")
+    fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="given label", yaxis_title="samples",
+                      xaxis_type="category")
     return fig
 
 
@@ -61,5 +64,5 @@ def accuracy_change(before, after, classes) -> go.Figure:
     fig = go.Figure([go.Bar(x=list(classes), y=before, name="before", marker_color="#9aa5b1"),
                      go.Bar(x=list(classes), y=after, name="after", marker_color="#00a36c")])
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),
-                      yaxis_title="test accuracy", xaxis_title="class")
+                      yaxis_title="test accuracy", xaxis_title="class", xaxis_type="category")
     return fig

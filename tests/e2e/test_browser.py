@@ -213,10 +213,12 @@ def test_review_survives_a_reload_on_every_page(page, app_url):
     other = page.context.new_page()
     other.goto(url)
     settle(other)
-    assert other.get_by_role("radio", name=re.compile(r"Top-k flags of l2 at budget 10% \(126 samples\)")).is_checked()
+    other.get_by_text("the top 126 by L2 norm of the gradient at budget 10%").wait_for()
     other.get_by_role("button", name="Retrain", exact=True).click()
     settle(other)
-    other.get_by_text("Test accuracy after").wait_for()
+    other.get_by_text("Best fix,").wait_for()  # the verdict against the random control
+    table = other.get_by_test_id("stDataFrame").first.inner_text()
+    assert "random samples removed (the control)" in table and "every flipped label restored" in table
     shot(other, "reload_retrain")
 
 
@@ -267,7 +269,7 @@ def test_image_folder_without_true_labels(page, app_url, data_root):
     assert len(found) >= 4, (found, paths)  # the detector puts misfiled images first (7-8 of 12 here)
     for p in found:  # relabel each misfiled image to its true class, as the reviewer who recognises it
         card = page.locator('[class*="st-key-card_"]').filter(has_text=p)
-        if f"model suggests {misfiled[p]} (" not in card.inner_text():  # the box starts at the suggestion
+        if f"suggested {misfiled[p]} (" not in card.inner_text():  # the box starts at the suggestion
             card.get_by_test_id("stSelectbox").click()
             page.keyboard.type(misfiled[p])
             page.keyboard.press("Enter")
