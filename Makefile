@@ -3,6 +3,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 PORT    ?= 8501
+HOST    ?= 127.0.0.1
 
 .PHONY: run test test-fast test-browser bench clean
 
@@ -18,7 +19,7 @@ $(VENV)/.testing: $(VENV)/.runtime requirements-test.txt
 	touch $@
 
 run: $(VENV)/.runtime
-	$(PY) -m streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(VENV)/.testing
 	$(PY) -m pytest
@@ -29,11 +30,13 @@ test-fast: $(VENV)/.testing
 test-browser: $(VENV)/.testing
 	$(PY) -m pytest -m browser
 
-bench: $(VENV)/.runtime
+bench: $(VENV)/.testing
 	PYTHONPATH=. $(PY) benchmarks/gradients.py
 	PYTHONPATH=. $(PY) benchmarks/mnist_flow.py
 	PYTHONPATH=. $(PY) benchmarks/scale.py
 	PYTHONPATH=. $(PY) benchmarks/detection.py
+	PYTHONPATH=. $(PY) benchmarks/fixes.py
+	PYTHONPATH=. $(PY) benchmarks/review_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
