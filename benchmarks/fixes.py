@@ -61,10 +61,10 @@ def run(name: str, seeds: int) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in c.to_rows():
         paired = c.paired(r["action"], "random").mean() * 100 if r["control"] else None
-        won = (r["accuracy_mean"] - noisy) / (ceiling - noisy) if ceiling > noisy else float("nan")
+        won = f"{(r['accuracy_mean'] - noisy) / (ceiling - noisy):+.0%}" if ceiling > noisy else "no gap"
         print(f"| {r['label']} | {r['n_removed']} | {r['n_relabelled']} | {100 * r['accuracy_mean']:.1f} ± "
               f"{100 * r['accuracy_std']:.1f} | {100 * r['change_mean']:+.1f} | "
-              f"{'' if paired is None else f'{paired:+.1f}'} | {won:+.0%} |")
+              f"{'' if paired is None else f'{paired:+.1f}'} | {won} |")
     for a in ACTIONS:
         print(f"- {a}: {c.verdict(a)}")
     print(f"({time.perf_counter() - t0:.0f} s on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})")

@@ -30,7 +30,6 @@ c1, c2 = st.columns([2, 1])
 v = view()
 if v["layer"] not in layers:  # a link or another model named a layer this model lacks
     v["layer"] = "last"
-    st.session_state.pop("_layer", None)
 bound("layer", c1.selectbox, "Layer", layers,
       format_func=lambda n: "last linear layer (closed form, default)" if n == "last" else n,
       help="Gradients of the chosen parameters; the last layer costs one forward pass.")
@@ -62,7 +61,7 @@ def suggested():
 
 
 def use_suggested(value: float) -> None:
-    st.session_state["_budget"] = value  # runs before the rerun, so before the slider is drawn
+    view()["budget"] = value  # runs before the rerun, so before the slider is drawn
 
 
 c1, c2, c3 = st.columns(3)
@@ -115,12 +114,10 @@ if selected != st.session_state.get("_plot_selection", []):  # a new box or lass
     st.session_state["_plot_selection"] = selected
     if selected:
         v["sel"], v["show"] = selected, "selection"  # the gallery opens on the selection
-        st.session_state.pop("_show", None)
 if v["sel"]:
     c1, c2 = st.columns([3, 1])
     c1.success(f"{len(v['sel'])} samples selected (box or lasso on the plot). They are waiting in the review gallery.")
     if c2.button("Clear selection"):
         v["sel"], v["show"] = [], "flagged"
-        st.session_state.pop("_show", None)
         st.rerun()
 st.page_link("views/review.py", label="Review the suspects", icon=":material/fact_check:")

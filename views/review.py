@@ -85,8 +85,7 @@ def gallery():
         pos = pos[st_of == status]
 
     n_pages = max(1, -(-len(pos) // PAGE_SIZE))
-    if st.session_state.get("_gpage", v["gpage"]) > n_pages:  # fewer pages after a filter changed
-        v["gpage"] = st.session_state["_gpage"] = n_pages
+    v["gpage"] = min(v["gpage"], n_pages)  # fewer pages after a filter changed
     c1, c2 = st.columns([1, 3])
     page = bound("gpage", c1.number_input, f"Page (of {n_pages})", 1, n_pages)
     shown = pos[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]

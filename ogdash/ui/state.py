@@ -115,10 +115,7 @@ def choose_data(cfg: dict, model_cfg: dict | None = None) -> None:
     st.session_state["data_config"] = cfg
     if model_cfg is not None:
         st.session_state["model_config"] = model_cfg
-    v = view()
-    v.update(sel=[], gpage=1, classes=[])
-    for name in ("sel", "gpage", "classes"):
-        st.session_state.pop(f"_{name}", None)
+    view().update(sel=[], gpage=1, classes=[])
     sync_url()
     st.rerun()
 
@@ -197,8 +194,9 @@ def view() -> dict:
 def sync_url() -> None:
     """Write the active choice and the view into the URL, so a reload or a shared link opens the same screen.
 
-    The whole address is written on every run: a run cut short by the next click may not have
-    delivered its own write, so none is skipped as "already there".
+    Called before the page runs and after it: a write after a page's ``st.stop()`` (or a run cut
+    short by the next click) does not reach the browser, so the next run's first write makes up
+    for it. The whole address is written each time; none is skipped as "already there".
     """
     params = {"data": json.dumps(data_config(), sort_keys=True), "model": json.dumps(model_config(), sort_keys=True)}
     v = view()
@@ -215,13 +213,21 @@ def keep(widget_key: str, value) -> None:
         st.session_state[widget_key] = value
 
 
-def bound(name: str, widget, *args, **kwargs):
-    """Draw ``widget`` holding the view's ``name``: seeded from the view, and the view follows it."""
-    key = f"_{name}"
-    keep(key, view()[name])
-    value = widget(*args, key=key, **kwargs)
+def _follow(name: str) -> None:
+    value = st.session_state[f"_{name}"]
     view()[name] = list(value) if isinstance(value, (list, tuple)) else value
-    return value
+
+
+def bound(name: str, widget, *args, **kwargs):
+    """Draw ``widget`` holding the view's ``name``.
+
+    The view is the one truth: the widget is set from it on every run (Streamlit resets a page's
+    widgets when the page is opened again), and only a person's change (``on_change``, which runs
+    before the script) changes the view.
+    """
+    key = f"_{name}"
+    st.session_state[key] = view()[name]
+    return widget(*args, key=key, on_change=_follow, args=(name,), **kwargs)
 
 
 def progress_bar(label: str):
