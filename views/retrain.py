@@ -98,9 +98,9 @@ table = pd.DataFrame({
     "removed": [r["n_removed"] for r in rows], "relabelled": [r["n_relabelled"] for r in rows],
     "test accuracy": [f"{100 * r['accuracy_mean']:.1f}" + ("" if one else f" ± {100 * r['accuracy_std']:.1f}")
                       for r in rows],
-    "vs no change (pts)": ["" if r["action"] == NONE else f"{100 * r['change_mean']:+.1f}" for r in rows],
-    "control": ["" if not r["control"] else f"{result.row(r['control']).n_removed} random removals" for r in rows],
-    "vs random (pts, paired)": [f"{100 * result.paired(r['action'], RANDOM).mean():+.1f}" if r["control"] else ""
+    "vs none (pts)": ["" if r["action"] == NONE else f"{100 * r['change_mean']:+.1f}" for r in rows],
+    "control": ["" if not r["control"] else f"{result.row(r['control']).n_removed} random" for r in rows],
+    "vs control (pts)": [f"{100 * result.paired(r['action'], RANDOM).mean():+.1f}" if r["control"] else ""
                                 for r in rows],
 })
 if train.truth_known:
@@ -109,7 +109,8 @@ if train.truth_known:
 whole_table(table)
 st.caption(f"Seeds {result.seeds}; every model trained for {result.steps} steps; {result.seconds:.0f} s. "
            + ("One seed: no spread measured, so differences may be chance." if one else
-              "Mean ± std over seeds; 'paired' compares each seed's fix with the same seed's random control."))
+              "Mean ± std over seeds; 'vs control' compares each seed's fix with the same seed's random removal of as "
+              "many samples as the fix touches."))
 
 names = {r["action"]: r["label"] for r in rows if r["action"] != NONE}
 pick = st.selectbox("Per class, and the samples it touched", list(names), format_func=names.get)

@@ -156,6 +156,7 @@ def test_review_survives_a_reload_on_every_page(page, app_url):
     slider.focus()
     for _ in range(5):  # 5% → 10%, as a person nudges the slider
         page.keyboard.press("ArrowRight")
+        settle(page)
     settle(page)
     assert query(page)["detector"] == "l2" and query(page)["budget"] == "0.1"
     plot = page.locator('.st-key-gradient_plot .nsewdrag').first
@@ -255,6 +256,7 @@ def test_image_folder_without_true_labels(page, app_url, data_root):
     slider.focus()
     for _ in range(5):
         page.keyboard.press("ArrowRight")
+        settle(page)
     settle(page)
     main = page.locator('[data-testid="stMain"]').inner_text()
     assert "known true labels" not in main and "Precision" not in main and "AUROC" not in main
