@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import os
 import shutil
 import tempfile
@@ -58,6 +59,8 @@ class DiskCache:
             meta = json.loads((folder / "meta.json").read_text())
             out = {}
             for name, digest in meta["files"].items():
+                if not isinstance(name, str) or not re.fullmatch(r"\w+", name):  # never a path out of the entry
+                    return None
                 path = folder / f"{name}.npy"
                 if _sha256(path) != digest:
                     return None

@@ -292,7 +292,9 @@ def _write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         raise OgdashError(f"Cannot export to {path.name}; use a file name ending in .csv or .json.")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        frame.to_csv(path, index=False)
+        from ogdash.exports import csv_bytes
+
+        path.write_bytes(csv_bytes(frame))  # a cell starting with = + - @ never runs as a spreadsheet formula
     else:
         records = [{k: (None if v is pd.NA else v) for k, v in row.items()}
                    for row in frame.astype(object).to_dict("records")]

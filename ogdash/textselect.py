@@ -120,14 +120,16 @@ def load_text_csv(path) -> tuple[list[str], np.ndarray, np.ndarray | None, tuple
     ``true_label`` column the labels are taken as already noisy (no noise is injected).
     """
     path = Path(path)
+    if path.suffix.lower() not in (".csv", ".tsv"):
+        raise OgdashError(f"{path.name}: is not a .csv or .tsv file; give a CSV with text and label columns.")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     except (OSError, ValueError) as e:
         raise OgdashError(f"{path.name}: cannot read it as CSV ({type(e).__name__}); give a CSV with text and label columns.") from e
     missing = [c for c in ("text", "label") if c not in df.columns]
     if missing:
         raise OgdashError(f"{path.name}: missing column(s) {', '.join(missing)}; the CSV needs 'text' and 'label' "
-                          f"(optionally 'true_label'); found {', '.join(map(str, df.columns))}.")
+                          "(optionally 'true_label') in its header row.")  # never echo the file's content
     cols = ["text", "label"] + (["true_label"] if "true_label" in df.columns else [])
     df = df[cols].dropna()
     if len(df) < 10:

@@ -93,8 +93,8 @@ def _read_csv(path: Path):
         raise OgdashError(f"{path}: cannot be read as CSV ({_first_line(e)}); save it as comma-separated text "
                           "with a header row.") from e
     if "label" not in df.columns:
-        raise OgdashError(f"{path}: missing the 'label' column (columns are {list(df.columns)[:8]}); "
-                          "name the column of class indices 'label'.")
+        raise OgdashError(f"{path}: missing the 'label' column; name the column of class indices 'label' in the "
+                          "header row.")  # never echo the file's content: it may not be a CSV at all
     if len(df) == 0:
         raise OgdashError(f"{path}: has zero samples; give a file with at least one row besides the header.")
     feats = [c for c in df.columns if c not in ("label", "true_label", "id")]

@@ -128,7 +128,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     }
 
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED or (module.startswith("numpy") and name.endswith("DType")):
+        if (module, name) in self.ALLOWED:  # exact pairs only: no prefix rule a crafted name can satisfy
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
@@ -139,7 +139,7 @@ def safe_unpickle(data: bytes, where: str = "file"):
     except pickle.UnpicklingError as e:
         raise OgdashError(f"{where}: holds objects other than arrays ({e}); ogdash will not unpickle it, "
                           "so use the original CIFAR files.") from e
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a crafted file must not stop the app either
         raise OgdashError(f"{where}: is not a readable CIFAR batch ({type(e).__name__}); "
                           "download the original CIFAR files again.") from e
 
