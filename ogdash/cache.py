@@ -59,7 +59,8 @@ class DiskCache:
             meta = json.loads((folder / "meta.json").read_text())
             out = {}
             for name, digest in meta["files"].items():
-                if not isinstance(name, str) or not re.fullmatch(r"\w+", name):  # never a path out of the entry
+                # word characters and inner dots (a state dict's "body.0.weight"): never a path out of the entry
+                if not isinstance(name, str) or not re.fullmatch(r"\w+(\.\w+)*", name):
                     return None
                 path = folder / f"{name}.npy"
                 if _sha256(path) != digest:

@@ -57,6 +57,12 @@ def test_cache_metadata_names_cannot_leave_the_entry(tmp_path):
     assert cache.load("models", "k") is None  # refused (and so recomputed), never read
 
 
+def test_cache_keeps_a_models_dotted_names(tmp_path):
+    cache = DiskCache(tmp_path / "cache")
+    cache.save("models", "k", {"body.0.weight": np.ones(3), "head.bias": np.zeros(2)})
+    assert set(cache.load("models", "k")) == {"body.0.weight", "head.bias"}
+
+
 def test_decision_exports_never_start_a_spreadsheet_formula(tmp_path):
     """Finding 10: a reviewer name or note starting with = + - @ ran as a formula when the CSV was opened."""
     store = DecisionStore(tmp_path / "d.sqlite")
