@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path

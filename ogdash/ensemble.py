@@ -244,8 +244,14 @@ def suggestions(grads: GradientSet, labels, seed: int = 0) -> np.ndarray:
     """
     if grads.acts is None:
         return np.asarray(grads.probs, dtype=np.float64)
-    P = heldout_probabilities(grads.acts, labels, seed=seed)
-    return np.pad(P, ((0, 0), (0, max(0, grads.probs.shape[1] - P.shape[1]))))
+    return heldout_gradients(grads, labels, seed=seed).probs
+
+
+def heldout_margin(probs, labels) -> np.ndarray:
+    """The held-out margin detector's scores from held-out probabilities (n, C): ``1 - (p_y - max_{k≠y} p_k + 1) / 2``."""
+    from ogdash.baselines import label_quality_scores
+
+    return label_quality_scores(probs, check_labels(labels, len(probs)), "normalized_margin")
 
 
 def heldout_gradients(grads: GradientSet, labels, folds: int = PROBE_FOLDS, seed: int = 0) -> GradientSet:
@@ -287,11 +293,9 @@ class HeldOutMargin:
         return self
 
     def score_samples(self, G: GradientSet, labels) -> np.ndarray:
-        from ogdash.baselines import label_quality_scores
-
         if G.n != len(self.ids_) or not np.array_equal(np.asarray(G.ids), self.ids_):
             raise OgdashError("a held-out margin scores the samples it was fitted on; fit it on these gradients.")
-        return label_quality_scores(self.probs_, check_labels(labels, G.n), "normalized_margin")
+        return heldout_margin(self.probs_, labels)
 
 
 # --------------------------------------------------------------------------- ensembles

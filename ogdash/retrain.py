@@ -206,9 +206,9 @@ def compare(splits: Splits, spec: ModelSpec, fixes, seeds=(0, 1, 2), cache: Disk
 
 
 def _row(train: Dataset, fix: Fix, acc: np.ndarray, pcs: np.ndarray) -> Row:
-    removed = [i for i in fix.remove]
-    relabel = {k: v for k, v in fix.relabel.items() if k not in set(removed)}
-    touched = tuple(removed) + tuple(relabel)
+    removed = set(fix.remove)
+    relabel = {k: v for k, v in fix.relabel.items() if k not in removed}
+    touched = tuple(fix.remove) + tuple(relabel)
     noisy = corrected = None
     if train.truth_known and touched:
         pos = train.positions(np.asarray(touched, dtype=np.int64))

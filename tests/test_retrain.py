@@ -93,3 +93,15 @@ def test_restoring_needs_known_truth(splits):
         restored(replace(splits.train, y_true=None, _fingerprint=[]))
     with pytest.raises(OgdashError, match="unique"):
         compare(splits, SPEC, [Fix("random", "x", (int(splits.train.ids[0]),))], seeds=[0])
+
+
+def test_suggestions_and_the_heldout_margin_share_one_refit(splits):
+    """The dashboard scores the default detector from the suggestions' probabilities: they must be its scores."""
+    from ogdash.detectors import score
+    from ogdash.ensemble import heldout_margin, suggestions
+    from ogdash.pipeline import gradients, train_model
+
+    train = splits.train
+    g = gradients(train_model(SPEC, train, 0), train)
+    P = suggestions(g, train.y)
+    np.testing.assert_allclose(heldout_margin(P, train.y), score(g, "heldout_margin", labels=train.y))

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import io
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
-from dataclasses import replace
 
 from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
 from ogdash.errors import OgdashError

@@ -122,9 +122,10 @@ def choose_data(cfg: dict, model_cfg: dict | None = None) -> None:
 
 # ---------------------------------------------------------------- the view, kept in the URL
 # Everything that defines what a page shows, beyond the data and the model. One dict per browser
-# session, seeded from the URL when a session starts (a reload, a shared link) and written back to the
-# URL at the end of every run (app.py), so reloading any page shows what was there. Values at their
-# default are left out of the URL to keep links short.
+# session, seeded from the URL when a session starts (a reload, a shared link), changed only by a
+# person (``bound``'s on_change) or a page's own action, and written to the URL before and after every
+# run (app.py), so reloading any page shows what was there. Values at their default are left out of
+# the URL to keep links short.
 
 BUDGET_RANGE = (0.01, 0.5)
 SHOW = ("flagged", "selection", "all")
@@ -205,12 +206,6 @@ def sync_url() -> None:
         if text != _to_text(default):
             params[name] = text
     st.query_params.from_dict(params)
-
-
-def keep(widget_key: str, value) -> None:
-    """Seed a widget's state from a value kept outside it (widget state is dropped on another page)."""
-    if widget_key not in st.session_state:
-        st.session_state[widget_key] = value
 
 
 def _follow(name: str) -> None:
@@ -419,9 +414,16 @@ def active_scores(detector: str | None = None) -> np.ndarray | None:
     if pair is None:
         return None
     train, val = pair
+    labels = splits_for(data_config()).train.y
+    if detector == "heldout_margin" and train.acts is not None:
+        from ogdash.ensemble import heldout_margin
+
+        # the default detector reads the held-out probabilities the suggested labels come from: one refit, not two
+        return memo(key_of("scores", model_key(), layer_choice(), detector),
+                    lambda: heldout_margin(active_suggestions(), labels))
     inliers = val if val is not None else (train if detector == "ocsvm" else None)
     return memo(key_of("scores", model_key(), layer_choice(), detector),
-                lambda: score(train, detector, inliers, seed=0, labels=splits_for(data_config()).train.y))
+                lambda: score(train, detector, inliers, seed=0, labels=labels))
 
 
 def active_suggestions() -> np.ndarray | None:
