@@ -1,9 +1,9 @@
 """ogdash dashboard: `streamlit run app.py` (or `make run`)."""
 import streamlit as st
 
-from ogdash.ui.nav import existing_pages
-from ogdash.ui.sidebar import sidebar
-from ogdash.ui.state import sync_url
+from dashboard.nav import existing_pages
+from dashboard.sidebar import sidebar
+from dashboard.state import sync_url
 
 st.set_page_config(page_title="ogdash", page_icon=":material/scatter_plot:", layout="wide")
 pages = [st.Page(p.path, title=p.title, icon=p.icon, default=(i == 0)) for i, p in enumerate(existing_pages())]

@@ -6,9 +6,9 @@ initialisation), the default CNN trained on the noisy labels, 10% of the data he
 (clean) as OneClassSVM's inliers. For every case it measures, against the truly flipped
 samples:
 - AUROC, and precision when flagging exactly the true noise rate, of every detector in
-  ``ogdash.detectors.DETECTORS`` and of the three label-quality scores computed from the
+  ``ogdash.detect.detectors.DETECTORS`` and of the three label-quality scores computed from the
   same model's probabilities with the given labels;
-- the suggested budget (``ogdash.budget.suggest_budget``, both probability sources)
+- the suggested budget (``ogdash.detect.budget.suggest_budget``, both probability sources)
   against the true noise rate.
 Prints Markdown tables (means over seeds) and the per-case checks of the recommended
 detector. Models and gradients go through the disk cache ($OGDASH_CACHE), so a rerun
@@ -24,13 +24,13 @@ import time
 import numpy as np
 import torch
 
-from ogdash.baselines import label_quality_scores
-from ogdash.budget import SOURCES, suggest_budget
-from ogdash.cache import DiskCache
+from ogdash.core.cache import DiskCache
 from ogdash.data import digits, mnist5k
-from ogdash.detectors import DETECTORS, RECOMMENDED, flag, score
-from ogdash.ensemble import ENSEMBLES, combine
-from ogdash.metrics import detection_metrics
+from ogdash.detect.budget import SOURCES, suggest_budget
+from ogdash.detect.detectors import DETECTORS, RECOMMENDED, flag, score
+from ogdash.detect.ensemble import ENSEMBLES, combine
+from ogdash.detect.metrics import detection_metrics
+from ogdash.influence.baselines import label_quality_scores
 from ogdash.models import ModelSpec
 from ogdash.pipeline import gradients, train_model
 

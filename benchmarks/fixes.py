@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dashboard.state import PRESET_DATA, PRESET_MODEL, VAL_FRACTION  # noqa: E402
 from ogdash import data  # noqa: E402
-from ogdash.budget import suggest_budget  # noqa: E402
-from ogdash.detectors import RECOMMENDED, flag, score  # noqa: E402
-from ogdash.ensemble import suggestions  # noqa: E402
+from ogdash.detect.budget import suggest_budget  # noqa: E402
+from ogdash.detect.detectors import RECOMMENDED, flag, score  # noqa: E402
+from ogdash.detect.ensemble import suggestions  # noqa: E402
 from ogdash.models.zoo import ModelSpec  # noqa: E402
 from ogdash.pipeline import gradients, train_model  # noqa: E402
 from ogdash.retrain import ACTIONS, NONE, compare, fixes_from_flags, restored  # noqa: E402
-from ogdash.ui.state import PRESET_DATA, PRESET_MODEL, VAL_FRACTION  # noqa: E402
 
 CASES = {
     "preset": (dict(PRESET_DATA), ModelSpec("cnn", epochs=PRESET_MODEL["epochs"])),

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ogdash.data import make_dataset
-from ogdash.gradients import last_layer_gradients
+from ogdash.engine.gradients import last_layer_gradients
 from ogdash.models import ModelSpec, build_model, per_sample_loss
 from ogdash.models.train import prepare, to_input
 

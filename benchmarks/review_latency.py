@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 def prepare(home: Path, name: str) -> tuple[dict, dict]:
     """Train the model and extract gradients into the app's cache, as the Data and Gradient pages would."""
+    from dashboard.state import DEFAULT_DATA, VAL_FRACTION, model_spec
     from ogdash import data
-    from ogdash.cache import DiskCache
+    from ogdash.core.cache import DiskCache
     from ogdash.pipeline import gradients, train_model
-    from ogdash.ui.state import DEFAULT_DATA, VAL_FRACTION, model_spec
 
     dcfg = {**DEFAULT_DATA, "name": name}
     mcfg = {"kind": "cnn", "seed": 0, "epochs": 3}

@@ -58,8 +58,8 @@ def factors(n, K, H, seed):
 
 def one_variant(args):
     """Run in a child process: time one (size, detector, path) and report peak memory above the start."""
-    from ogdash.detectors import score
-    from ogdash.gradients import GradientSet
+    from ogdash.detect.detectors import score
+    from ogdash.engine.gradients import GradientSet
 
     K, H, n, detector, path = args["K"], args["H"], args["n"], args["detector"], args["path"]
     e, h = factors(n, K, H, 0)
@@ -102,7 +102,7 @@ def extraction():
     import torchvision
 
     from ogdash.data import make_dataset
-    from ogdash.gradients import last_layer_gradients
+    from ogdash.engine.gradients import last_layer_gradients
     from ogdash.models import per_sample_loss
     from ogdash.models.train import prepare, to_input
 
@@ -156,15 +156,16 @@ def scoring(n, skip_dense_big):
 
 
 def quality():
-    from ogdash.cache import DiskCache
-    from ogdash.data import mnist5k
-    from ogdash.detectors import score
-    from ogdash.gradients import GradientSet
-    from ogdash.models import ModelSpec
-    from ogdash.pipeline import gradients, train_model
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import roc_auc_score
     from sklearn.svm import OneClassSVM
+
+    from ogdash.core.cache import DiskCache
+    from ogdash.data import mnist5k
+    from ogdash.detect.detectors import score
+    from ogdash.engine.gradients import GradientSet
+    from ogdash.models import ModelSpec
+    from ogdash.pipeline import gradients, train_model
 
     splits = mnist5k(seed=0, noise_rate=0.2, val_fraction=0.1)
     cache = DiskCache()

@@ -5,12 +5,12 @@ detectors turn gradients into scores (higher = more detrimental); a budget turns
 scores into flags; people review flags into decisions; decisions trim the data;
 a retrain measures what the trim was worth.
 """
-from ogdash.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.errors import OgdashError
 from ogdash.data import Dataset, Splits, blobs, digits, load_file, load_splits, make_dataset, mnist5k, moons
-from ogdash.detectors import DETECTORS, flag, make_detector, score
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet, extract_gradients
-from ogdash.metrics import detection_metrics
+from ogdash.detect.detectors import DETECTORS, flag, make_detector, score
+from ogdash.detect.metrics import detection_metrics
+from ogdash.engine.gradients import GradientSet, extract_gradients
 from ogdash.models import ModelSpec, fit, load_weights, save_weights
 from ogdash.pipeline import ScanResult, holdout_validation, scan, train_model
 from ogdash.retrain import RetrainReport, trim, trim_and_retrain

@@ -25,23 +25,22 @@ and stores exactly what ``ogdash.pipeline.gradients`` stores.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import signal
 import sys
-import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ogdash.cache import DiskCache, cache_key
-from ogdash.cliargs import Parser, run_command
+from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress, Timer
 from ogdash.data.dataset import Dataset
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
+from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
+from ogdash.engine.settings import GradientSettings
 
 SHARD_STAGE = "gradient_shards"
 # Long enough for rank 0 to train, or the slowest rank to finish its shard, before a
@@ -168,23 +167,6 @@ def _log(r: Ranks, message: str) -> None:
     print(f"[rank {r.rank}/{r.world_size}] {message}", file=sys.stderr, flush=True)
 
 
-def _test_kill_hook(r: Ranks, cache: DiskCache, key: str):
-    """Test only (OGDASH_TEST set): OGDASH_TEST_KILL_RANK=k makes rank k SIGKILL itself after its
-    first chunk, once every other rank's shard is stored — a crash mid-shard, deterministically."""
-    if not os.environ.get("OGDASH_TEST") or os.environ.get("OGDASH_TEST_KILL_RANK") != str(r.rank):
-        return None
-
-    def hook(fraction, message):
-        others = [shard_key(key, q, r.world_size) for q in range(r.world_size) if q != r.rank]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not all(cache.load(SHARD_STAGE, k) is not None for k in others):
-            time.sleep(0.2)
-        _log(r, "test hook: killing this rank mid-shard")
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook
-
-
 def _barrier(r: Ranks) -> None:
     import torch.distributed as dist
 
@@ -192,60 +174,61 @@ def _barrier(r: Ranks) -> None:
         dist.barrier(device_ids=[r.local_rank]) if r.device.type == "cuda" else dist.barrier()
 
 
-def _model(args, spec, train: Dataset, cache: DiskCache, r: Ranks):
+def _model(spec, train: Dataset, weights, seed: int, cache: DiskCache, r: Ranks):
     from ogdash.models.train import load_weights
     from ogdash.models.zoo import build_model
     from ogdash.pipeline import cached_model, train_model
 
-    if args.weights:
-        model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, args.seed)
-        return load_weights(model, args.weights).eval()
-    model = train_model(spec, train, args.seed, cache, device=r.device) if r.rank == 0 else None
+    if weights:
+        model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
+        return load_weights(model, weights).eval()
+    model = train_model(spec, train, seed, cache, device=r.device) if r.rank == 0 else None
     _barrier(r)  # rank 0 has stored the model
     if model is None:
-        model = cached_model(spec, train, args.seed, cache)
+        model = cached_model(spec, train, seed, cache)
         if model is None:
             raise OgdashError(f"rank {r.rank} cannot read the model rank 0 trained under {cache.root}; --cache must "
                               "be a folder every process can reach (a shared filesystem across nodes).")
     return model
 
 
-def run_extract(args) -> dict:
-    """The ``extract`` command: this rank's shard, then (rank 0) the merge. Returns a summary dict."""
+def run_extract(train_path, spec, settings: GradientSettings = GradientSettings(), *, weights=None,
+                chunk_size: int | None = None, device: str = "auto", cache: DiskCache | None = None,
+                shard_progress: Callable[[Ranks, DiskCache, str], Progress] | None = None) -> dict:
+    """Extract the gradients of the training file ``train_path`` with ``spec``'s model into the cache.
+
+    Under torchrun each rank extracts its shard and rank 0 merges them; alone it is
+    ``pipeline.gradients``. ``weights`` loads a checkpoint instead of training. ``shard_progress``
+    (rank, cache, key) returns a progress callback for this rank's shard (tests use it to crash
+    a rank mid-shard). Returns a summary dict (rank 0's carries the merged entry).
+    """
     from ogdash.data.files import load_file
-    from ogdash.models.zoo import ModelSpec
     from ogdash.pipeline import cached_gradients, gradients, gradients_key
 
-    t0 = time.perf_counter()
-    for flag, value in (("--epochs", args.epochs), ("--projection-dim", args.projection_dim),
-                        ("--chunk-size", args.chunk_size)):
-        if value is not None and value < 1:
-            raise OgdashError(f"{flag} must be at least 1; got {value}.")
-    r = ranks_from_env(args.device)
-    train = load_file(args.train, "train")  # as load_splits loads --train for scan
+    timer = Timer()
+    if chunk_size is not None and chunk_size < 1:
+        raise OgdashError(f"--chunk-size must be at least 1; got {chunk_size}.")
+    layer, dim, seed = settings.layer, settings.projection_dim, settings.seed
+    r = ranks_from_env(device)
+    with timer("load"):
+        train = load_file(train_path, "train")  # as load_splits loads --train for scan
     if train.n_classes < 2 or len(np.unique(train.y)) < 2:
-        raise OgdashError(f"{args.train}: the training labels hold a single class; add samples of at least one other class.")
+        raise OgdashError(f"{train_path}: the training labels hold a single class; add samples of at least one other class.")
     if train.n < r.world_size:
-        raise OgdashError(f"{args.train}: {train.n} samples cannot be split over {r.world_size} processes; "
+        raise OgdashError(f"{train_path}: {train.n} samples cannot be split over {r.world_size} processes; "
                           "start fewer processes.")
-    spec = ModelSpec(args.model, args.hidden, args.epochs)
-    cache = DiskCache(args.cache)
-    seconds = {"load": time.perf_counter() - t0}
-    out = {"n_train": train.n, "world_size": r.world_size, "layer": args.layer,
-           "projection_dim": args.projection_dim, "seed": args.seed}
+    cache = cache or DiskCache()
+    out = {"n_train": train.n, "world_size": r.world_size, **settings.to_dict()}
 
     if not r.distributed:
-        t = time.perf_counter()
-        model = _model(args, spec, train, cache, r)
-        seconds["model"] = time.perf_counter() - t
-        t = time.perf_counter()
-        cached = cached_gradients(model, train, args.layer, args.projection_dim, args.seed, cache) is not None
-        gs = gradients(model, train, args.layer, args.projection_dim, args.seed, cache, device=r.device)
-        seconds["extract"] = time.perf_counter() - t
-        key = gradients_key(model, train, args.layer, args.projection_dim, args.seed)
+        with timer("model"):
+            model = _model(spec, train, weights, seed, cache, r)
+        with timer("extract"):
+            cached = cached_gradients(model, train, layer, dim, seed, cache) is not None
+            gs = gradients(model, train, layer, dim, seed, cache, device=r.device)
+        key = gradients_key(model, train, layer, dim, seed)
         return {**out, "key": key, "entry": str(cache.entry("gradients", key)), "cached": cached,
-                "shards_reused": [], "dim": gs.dim, "factored": gs.factored, "rank": 0,
-                "seconds": {**seconds, "total": time.perf_counter() - t0}}
+                "shards_reused": [], "dim": gs.dim, "factored": gs.factored, "rank": 0, "seconds": timer.totals()}
 
     import torch.distributed as dist
 
@@ -253,85 +236,38 @@ def run_extract(args) -> dict:
         torch.cuda.set_device(r.local_rank)
     dist.init_process_group("nccl" if r.device.type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
     try:
-        t = time.perf_counter()
-        model = _model(args, spec, train, cache, r)
-        seconds["model"] = time.perf_counter() - t
-        key = gradients_key(model, train, args.layer, args.projection_dim, args.seed)
+        with timer("model"):
+            model = _model(spec, train, weights, seed, cache, r)
+        key = gradients_key(model, train, layer, dim, seed)
         keys = [None] * r.world_size
         dist.all_gather_object(keys, key)
         if len(set(keys)) != 1:
             raise OgdashError("the processes disagree on the data or the weights (different cache keys); give every "
                               "rank the same --train file and --weights.")
-        cached = [cached_gradients(model, train, args.layer, args.projection_dim, args.seed, cache) is not None]
+        cached = [cached_gradients(model, train, layer, dim, seed, cache) is not None]
         dist.broadcast_object_list(cached, src=0)  # rank 0 decides, so no rank skips alone
-        reused, t = False, time.perf_counter()
-        if not cached[0]:
-            reused = extract_shard(model, train, r.rank, r.world_size, args.layer, args.projection_dim, args.seed,
-                                   cache, args.chunk_size, _test_kill_hook(r, cache, key), r.device)
-            _log(r, ("reused its stored shard" if reused else "stored its shard")
-                 + f" ({len(shard_positions(train.n, r.rank, r.world_size))} samples)")
-        flags = [None] * r.world_size
-        dist.all_gather_object(flags, reused)  # also the barrier: every shard is stored
-        seconds["extract"] = time.perf_counter() - t  # until the slowest rank's shard is stored
-        t = time.perf_counter()
-        gs = None
-        if r.rank == 0:
+        reused = False
+        with timer("extract"):  # until the slowest rank's shard is stored
             if not cached[0]:
-                merge_shards(model, train, r.world_size, args.layer, args.projection_dim, args.seed, cache)
-            gs = cached_gradients(model, train, args.layer, args.projection_dim, args.seed, cache)
-            if gs is None:
-                raise OgdashError(f"the merged gradients under {cache.root} cannot be read back; rerun.")
-        seconds["merge"] = time.perf_counter() - t
+                progress = shard_progress(r, cache, key) if shard_progress else None
+                reused = extract_shard(model, train, r.rank, r.world_size, layer, dim, seed, cache, chunk_size,
+                                       progress, r.device)
+                _log(r, ("reused its stored shard" if reused else "stored its shard")
+                     + f" ({len(shard_positions(train.n, r.rank, r.world_size))} samples)")
+            flags = [None] * r.world_size
+            dist.all_gather_object(flags, reused)  # also the barrier: every shard is stored
+        gs = None
+        with timer("merge"):
+            if r.rank == 0:
+                if not cached[0]:
+                    merge_shards(model, train, r.world_size, layer, dim, seed, cache)
+                gs = cached_gradients(model, train, layer, dim, seed, cache)
+                if gs is None:
+                    raise OgdashError(f"the merged gradients under {cache.root} cannot be read back; rerun.")
         _barrier(r)  # nobody leaves before the merged entry exists
     finally:
         dist.destroy_process_group()
     return {**out, "key": key, "entry": str(cache.entry("gradients", key)), "cached": bool(cached[0]),
             "shards_reused": [q for q, f in enumerate(flags) if f], "rank": r.rank,
             "dim": None if gs is None else gs.dim, "factored": None if gs is None else gs.factored,
-            "seconds": {**seconds, "total": time.perf_counter() - t0}}
-
-
-# --------------------------------------------------------------------------- command line
-
-def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from ogdash.cli import _hidden
-    from ogdash.models.zoo import MODEL_KINDS
-
-    p.add_argument("--train", required=True, help="training set (.npz with X, y or .csv with a label column)")
-    p.add_argument("--model", required=True, choices=MODEL_KINDS)
-    p.add_argument("--hidden", type=_hidden, default=(16, 16), help="MLP widths, e.g. 16,16")
-    p.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
-    p.add_argument("--weights", help="trained weights (.safetensors or a tensors-only .pt); default: train as scan does")
-    p.add_argument("--layer", default="last", help="'last' (closed form, default), a module or parameter name, or 'all'")
-    p.add_argument("--projection-dim", type=int, help="project gradients to this many dimensions")
-    p.add_argument("--chunk-size", type=int, help="samples per batch (default: 512 last layer, 256 otherwise)")
-    p.add_argument("--seed", type=int, default=0, help="training and projection seed (as scan's --seed)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: one GPU per process with nccl when GPUs are visible, else CPU with gloo")
-    p.add_argument("--cache", help="cache directory every process can reach (default: $OGDASH_CACHE or ~/.cache/ogdash)")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout (rank 0)")
-    return p
-
-
-def add_extract_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``extract`` on the CLI's subparsers."""
-    return _add_arguments(subparsers.add_parser(
-        "extract", help="per-sample gradients into the cache, sharded over torchrun processes"))
-
-
-def summary_line(result: dict) -> str:
-    reused = result["shards_reused"]
-    how = "already cached" if result["cached"] else (
-        f"{result['world_size']} process{'es' if result['world_size'] > 1 else ''}"
-        + (f", {len(reused)} shard{'s' if len(reused) > 1 else ''} reused" if reused else ""))
-    return (f"gradients of {result['n_train']} training samples ({how}) in {result['seconds']['total']:.1f} s, "
-            f"cached at {result['entry']}")
-
-
-def main_extract(args) -> int:
-    """Run ``extract`` for parsed ``args`` with the CLI's conventions; only rank 0 prints the result."""
-    return run_command(run_extract, summary_line, args)
-
-
-if __name__ == "__main__":  # python -m ogdash.distributed --train ... (same options as `ogdash extract`)
-    sys.exit(main_extract(_add_arguments(Parser(prog="python -m ogdash.distributed")).parse_args()))
+            "seconds": timer.totals()}

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset
-from ogdash.errors import OgdashError
 
 CHANGE_COLUMNS = ["path", "given", "decision", "new_label"]
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ogdash.budget import BudgetEstimate, suggest_budget
-from ogdash.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits
-from ogdash.detectors import RECOMMENDED, flag, score
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
-from ogdash.metrics import detection_metrics
+from ogdash.detect.budget import BudgetEstimate, suggest_budget
+from ogdash.detect.detectors import RECOMMENDED, flag, score
+from ogdash.detect.metrics import detection_metrics
+from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
 from ogdash.models.train import accuracy, fit
 from ogdash.models.zoo import ModelSpec, build_model, weights_key
 
@@ -113,7 +113,7 @@ def scan(splits: Splits, spec: ModelSpec, detector: str = RECOMMENDED, budget: f
          progress=None, device=None) -> ScanResult:
     """Train (or load) the model, extract training gradients, score and flag them.
 
-    ``budget='auto'`` flags the suggested budget (``ogdash.budget.suggest_budget``),
+    ``budget='auto'`` flags the suggested budget (``ogdash.detect.budget.suggest_budget``),
     which the result then carries as ``suggested_budget``.
     """
     if isinstance(budget, str) and budget != "auto":

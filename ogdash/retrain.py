@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ogdash.cache import DiskCache
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits
-from ogdash.errors import OgdashError
 from ogdash.models.train import accuracy, per_class_accuracy
 from ogdash.models.zoo import ModelSpec
 from ogdash.pipeline import train_model

@@ -30,7 +30,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 DECISIONS = ("keep", "remove", "relabel", "unsure")
 _FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]

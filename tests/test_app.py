@@ -1,7 +1,7 @@
 """Every page renders headless under Streamlit's AppTest."""
 from streamlit.testing.v1 import AppTest
 
-from ogdash.ui.nav import ROOT, existing_pages
+from dashboard.nav import ROOT, existing_pages
 
 
 def test_app_and_home_render():

@@ -37,18 +37,18 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from ogdash.cache import DiskCache
+from dashboard.nav import ROOT
+from dashboard.state import check_upload_size
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
 from ogdash.data import Splits, load_splits, resolve_under
 from ogdash.data.folders import load_cifar, load_cifar_n, load_image_folder, non_image_files
-from ogdash.detectors import budget_count
-from ogdash.errors import OgdashError
+from ogdash.detect.detectors import budget_count
 from ogdash.models import ModelSpec
 from ogdash.models.train import check_fits, load_weights
 from ogdash.models.zoo import build_model, torchvision_model
 from ogdash.pipeline import gradients, scan, train_model
 from ogdash.review import DecisionStore
-from ogdash.ui.nav import ROOT
-from ogdash.ui.state import check_upload_size
 
 ARCH = "shufflenet_v2_x0_5"  # a small torchvision architecture: checkpoints of a few MB
 MAX_MESSAGE = 400  # characters; paths in messages are long under pytest's tmp folders
@@ -516,7 +516,7 @@ def _cli_argv(case, root):
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=case_id)
 def test_cli(case, root, capsys):
-    from ogdash.cli import main
+    from ogdash.cli.main import main
 
     try:
         code = main(_cli_argv(case, root))
@@ -662,7 +662,7 @@ def _datasets(path):
 
 
 def test_upload_limit_setting(monkeypatch):
-    from ogdash.ui.state import max_upload_mb
+    from dashboard.state import max_upload_mb
 
     monkeypatch.setenv("OGDASH_MAX_UPLOAD_MB", "0.5")
     assert max_upload_mb() == 0.5

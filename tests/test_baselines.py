@@ -1,4 +1,4 @@
-"""Tests for ogdash.baselines: cleanlab equality, LiSSA/DataInf maths, and the influence sign.
+"""Tests for ogdash.influence.baselines: cleanlab equality, LiSSA/DataInf maths, and the influence sign.
 
 The sign of every influence score is pinned physically by a leave-one-out retrain:
 higher score = removing the sample lowers the reference loss = detrimental.
@@ -7,10 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from ogdash import baselines as bl
-from ogdash.baselines import (datainf, exact_hessian, exact_influence, gradient_tracing, influence_scores,
-                              label_quality_scores, lissa, lissa_inverse_hvp, self_datainf, self_lissa)
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
+from ogdash.influence import baselines as bl
+from ogdash.influence.baselines import (
+    datainf,
+    exact_hessian,
+    exact_influence,
+    gradient_tracing,
+    influence_scores,
+    label_quality_scores,
+    lissa,
+    lissa_inverse_hvp,
+    self_datainf,
+    self_lissa,
+)
 from ogdash.models.losses import per_sample_loss
 
 # --------------------------------------------------------------------------- label quality

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from ogdash.budget import BudgetEstimate, confident_joint, estimate_budget, noise_rate, suggest_budget
-from ogdash.detectors import flag
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet
+from ogdash.core.errors import OgdashError
+from ogdash.detect.budget import BudgetEstimate, confident_joint, estimate_budget, noise_rate, suggest_budget
+from ogdash.detect.detectors import flag
+from ogdash.engine.gradients import GradientSet
 
 
 def noisy_labels(rng, y_true, rate, K):
@@ -88,7 +88,7 @@ def test_probe_never_sees_the_label_it_judges(rng):
     """With more features than samples a last layer fitted on everyone memorises the wrong labels; out of fold it cannot."""
     from sklearn.linear_model import LogisticRegression
 
-    from ogdash.budget import probabilities
+    from ogdash.detect.budget import probabilities
 
     K, n, H = 3, 150, 300
     y_true = rng.integers(0, K, n)

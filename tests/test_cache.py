@@ -1,6 +1,6 @@
 import numpy as np
 
-from ogdash.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache, cache_key
 from ogdash.data import moons
 from ogdash.models import ModelSpec
 from ogdash.pipeline import gradients, train_model
@@ -47,7 +47,7 @@ def test_keys_change_with_weights_data_layer_and_seed(tmp_path):
 
 
 def test_streamed_gradients_are_memory_mapped_and_reloaded(tmp_path):
-    from ogdash.gradients import extract_gradients
+    from ogdash.engine.gradients import extract_gradients
 
     cache = DiskCache(tmp_path)
     s = moons(0)

@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
+from ogdash.core.errors import OgdashError
 from ogdash.data import blobs, digits, inject_noise, load_file, load_splits, mnist5k, moons, resolve_under
-from ogdash.errors import OgdashError
 
 
 @pytest.mark.parametrize("make,n_train,n_test,flips", [(blobs, 150, 100, 10), (moons, 250, 100, 20)])

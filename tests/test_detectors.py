@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from ogdash.detectors import budget_count, flag, make_detector, score
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet
-from ogdash.metrics import detection_metrics
+from ogdash.core.errors import OgdashError
+from ogdash.detect.detectors import budget_count, flag, make_detector, score
+from ogdash.detect.metrics import detection_metrics
+from ogdash.engine.gradients import GradientSet
 
 
 def dense_set(G):

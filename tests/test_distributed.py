@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from ogdash import pipeline
-from ogdash.cache import DiskCache
+from ogdash.core.cache import DiskCache
 from ogdash.data.files import load_file
-from ogdash.detectors import score
+from ogdash.detect.detectors import score
 from ogdash.distributed import SHARD_STAGE, extract_shard, merge_shards, shard_key
 from ogdash.models import ModelSpec
 
@@ -36,7 +36,7 @@ def train_file(tmp_path_factory):
 
 
 def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "OGDASH_TEST": "1"}
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _args(train_file, cache):
@@ -62,14 +62,28 @@ def _reference(train, cache_dir, tmp_path, **kw):
 
 
 LAUNCHER = """
-import os, sys, torch.multiprocessing as mp
+import os, signal, sys, time, torch.multiprocessing as mp
 import ogdash.pipeline, ogdash.data.files  # imported once, before the fork
-from ogdash.cliargs import Parser
-from ogdash.distributed import _add_arguments, main_extract
+from ogdash.cli.args import Parser
+from ogdash.cli.extract import add_arguments, main_extract
+from ogdash.distributed import SHARD_STAGE, shard_key
+
+def kill_mid_shard(r, cache, key):
+    # rank $KILL_RANK SIGKILLs itself after its first chunk, once every other shard is stored
+    if os.environ.get("KILL_RANK") != str(r.rank):
+        return None
+    def hook(fraction, message):
+        others = [shard_key(key, q, r.world_size) for q in range(r.world_size) if q != r.rank]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(cache.load(SHARD_STAGE, k) is not None for k in others):
+            time.sleep(0.2)
+        print("killing this rank mid-shard", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return hook
 
 def worker(rank, argv):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
-    code = main_extract(_add_arguments(Parser()).parse_args(argv))
+    code = main_extract(add_arguments(Parser()).parse_args(argv), kill_mid_shard)
     sys.stdout.flush()
     if code:
         sys.exit(code)
@@ -88,7 +102,7 @@ def _launch(argv, **env):
 
 def _torchrun(argv):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "ogdash.distributed", *argv], capture_output=True, text=True, timeout=240, env=_env())
+                           "-m", "ogdash", "extract", *argv], capture_output=True, text=True, timeout=240, env=_env())
 
 
 def test_two_gloo_ranks_equal_one_process(train_file, tmp_path, monkeypatch):
@@ -132,7 +146,7 @@ def test_two_gloo_ranks_equal_one_process(train_file, tmp_path, monkeypatch):
 def test_killed_rank_leaves_no_result_and_rerun_resumes(train_file, tmp_path):
     cache = tmp_path / "c"
     argv = _args(train_file, cache)
-    r = _launch(argv, OGDASH_TEST_KILL_RANK="1")
+    r = _launch(argv, KILL_RANK="1")
     assert r.returncode != 0 and "killing this rank mid-shard" in r.stderr, r.stderr[-3000:]
 
     train = load_file(train_file, "train")
@@ -176,8 +190,9 @@ def test_shards_of_projected_and_generic_gradients_equal_the_full_run(layer, dim
     ([], {"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5"),
 ])
 def test_bad_input_is_one_line_exit_2(train_file, tmp_path, capsys, monkeypatch, extra, env, needle):
-    from ogdash.cliargs import Parser
-    from ogdash.distributed import _add_arguments, main_extract
+    from ogdash.cli.args import Parser
+    from ogdash.cli.extract import add_arguments as _add_arguments
+    from ogdash.cli.extract import main_extract
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

@@ -2,11 +2,21 @@
 import numpy as np
 import pytest
 
-from ogdash.detectors import DETECTORS, RECOMMENDED, flag, make_detector, score
-from ogdash.ensemble import (ENSEMBLES, HeldOutMargin, KnnDistance, MeanAlignment, PerClass, combine, describe,
-                             given_labels, heldout_probabilities, rank_normalise)
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet
+from ogdash.core.errors import OgdashError
+from ogdash.detect.detectors import DETECTORS, RECOMMENDED, flag, make_detector, score
+from ogdash.detect.ensemble import (
+    ENSEMBLES,
+    HeldOutMargin,
+    KnnDistance,
+    MeanAlignment,
+    PerClass,
+    combine,
+    describe,
+    given_labels,
+    heldout_probabilities,
+    rank_normalise,
+)
+from ogdash.engine.gradients import GradientSet
 
 
 def dense_set(G, n_classes=2):
@@ -107,7 +117,7 @@ def test_combine_averages_ranks_not_raw_scores():
 
 
 def test_named_ensembles_are_the_mean_rank_of_their_members(rng):
-    from ogdash.baselines import label_quality_scores
+    from ogdash.influence.baselines import label_quality_scores
 
     n, K = 120, 3
     y = rng.integers(0, K, n)

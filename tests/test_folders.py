@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ogdash.core.errors import OgdashError
 from ogdash.data.folders import load_cifar, load_cifar_n, load_image_folder
-from ogdash.errors import OgdashError
 
 
 def make_folder(root, classes=("cat", "dog"), n=3, size=10, mode="RGB"):

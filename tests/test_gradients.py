@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ogdash.data import make_dataset
-from ogdash.gradients import extract_gradients, project
+from ogdash.engine.gradients import extract_gradients, project
+from ogdash.engine.projection import SparseProjector
 from ogdash.models import ModelSpec, build_model, per_sample_loss
-from ogdash.projection import SparseProjector
 
 
 def autograd_loop(model, ds, names):
@@ -84,7 +84,7 @@ def test_dense_projection_is_chunk_invariant_and_seeded(rng):
 
 
 def test_factored_projection_is_the_sketch_of_the_materialised_gradients(rng):
-    from ogdash.projection import TensorSketch
+    from ogdash.engine.projection import TensorSketch
 
     ds = small_data(rng, n=50, shape=(6,), classes=5)
     model = build_model(ModelSpec("mlp", hidden=(40,)), (6,), 5, seed=0)

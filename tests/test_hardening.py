@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from ogdash.cache import DiskCache
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
 from ogdash.data.files import load_file
 from ogdash.data.folders import safe_unpickle
-from ogdash.errors import OgdashError
+from ogdash.experiments.textselect import load_text_csv
 from ogdash.review import DecisionStore
-from ogdash.textselect import load_text_csv
 
 SECRET = "aws_secret_access_key=AKIAEXAMPLESECRET"
 

@@ -6,15 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from ogdash.baselines import datainf, gradient_tracing
-from ogdash.cache import DiskCache
+from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
 from ogdash.data.prompts import make_prompts
-from ogdash.errors import OgdashError
-from ogdash.influence_llm import (analyze, class_detection, class_view, datainf_matrix, finetuned_model,
-                                  lora_gradients, lora_gradients_loop, oga_matrix, tracin_matrix)
-from ogdash.llm_cli import add_llm_parser, format_llm, run_llm
+from ogdash.engine.projection import SparseProjector
+from ogdash.experiments.llm_prompts import (
+    analyze,
+    class_detection,
+    class_view,
+    datainf_matrix,
+    finetuned_model,
+    lora_gradients,
+    lora_gradients_loop,
+    oga_matrix,
+    tracin_matrix,
+)
+from ogdash.influence.baselines import datainf, gradient_tracing
 from ogdash.models import llm
-from ogdash.projection import SparseProjector
 
 
 @pytest.fixture(autouse=True)

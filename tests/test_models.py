@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from ogdash.core.errors import OgdashError
 from ogdash.data import moons
-from ogdash.errors import OgdashError
 from ogdash.models import ModelSpec, accuracy, build_model, fit, load_weights, save_weights, weights_key
 from ogdash.models.zoo import torchvision_model
 
@@ -66,7 +66,7 @@ def test_torchvision_architecture_with_own_weights(tmp_path):
     with pytest.raises(OgdashError, match="unknown torchvision"):
         torchvision_model("resnet9000", 10)
     from ogdash.data import make_dataset
-    from ogdash.gradients import extract_gradients
+    from ogdash.engine.gradients import extract_gradients
 
     ds = make_dataset("x", np.random.default_rng(0).random((4, 3, 32, 32)), [0, 1, 2, 3], tuple(map(str, range(10))))
     g = extract_gradients(loaded, ds, device="cpu")

@@ -3,7 +3,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from ogdash.ui.nav import ROOT
+from dashboard.nav import ROOT
 
 PAGE = str(ROOT / "views" / "llm_influence.py")
 

@@ -2,9 +2,9 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ogdash import study
-from ogdash.errors import OgdashError
-from ogdash.ui.nav import PAGES, ROOT
+from dashboard.nav import PAGES, ROOT
+from ogdash.core.errors import OgdashError
+from ogdash.experiments import synthetic as study
 
 PAGE = next(p.path for p in PAGES if p.title == "Synthetic demo")
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from ogdash import textselect as ts
-from ogdash.ui.nav import PAGES, ROOT
+from dashboard.nav import PAGES, ROOT
+from ogdash.experiments import textselect as ts
 
 PAGE = next(p.path for p in PAGES if p.title == "Text data selection")
 
@@ -71,7 +71,7 @@ def test_lora_fine_tuning_runs_from_the_page(monkeypatch):
 
 
 def test_text_config_loads_as_text_splits(tmp_path, monkeypatch):
-    from ogdash.ui import state
+    from dashboard import state
 
     monkeypatch.setenv("OGDASH_CACHE", str(tmp_path))
     cfg = {"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2, "seed": 0,

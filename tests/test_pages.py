@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.nav import ROOT
 from ogdash.data import digits
 from ogdash.review import DecisionStore
-from ogdash.ui.nav import ROOT
 
 
 @pytest.fixture
@@ -96,9 +96,9 @@ def test_full_flow_on_digits(env):
 
 def flagged_ids(at):
     """The ids the active detector flags at the active budget, as the pages compute them."""
-    from ogdash.detectors import flag, score
+    from dashboard.state import model_spec
+    from ogdash.detect.detectors import flag, score
     from ogdash.pipeline import cached_gradients, cached_model
-    from ogdash.ui.state import model_spec
 
     v = at.session_state["view"]
     splits = digits(seed=0, noise_rate=0.2, val_fraction=0.1)
@@ -109,7 +109,7 @@ def flagged_ids(at):
 
 
 def _cache():
-    from ogdash.cache import DiskCache
+    from ogdash.core.cache import DiskCache
 
     return DiskCache()
 
@@ -122,7 +122,7 @@ def test_pages_without_a_model_say_what_to_do(env):
 
 
 def test_the_preset_where_noise_hurts_is_one_click(env):
-    from ogdash.ui.state import PRESET_DATA, PRESET_MODEL
+    from dashboard.state import PRESET_DATA, PRESET_MODEL
 
     at = app()
     go(at, "views/data.py")

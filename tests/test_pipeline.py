@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ogdash.core.errors import OgdashError
 from ogdash.data import moons
-from ogdash.errors import OgdashError
 from ogdash.models import ModelSpec
 from ogdash.pipeline import holdout_validation, scan, train_model
 from ogdash.retrain import trim, trim_and_retrain
@@ -118,8 +118,8 @@ def test_cli_scan_without_a_test_set_holds_out_a_share(moons_files):
 
 
 def test_cli_budget_auto_flags_the_suggested_budget(moons_files, capsys):
-    from ogdash.cli import main
-    from ogdash.detectors import RECOMMENDED
+    from ogdash.cli.main import main
+    from ogdash.detect.detectors import RECOMMENDED
 
     d = moons_files
     code = main(["scan", "--train", str(d / "train.npz"), "--test", str(d / "test.npz"), "--model", "mlp",
@@ -144,7 +144,7 @@ def test_cli_budget_auto_flags_the_suggested_budget(moons_files, capsys):
     (["--detector", "ocsvm", "--val", "missing.npz"], "not found"),
 ])
 def test_cli_bad_input_is_one_line(moons_files, capsys, extra, needle):
-    from ogdash.cli import main
+    from ogdash.cli.main import main
 
     d = moons_files
     args = ["scan", "--train", str(d / "train.npz"), "--test", str(d / "test.npz"), "--model", "mlp",

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from sklearn.svm import OneClassSVM
 
-from ogdash.detectors import KernelOneClassSVM, score
-from ogdash.gradients import GradientSet
-from ogdash.projection import SparseProjector, TensorSketch
+from ogdash.detect.detectors import KernelOneClassSVM, score
+from ogdash.engine.gradients import GradientSet
+from ogdash.engine.projection import SparseProjector, TensorSketch
 
 
 def factored(rng, n=300, K=10, H=64, bias=True):

@@ -4,8 +4,8 @@ import re
 import numpy as np
 import pytest
 
+from ogdash.core.errors import OgdashError
 from ogdash.data.prompts import MATH_PROBLEMS, TASKS, TRANSFORMATIONS, make_prompts
-from ogdash.errors import OgdashError
 
 # Appendix B.1.4's examples on "Welcome to the real world."
 PAPER_EXAMPLES = [

@@ -3,11 +3,22 @@ a step budget that does not shrink with the data, and a verdict in words."""
 import numpy as np
 import pytest
 
+from ogdash.core.errors import OgdashError
 from ogdash.data import moons
-from ogdash.errors import OgdashError
 from ogdash.models.zoo import ModelSpec
-from ogdash.retrain import (ACTIONS, NONE, RANDOM, Comparison, Fix, Row, compare, fixes_from_flags, random_fix,
-                            restored, trim_and_retrain)
+from ogdash.retrain import (
+    ACTIONS,
+    NONE,
+    RANDOM,
+    Comparison,
+    Fix,
+    Row,
+    compare,
+    fixes_from_flags,
+    random_fix,
+    restored,
+    trim_and_retrain,
+)
 
 SPEC = ModelSpec("logreg", epochs=40)
 
@@ -97,8 +108,8 @@ def test_restoring_needs_known_truth(splits):
 
 def test_suggestions_and_the_heldout_margin_share_one_refit(splits):
     """The dashboard scores the default detector from the suggestions' probabilities: they must be its scores."""
-    from ogdash.detectors import score
-    from ogdash.ensemble import heldout_margin, suggestions
+    from ogdash.detect.detectors import score
+    from ogdash.detect.ensemble import heldout_margin, suggestions
     from ogdash.pipeline import gradients, train_model
 
     train = splits.train

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 from ogdash.review import DecisionStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import split_off
 from ogdash.data.files import load_file, load_splits, resolve_under
 from ogdash.data.folders import load_folder_splits, load_image_folder
-from ogdash.errors import OgdashError
 from ogdash.exports import apply_folder_changes, cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.review import DecisionStore
 

@@ -1,10 +1,10 @@
-"""ogdash.study: the synthetic experiment (Figure 1, Table 1) headless."""
+"""ogdash.experiments.synthetic: the synthetic experiment (Figure 1, Table 1) headless."""
 import numpy as np
 import pytest
 import torch
 
-from ogdash import study
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
+from ogdash.experiments import synthetic as study
 
 EPOCHS = 60  # short training: these tests check the plumbing, not the paper's numbers
 

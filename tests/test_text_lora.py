@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from ogdash import textselect as ts
-from ogdash.errors import OgdashError
+from ogdash.cli import text as text_cli
+from ogdash.core.errors import OgdashError
+from ogdash.experiments import textselect as ts
+from ogdash.experiments.text_lora import TextLoraSettings, TextLoraTuner, lora_modules
 from ogdash.models.losses import per_sample_loss
-from ogdash.models.text_lora import TextLoraSettings, TextLoraTuner, lora_modules
 from ogdash.models.zoo import ModelSpec
 from tests.test_textselect import tiny_corpus
 
@@ -95,10 +96,10 @@ def test_cli_flag(tmp_path):
     texts, y, _ = tiny_corpus(80)
     pd.DataFrame({"text": texts, "label": y}).to_csv(tmp_path / "t.csv", index=False)
     p = argparse.ArgumentParser()
-    ts.add_textselect_parser(p.add_subparsers(dest="command"))
+    text_cli.add_textselect_parser(p.add_subparsers(dest="command"))
     args = p.parse_args(["textselect", "--data", str(tmp_path / "t.csv"), "--encoder", "tiny-bert", "--finetune",
                          "lora", "--epochs", "1", "--seeds", "1", "--methods", "og_l2,datainf", "--quiet",
                          "--cache", str(tmp_path / "c")])
-    out = ts.run_textselect(args)
+    out = text_cli.run_textselect(args)
     assert out["finetune"] == "lora" and [r["method"] for r in out["rows"]][-2:] == ["og_l2", "datainf"]
-    assert "LoRA-tuned encoder" in ts.format_textselect(out)
+    assert "LoRA-tuned encoder" in text_cli.format_textselect(out)

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from ogdash import textselect as ts
-from ogdash.cache import DiskCache
-from ogdash.errors import OgdashError
+from ogdash.cli import text as text_cli
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
+from ogdash.experiments import textselect as ts
 
 POS = ["a wonderful moving film", "great acting and a smart script", "funny warm and brilliant",
        "a delight from start to finish", "beautiful and clever storytelling", "superb touching performances"]
@@ -143,16 +144,16 @@ def test_cli(tmp_path, capsys):
     texts, y, _ = tiny_corpus(120)
     pd.DataFrame({"text": texts, "label": y}).to_csv(tmp_path / "t.csv", index=False)
     p = argparse.ArgumentParser()
-    ts.add_textselect_parser(p.add_subparsers(dest="command"))
+    text_cli.add_textselect_parser(p.add_subparsers(dest="command"))
     args = p.parse_args(["textselect", "--data", str(tmp_path / "t.csv"), "--encoder", "hashing", "--epochs", "2",
                          "--seeds", "1", "--methods", "og_iforest,random", "--quiet", "--cache", str(tmp_path / "c")])
-    out = ts.run_textselect(args)
+    out = text_cli.run_textselect(args)
     json.dumps(out, default=str)
     assert [r["method"] for r in out["rows"]] == [ts.ALL_ROW, ts.CLEAN_ROW, "og_iforest", "random"]
     assert len(out["mean_curves"]["random"]) == 2 and out["n_mislabeled"] == round(0.2 * out["n_train"])
-    assert "Random" in ts.format_textselect(out)
+    assert "Random" in text_cli.format_textselect(out)
     with pytest.raises(SystemExit):
         p.parse_args(["textselect", "--data", "x", "--methods", "bogus"])
     args.data = str(tmp_path / "missing.csv")
     with pytest.raises(OgdashError, match="neither"):
-        ts.run_textselect(args)
+        text_cli.run_textselect(args)

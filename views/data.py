@@ -1,18 +1,35 @@
 import tempfile
-
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
+from dashboard import plots
+from dashboard.gallery import feature_table
+from dashboard.state import (
+    PRESET_DATA,
+    PRESET_MODEL,
+    PRESET_TEXT,
+    active_model,
+    active_splits,
+    check_upload_size,
+    choose_data,
+    data_config,
+    data_root,
+    default_model,
+    describe_data,
+    key_of,
+    memo,
+    model_config,
+    model_fits,
+    model_kinds,
+    model_summary,
+    progress_bar,
+    splits_for,
+)
+from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.data.folders import nested_class_folders, non_image_files
-from ogdash.errors import OgdashError
-from ogdash.ui import plots
-from ogdash.ui.gallery import feature_table
-from ogdash.ui.state import (PRESET_DATA, PRESET_MODEL, PRESET_TEXT, active_model, active_splits, check_upload_size, choose_data, data_config, data_root,
-                             default_model, describe_data, key_of, memo, model_config, model_fits, model_kinds,
-                             model_summary, progress_bar, splits_for)
 
 st.title("Data & model")
 st.caption("Choose the data and the model; every other page works on this choice.")

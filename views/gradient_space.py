@@ -1,16 +1,28 @@
 import numpy as np
 import streamlit as st
 
-from ogdash.budget import suggest_budget
-from ogdash.detectors import DETECTORS, RECOMMENDED
-from ogdash.ensemble import ENSEMBLES, describe
-from ogdash.errors import OgdashError
-from ogdash.gradients import selectable_layers
-from ogdash.layout2d import layout_2d
-from ogdash.metrics import detection_metrics
-from ogdash.ui import plots
-from ogdash.ui.state import (BUDGET_RANGE, active_flags, active_gradients, active_model, active_splits, bound,
-                             key_of, layer_choice, memo, model_key, progress_bar, view)
+from dashboard import plots
+from dashboard.state import (
+    BUDGET_RANGE,
+    active_flags,
+    active_gradients,
+    active_model,
+    active_splits,
+    bound,
+    key_of,
+    layer_choice,
+    memo,
+    model_key,
+    progress_bar,
+    view,
+)
+from ogdash.core.errors import OgdashError
+from ogdash.detect.budget import suggest_budget
+from ogdash.detect.detectors import DETECTORS, RECOMMENDED
+from ogdash.detect.ensemble import ENSEMBLES, describe
+from ogdash.detect.metrics import detection_metrics
+from ogdash.engine.gradients import selectable_layers
+from ogdash.engine.layout2d import layout_2d
 
 st.title("Gradient space")
 st.markdown("Each training sample's loss gradient is a point. Samples that hurt the model are a minority "

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from ogdash.ui.nav import existing_pages
+from dashboard.nav import existing_pages
 
 st.title("ogdash")
 st.markdown(

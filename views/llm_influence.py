@@ -3,13 +3,13 @@ from dataclasses import replace
 
 import streamlit as st
 
+from dashboard import llm as ui
+from dashboard.state import data_root, disk_cache, progress_bar
+from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.data.prompts import TASKS
-from ogdash.errors import OgdashError
-from ogdash.influence_llm import LAYERS, METHODS, analyze, finetuned_model
+from ogdash.experiments.llm_prompts import LAYERS, METHODS, analyze, finetuned_model
 from ogdash.models.llm import LOSS_ON, MODEL_CHOICES, FinetuneSettings, LoraSettings, complete
-from ogdash.ui import llm as ui
-from ogdash.ui.state import data_root, disk_cache, progress_bar
 
 st.title("LLM influence")
 st.markdown(

@@ -2,14 +2,28 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ogdash.detectors import DETECTORS
-from ogdash.errors import OgdashError
+from dashboard import plots
+from dashboard.state import (
+    active_flags,
+    active_model,
+    active_splits,
+    active_suggestions,
+    data_config,
+    decisions_path,
+    disk_cache,
+    key_of,
+    memo,
+    model_config,
+    model_key,
+    model_spec,
+    progress_bar,
+    view,
+    whole_table,
+)
+from ogdash.core.errors import OgdashError
+from ogdash.detect.detectors import DETECTORS
 from ogdash.retrain import ACTIONS, NONE, RANDOM, Fix, compare, fixes_from_flags, restored
 from ogdash.review import DecisionStore
-from ogdash.ui import plots
-from ogdash.ui.state import (active_flags, active_model, active_splits, active_suggestions, data_config,
-                             decisions_path, disk_cache, key_of, memo, model_config, model_key, model_spec,
-                             progress_bar, view, whole_table)
 
 SHORT = {"remove": "remove", "relabel": "relabel", "auto": "relabel if sure, else remove"}
 

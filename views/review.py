@@ -3,13 +3,25 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from ogdash.detectors import DETECTORS
-from ogdash.errors import OgdashError
+from dashboard.gallery import card
+from dashboard.state import (
+    SHOW,
+    STATUS,
+    active_flags,
+    active_gradients,
+    active_model,
+    active_splits,
+    active_suggestions,
+    bound,
+    data_config,
+    decisions_path,
+    sync_url,
+    view,
+)
+from ogdash.core.errors import OgdashError
+from ogdash.detect.detectors import DETECTORS
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.review import DECISIONS, DecisionStore
-from ogdash.ui.gallery import card
-from ogdash.ui.state import (SHOW, STATUS, active_flags, active_gradients, active_model, active_splits,
-                             active_suggestions, bound, data_config, decisions_path, sync_url, view)
 
 PAGE_SIZE = 12
 

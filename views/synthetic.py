@@ -3,14 +3,14 @@ import os
 
 import streamlit as st
 
-from ogdash import study
-from ogdash.cache import DiskCache
+from dashboard import synthetic as figs
+from dashboard.state import whole_table
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
 from ogdash.data.synthetic import FLIP_MODES
-from ogdash.detectors import DETECTORS, budget_count, flag
-from ogdash.errors import OgdashError
-from ogdash.metrics import detection_metrics
-from ogdash.ui import synthetic as figs
-from ogdash.ui.state import whole_table
+from ogdash.detect.detectors import DETECTORS, budget_count, flag
+from ogdash.detect.metrics import detection_metrics
+from ogdash.experiments import synthetic as study
 
 DETECTOR_NAMES = {"iforest": "IsolationForest", "l1": "L1 norm", "l2": "L2 norm",
                   "ocsvm": "OneClassSVM (clean validation inliers)"}

@@ -6,11 +6,11 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from ogdash import textselect as ts
+from dashboard.state import check_upload_size, data_root, disk_cache, key_of, memo, progress_bar, whole_table
+from dashboard.text import curves_figure
+from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
-from ogdash.errors import OgdashError
-from ogdash.ui.state import check_upload_size, data_root, disk_cache, key_of, memo, progress_bar, whole_table
-from ogdash.ui.text import curves_figure
+from ogdash.experiments import textselect as ts
 
 
 def _encoder() -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
-from ogdash.errors import OgdashError
 
 
 def _labels(arr, what: str, path) -> np.ndarray:

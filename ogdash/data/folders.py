@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
-from ogdash.errors import OgdashError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 # Pairs people confuse when they write digits; used for ten-class image sets.
 DIGIT_PAIRS = ((1, 7), (3, 8), (4, 9), (5, 6))

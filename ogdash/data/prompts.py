@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 TASKS = {
     "sentence_transformations": "Sentence Transformations",

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import make_blobs, make_moons
 
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Splits, make_dataset
-from ogdash.errors import OgdashError
 
 FLIP_MODES = ("far", "uniform")
 

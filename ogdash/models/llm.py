@@ -39,16 +39,15 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ogdash.cache import DiskCache, cache_key, default_cache_dir
-from ogdash.errors import OgdashError
-
-Progress = Callable[[float, str], None] | None
+from ogdash.core.cache import DiskCache, cache_key, default_cache_dir
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress
 
 SMOLLM2 = "smollm2"
 TINY = "tiny"

@@ -4,17 +4,15 @@ from __future__ import annotations
 import math
 import pickle
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress
 from ogdash.models.losses import per_sample_loss, probabilities
 from ogdash.models.zoo import ModelSpec, build_model
-
-Progress = Callable[[float, str], None] | None
 
 
 def _first_line(e: Exception, limit: int = 100) -> str:

@@ -1,7 +1,7 @@
 """A small model zoo. Every model is ``head(body(x))`` with ``head`` an ``nn.Linear``.
 
 Keeping the last linear layer as a named attribute is what lets the gradient
-engine use the closed form from one forward pass (see ``ogdash.gradients``).
+engine use the closed form from one forward pass (see ``ogdash.engine.gradients``).
 Binary problems use one output unit with a sigmoid (logistic regression, the
 paper's toy MLP); others use softmax over C units.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 MODEL_KINDS = ("logreg", "mlp", "cnn", "paper_mlp")
 

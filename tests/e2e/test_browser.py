@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import UPLOAD_LIMIT_MB, assert_no_exception, settle, shot
-
 from playwright.sync_api import expect
 
-from ogdash.ui.nav import existing_pages
+from dashboard.nav import existing_pages
 
 PAGES = existing_pages()
 

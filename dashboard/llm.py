@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ogdash.influence_llm import METHODS, PAPER_TABLE3, LLMInfluence
+from ogdash.experiments.llm_prompts import METHODS, PAPER_TABLE3, LLMInfluence
 
 SCALES = {
     "rank": "rank within each test prompt's row (0 = least, 1 = most influential)",

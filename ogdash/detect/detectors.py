@@ -14,17 +14,25 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
-from ogdash.ensemble import (ENSEMBLES, HeldOutMargin, KnnDistance, MeanAlignment, PerClass, combine, given_labels,
-                             member_scores)
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet
+from ogdash.core.errors import OgdashError
+from ogdash.detect.ensemble import (
+    ENSEMBLES,
+    HeldOutMargin,
+    KnnDistance,
+    MeanAlignment,
+    PerClass,
+    combine,
+    given_labels,
+    member_scores,
+)
+from ogdash.engine.gradients import GradientSet
 
 DETECTORS = {
     "iforest": "IsolationForest on the gradients (the paper's main detector)",
     "l1": "L1 norm of the gradient",
     "l2": "L2 norm of the gradient",
     "ocsvm": "OneClassSVM fitted on validation gradients as inliers",
-    # class-conditional and ensemble detectors: their logic lives in ogdash.ensemble
+    # class-conditional and ensemble detectors: their logic lives in ogdash.detect.ensemble
     "pc_iforest": "IsolationForest within each given class (class-conditional)",
     "pc_knn": "distance to the nearest gradients of the same given class (class-conditional kNN)",
     "pc_align": "alignment with the mean gradient of the same given class (class-conditional)",
@@ -167,7 +175,7 @@ def score(train: GradientSet, detector: str = RECOMMENDED, val: GradientSet | No
     random projection of dense gradients).
     Class-conditional detectors (``pc_*``), the held-out margin and ensembles
     need the given training labels (n,); without ``labels`` they are read back
-    from closed-form gradients (``ogdash.ensemble.given_labels``).
+    from closed-form gradients (``ogdash.detect.ensemble.given_labels``).
     """
     if detector in ENSEMBLES:
         return combine(member_scores(train, detector, val, seed, labels))
@@ -183,7 +191,7 @@ def score(train: GradientSet, detector: str = RECOMMENDED, val: GradientSet | No
             raise OgdashError("OneClassSVM needs validation gradients as inliers; give a non-empty validation set.")
         return det.fit(val).score_samples(train)
     if not train.projected and train.dim > MAX_DENSE_DIM:
-        from ogdash.gradients import project
+        from ogdash.engine.gradients import project
 
         train = project(train, DEFAULT_PROJECTION_DIM, seed)
     if isinstance(det, PerClass):

@@ -7,16 +7,17 @@ from __future__ import annotations
 import argparse
 import time
 
-from ogdash.cache import DiskCache
-from ogdash.cliargs import Parser, choice_list, fraction, positive_int, run_command
+from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
+from ogdash.cli.extract import add_extract_parser, summary_line
+from ogdash.cli.extract import run as run_extract
+from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
+from ogdash.cli.text import add_textselect_parser, format_textselect, run_textselect
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
 from ogdash.data.files import load_splits
-from ogdash.detectors import DETECTORS, RECOMMENDED, budget_count
-from ogdash.distributed import add_extract_parser, run_extract, summary_line
-from ogdash.errors import OgdashError
-from ogdash.llm_cli import add_llm_parser, format_llm, run_llm
+from ogdash.detect.detectors import DETECTORS, RECOMMENDED, budget_count
 from ogdash.models.zoo import MODEL_KINDS, ModelSpec
 from ogdash.retrain import ACTIONS
-from ogdash.textselect import add_textselect_parser, format_textselect, run_textselect
 
 
 def _budget(text: str) -> float | str:
@@ -26,16 +27,6 @@ def _budget(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"budget must be a number (a fraction like 0.05 or a count like 50) or 'auto'; got {text!r}")
-
-
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated widths like 16,16; got {text!r}")
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"--hidden widths must be positive integers; got {text!r}")
-    return widths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "--test (default 0.2)")
     s.add_argument("--val", help="validation set (inliers for OneClassSVM); default: 10%% held out of --train")
     s.add_argument("--model", required=True, choices=MODEL_KINDS)
-    s.add_argument("--hidden", type=_hidden, default=(16, 16), help="MLP widths, e.g. 16,16")
+    s.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
     s.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
     s.add_argument("--detector", choices=list(DETECTORS), default=RECOMMENDED,
                    help=f"default: {RECOMMENDED}, the best in the detection benchmark")
@@ -108,7 +99,7 @@ def run_scan(args) -> dict:
     if res.detection is not None:
         out["detection"] = res.detection
     if args.retrain:
-        from ogdash.ensemble import suggestions
+        from ogdash.detect.ensemble import suggestions
         from ogdash.retrain import compare, fixes_from_flags, restored
 
         t = time.perf_counter()

@@ -14,8 +14,8 @@ accuracy after every epoch. Here:
   classification head trained on its embeddings. Embeddings are computed once and
   cached on disk under the texts' content hash and the encoder's name. With
   ``finetune="lora"`` (``--finetune lora``; meant for a GPU) the encoder is LoRA
-  fine-tuned with the head instead (``ogdash.models.text_lora``), on the same runs.
-- **scores**: the head's per-sample gradients (closed form, ``ogdash.gradients``; plus
+  fine-tuned with the head instead (``ogdash.experiments.text_lora``), on the same runs.
+- **scores**: the head's per-sample gradients (closed form, ``ogdash.engine.gradients``; plus
   the last encoder layer's LoRA gradients when the encoder is fine-tuned) feed
   the outlier detectors (IsolationForest, L1, L2) and the influence baselines (Gradient
   Tracing, LiSSA, DataInf, Self-LiSSA, Self-DataInf, training set as reference set,
@@ -28,36 +28,32 @@ accuracy after every epoch. Here:
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ogdash import baselines as bl
-from ogdash.cache import DiskCache, cache_key
-from ogdash.cliargs import choice_list, fraction, positive_int
+from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset, Splits, make_dataset
 from ogdash.data.noise import inject_noise
-from ogdash.detectors import flag, score
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet, extract_gradients
+from ogdash.detect.detectors import flag, score
+from ogdash.engine.gradients import GradientSet, extract_gradients
+from ogdash.experiments.synthetic import METHODS as STUDY_METHODS
+from ogdash.experiments.synthetic import Method, one_thread
+from ogdash.experiments.text_lora import TextLoraSettings, TextLoraTuner, mean_pool
+from ogdash.influence import baselines as bl
 from ogdash.models.losses import per_sample_loss
-from ogdash.models.text_lora import TextLoraSettings, TextLoraTuner, mean_pool
 from ogdash.models.zoo import ModelSpec, build_model
-from ogdash.study import METHODS as STUDY_METHODS
-from ogdash.study import Method, one_thread
-
-Progress = Callable[[float, str], None] | None
 
 ROTTEN_TOMATOES = "rotten_tomatoes"
 ROTTEN_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -73,7 +69,7 @@ WEIGHT_DECAY = 1e-4
 LISSA_ITERATIONS = 300
 
 
-# the Table 1 methods that apply to text (same keys and labels as ogdash.study), and a random floor
+# the Table 1 methods that apply to text (same keys and labels as ogdash.experiments.synthetic), and a random floor
 METHODS = tuple(next(m for m in STUDY_METHODS if m.key == key) for key in (
     "og_iforest", "og_l1", "og_l2", "tracin", "lissa", "datainf", "self_lissa", "self_datainf",
 )) + (Method("random", "Random", "floor"),)
@@ -283,7 +279,7 @@ class TinyBertEncoder(TransformerEncoder):
     dim = 32
 
     def _build(self):
-        from ogdash.models.text_lora import tiny_bert
+        from ogdash.experiments.text_lora import tiny_bert
 
         tok = _minilm_tokenizer(MiniLMEncoder.folder())
         return tok, tiny_bert(tok, seed=0)
@@ -436,7 +432,7 @@ class HeadRuns:
 
 
 class LoraRuns:
-    """Runs that LoRA fine-tune the encoder together with the head (``ogdash.models.text_lora``).
+    """Runs that LoRA fine-tune the encoder together with the head (``ogdash.experiments.text_lora``).
 
     The texts of the training then the test split are tokenised once; every run starts from
     the pretrained encoder. Gradients cover the head's last layer and the last encoder
@@ -704,80 +700,3 @@ def format_summary(df: pd.DataFrame) -> pd.DataFrame:
         "Kept truly mislabeled": [f"{m:,.0f} ({p:.1f}%)" for m, p in zip(df["kept_mislabeled"], df["kept_mislabeled_pct"])],
         "Seconds": [pm(m, s, 2) for m, s in zip(df["seconds"], df["seconds_std"])],
     })
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def add_textselect_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("textselect", help="data selection for fine-tuning on noisy text (Figure 3)")
-    p.add_argument("--data", required=True, help=f"'{ROTTEN_TOMATOES}' (built in) or a CSV with text,label[,true_label]")
-    p.add_argument("--noise", type=fraction, default=DEFAULT_NOISE, help="fraction of training labels flipped (default 0.2)")
-    p.add_argument("--keep", type=fraction, default=DEFAULT_KEEP, help="fraction of training samples kept (default 0.7)")
-    p.add_argument("--methods", type=choice_list(METHOD_KEYS), default=METHOD_KEYS,
-                   help=f"comma-separated, from {', '.join(METHOD_KEYS)} (default: all)")
-    p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="training epochs per run (default 10)")
-    p.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, help="number of seeds 0..N-1 (default 3)")
-    p.add_argument("--head", choices=list(HEADS), default="logreg")
-    p.add_argument("--lr", type=float, help="head learning rate (default 1e-2 linear, 1e-3 MLP)")
-    p.add_argument("--encoder", choices=list(ENCODERS), default="minilm")
-    p.add_argument("--finetune", choices=list(FINETUNE), default="head",
-                   help="head: a head on frozen embeddings (default); lora: LoRA fine-tune the encoder too (GPU)")
-    p.add_argument("--lora-lr", type=float, default=5e-4, help="learning rate of the LoRA weights (default 5e-4)")
-    p.add_argument("--n-train", type=positive_int, help=f"training texts (built-in default {DEFAULT_N_TRAIN}; CSV: all)")
-    p.add_argument("--n-test", type=positive_int, help=f"test texts (built-in default {DEFAULT_N_TEST}; CSV: 20%%)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the split and the label noise")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--cache", help="cache directory (default: $OGDASH_CACHE or ~/.cache/ogdash)")
-    return p
-
-
-def _stderr(quiet: bool) -> Progress:
-    if quiet:
-        return None
-    last = {"t": 0.0}
-
-    def report(f, msg=""):
-        now = time.perf_counter()
-        if now - last["t"] > 2 or f >= 1:
-            last["t"] = now
-            print(f"[{100 * f:5.1f}%] {msg}", file=sys.stderr, flush=True)
-    return report
-
-
-def run_textselect(args) -> dict:
-    """Run the experiment for parsed CLI args; returns a JSON-able dict (summary rows, curves, timings)."""
-    if args.data != ROTTEN_TOMATOES and not Path(args.data).is_file():
-        raise OgdashError(f"--data must be '{ROTTEN_TOMATOES}' or an existing CSV file; {args.data!r} is neither.")
-    cache = DiskCache(args.cache) if args.cache else DiskCache()
-    progress = _stderr(args.quiet)
-    t = time.perf_counter()
-    splits, note, enc_s = load_text_splits(args.data, args.noise, args.data_seed, args.n_train, args.n_test,
-                                           args.encoder, cache, progress)
-    load_s = time.perf_counter() - t
-    lora = TextLoraSettings(lr=args.lora_lr) if args.finetune == "lora" else None
-    result = run_selection(splits, args.methods, args.keep, args.epochs, range(args.seeds), args.head, args.lr,
-                           progress=progress, note=note, encode_seconds=enc_s, finetune=args.finetune,
-                           encoder=args.encoder, lora=lora)
-    summary = result.summary()
-    mean_curves = result.curves.groupby(["method", "epoch"])["accuracy"].mean().unstack("epoch")
-    return {
-        "data": args.data, "note": note, "n_train": splits.train.n, "n_test": splits.test.n,
-        "n_mislabeled": int(splits.train.noisy.sum()), "keep": args.keep, "epochs": args.epochs,
-        "seeds": args.seeds, "head": args.head, "encoder": args.encoder, "finetune": args.finetune,
-        "encode_seconds": enc_s, "load_seconds": load_s,
-        "rows": summary.to_dict(orient="records"),
-        "mean_curves": {m: [float(v) for v in mean_curves.loc[m]] for m in mean_curves.index},
-    }
-
-
-def format_textselect(out: dict) -> str:
-    lines = [out["note"], f"encoding: {out['encode_seconds']:.1f} s (0 = cached); "
-             f"keep {out['keep']:.0%}, {out['epochs']} epochs, {out['seeds']} seed(s), {out['head']} head, "
-             f"{'LoRA-tuned encoder' if out['finetune'] == 'lora' else 'frozen encoder'}"]
-    lines.append(f"{'method':40s} {'final %':>14s} {'best %':>14s} {'kept':>6s} {'mislabeled':>10s} {'seconds':>8s}")
-    for r in out["rows"]:
-        lines.append(f"{r['label']:40s} {r['final']:6.1f} ± {r['final_std']:4.1f}  {r['best']:6.1f} ± {r['best_std']:4.1f} "
-                     f"{r['kept']:6.0f} {r['kept_mislabeled']:10.0f} {r['seconds']:8.2f}")
-    return "\n".join(lines)

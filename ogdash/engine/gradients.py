@@ -24,13 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset
-from ogdash.errors import OgdashError
+from ogdash.engine.projection import SparseProjector
 from ogdash.models.losses import per_sample_loss, probabilities
 from ogdash.models.train import default_device, prepare, to_input
-from ogdash.projection import SparseProjector
-
-Progress = Callable[[float, str], None] | None
 
 
 @dataclass(eq=False)
@@ -118,8 +117,8 @@ class GradientSet:
         return self.matrix().astype(np.float64) @ other.matrix().astype(np.float64).T
 
     def sketch(self, dim: int, seed: int = 0) -> np.ndarray:
-        """A ``dim``-coordinate TensorSketch of factored gradients (see ``ogdash.projection``)."""
-        from ogdash.projection import TensorSketch
+        """A ``dim``-coordinate TensorSketch of factored gradients (see ``ogdash.engine.projection``)."""
+        from ogdash.engine.projection import TensorSketch
 
         a = self.augmented_acts()
         return TensorSketch(self.errors.shape[1], a.shape[1], dim, seed).transform_factors(self.errors, a)

@@ -1,7 +1,7 @@
 """The sidebar every page shares: what data and model are active."""
 import streamlit as st
 
-from ogdash.ui.state import data_config, describe_data, describe_model, model_config
+from dashboard.state import data_config, describe_data, describe_model, model_config
 
 
 def sidebar() -> None:

@@ -19,8 +19,8 @@ last-layer gradient, comes from a last layer that never saw its label.
 **Ensembles.** Scores of different detectors live on different scales, so an
 ensemble averages their *rank-normalised* scores (:func:`rank_normalise`: 0 for the
 lowest score, 1 for the highest, ties share their mean rank). Members are detector
-names (``ogdash.detectors.DETECTORS``) or label-quality scores (``"lq:<method>"``,
-see ``ogdash.baselines.label_quality_scores``) from the same model's probabilities.
+names (``ogdash.detect.detectors.DETECTORS``) or label-quality scores (``"lq:<method>"``,
+see ``ogdash.influence.baselines.label_quality_scores``) from the same model's probabilities.
 
 ``benchmarks/detection.py`` measures them all (README, "Detection benchmark"). Every
 score here follows ogdash's one convention: higher = more detrimental.
@@ -32,8 +32,8 @@ from typing import Callable
 import numpy as np
 from scipy.stats import rankdata
 
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet
+from ogdash.core.errors import OgdashError
+from ogdash.engine.gradients import GradientSet
 
 # Classes with fewer training samples than this are scored by a detector fitted on all samples:
 # a forest grown on three points says nothing.
@@ -249,7 +249,7 @@ def suggestions(grads: GradientSet, labels, seed: int = 0) -> np.ndarray:
 
 def heldout_margin(probs, labels) -> np.ndarray:
     """The held-out margin detector's scores from held-out probabilities (n, C): ``1 - (p_y - max_{k≠y} p_k + 1) / 2``."""
-    from ogdash.baselines import label_quality_scores
+    from ogdash.influence.baselines import label_quality_scores
 
     return label_quality_scores(probs, check_labels(labels, len(probs)), "normalized_margin")
 
@@ -334,8 +334,8 @@ def combine(score_lists, weights=None) -> np.ndarray:
 def member_scores(train: GradientSet, name: str, val: GradientSet | None = None, seed: int = 0,
                   labels=None) -> list[np.ndarray]:
     """Each member's scores of a named ensemble, in ``ENSEMBLES[name]`` order (higher = more detrimental)."""
-    from ogdash.baselines import label_quality_scores
-    from ogdash.detectors import score
+    from ogdash.detect.detectors import score
+    from ogdash.influence.baselines import label_quality_scores
 
     if name not in ENSEMBLES:
         raise OgdashError(f"unknown ensemble {name!r}; choose one of {', '.join(ENSEMBLES)}.")

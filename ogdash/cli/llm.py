@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from ogdash.cliargs import choice_list, positive_int
-from ogdash.errors import OgdashError
+from ogdash.cli.args import choice_list, positive_int
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import stderr_progress
 
 TASK_CHOICES = ("sentence_transformations", "math_no_reason", "math_reason")
 
 
 def add_llm_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``llm`` command to an argparse subparsers object; returns its parser."""
-    from ogdash.influence_llm import METHODS
+    from ogdash.experiments.llm_prompts import METHODS
 
     p = subparsers.add_parser(
         "llm", help="which fine-tuning prompts influence each test prompt (LoRA gradients; Table 3 metrics)",
@@ -50,27 +50,14 @@ def add_llm_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _stderr_progress():
-    state = {"last": 0.0, "msg": ""}
-
-    def report(fraction: float, message: str) -> None:
-        now = time.monotonic()
-        stage = message.split(":")[0]
-        if fraction >= 1.0 or now - state["last"] > 2.0 or stage != state["msg"]:
-            print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
-            state["last"], state["msg"] = now, stage
-
-    return report
-
-
 def run_llm(args) -> dict:
     """Run the ``llm`` command; returns ``LLMInfluence.summary()`` (JSON-ready)."""
     from dataclasses import replace
 
     import torch
 
-    from ogdash.cache import DiskCache
-    from ogdash.influence_llm import analyze
+    from ogdash.core.cache import DiskCache
+    from ogdash.experiments.llm_prompts import analyze
     from ogdash.models.llm import FinetuneSettings, LoraSettings
 
     if args.threads:
@@ -91,7 +78,7 @@ def run_llm(args) -> dict:
     result = analyze(args.task, model=args.model, methods=args.methods, layers=args.layers, proj_dim=args.proj_dim,
                      per_class=args.per_class, test_per_class=args.test_per_class, seed=args.seed, lora=lora,
                      settings=settings, cache=cache, device=args.device,
-                     progress=None if args.quiet else _stderr_progress())
+                     progress=stderr_progress(args.quiet))
     out = result.summary()
     out["seconds"]["total"] = time.perf_counter() - t
     return out
@@ -99,7 +86,7 @@ def run_llm(args) -> dict:
 
 def format_llm(out: dict) -> str:
     """The human-readable report: one line per method, beside the paper's Llama-2-13B numbers."""
-    from ogdash.influence_llm import METHODS
+    from ogdash.experiments.llm_prompts import METHODS
 
     lines = [f"{out['task']} on {out['model']} ({out['n_train']} training / {out['n_test']} test prompts, "
              f"{out['layers']}-layer LoRA gradients, {out['grad_dim']} dims); higher influence = more influential"]

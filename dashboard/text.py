@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from ogdash.textselect import ALL_ROW, CLEAN_ROW, METHOD_KEYS, ROW_LABELS
+from ogdash.experiments.textselect import ALL_ROW, CLEAN_ROW, METHOD_KEYS, ROW_LABELS
 
 COLORS = {
     "og_iforest": "#d62728", "og_l1": "#ff7f0e", "og_l2": "#e377c2",

@@ -101,7 +101,7 @@ def gradient_panel(coords, flags, flipped, ids, scores=None, title: str = "", ax
 
 
 def figure1(result, flags, detector_scores, detector_label: str, letters: str = "ABCD") -> list[go.Figure]:
-    """The four panels of Figure 1 for one analysed case (an ``ogdash.study.CaseResult``)."""
+    """The four panels of Figure 1 for one analysed case (an ``ogdash.experiments.synthetic.CaseResult``)."""
     case = result.case
     train, test = case.splits.train, case.splits.test
     noisy = train.noisy

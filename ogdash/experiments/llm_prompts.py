@@ -44,20 +44,19 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from ogdash.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress
 from ogdash.data.prompts import TASKS, PromptBenchmark, make_prompts
-from ogdash.errors import OgdashError
-from ogdash.gradients import linear_gradients
+from ogdash.engine.gradients import linear_gradients
+from ogdash.engine.projection import SparseProjector
 from ogdash.models import llm
 from ogdash.models.llm import FinetuneSettings, LoraSettings, PromptLM
-from ogdash.projection import SparseProjector
-
-Progress = Callable[[float, str], None] | None
 
 METHODS = {
     "oga": "Outlier Gradient",
@@ -202,7 +201,7 @@ def datainf_matrix(G_train, G_test, blocks: Sequence[tuple[str, int, int]] | Non
 
         g_t^T (H_l + lam_l I)^{-1} g_j  ~  ( n T_tj - sum_i T_ti K_ij / (lam_l + s_i) ) / (n lam_l)
 
-    which is DataInf's approximation exactly (``ogdash.baselines.datainf`` with the test
+    which is DataInf's approximation exactly (``ogdash.influence.baselines.datainf`` with the test
     gradient as reference gives the same row, negated). ``damping`` None = DataInf's
     default, ``lam_l = 0.1 * mean_i(s_i) / d_l``.
     """
@@ -232,7 +231,7 @@ def oga_matrix(G_train, y_train, G_test, n_classes: int | None = None, seed: int
     normality score of test gradient t (scikit-learn ``score_samples``; higher = more
     normal = more influential), and ``matrix[t, j] = by_class[t, y_train[j]]``.
     """
-    from ogdash.detectors import make_detector
+    from ogdash.detect.detectors import make_detector
 
     A, B = _check_pair(G_train, G_test)
     y = np.asarray(y_train, dtype=np.int64)

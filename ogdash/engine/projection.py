@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.random_projection import SparseRandomProjection
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 
 class SparseProjector:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet, project
+from ogdash.core.errors import OgdashError
+from ogdash.engine.gradients import GradientSet, project
 
 LAYOUTS = ("pca", "umap")
 # Layouts run on at most this many coordinates; wider gradients are projected first.

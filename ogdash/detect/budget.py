@@ -13,7 +13,7 @@ estimates. It measures sampling noise only, not a model that is wrong about
 everything.
 
 Which probabilities (``probabilities(grads, labels, source)``): ``"probe"``, the
-default, reads the held-out last layer of ``ogdash.ensemble.heldout_probabilities``
+default, reads the held-out last layer of ``ogdash.detect.ensemble.heldout_probabilities``
 (refitted on the last layer's inputs without each fold), so every sample is judged by
 a classifier that never saw its label; ``"model"`` reads the model's own
 probabilities, which a model that memorised its noisy labels pushes too low. On the
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet
+from ogdash.core.errors import OgdashError
+from ogdash.engine.gradients import GradientSet
 
 SOURCES = ("probe", "model")
 DEFAULT_SOURCE = "probe"
@@ -69,7 +69,7 @@ class BudgetEstimate:
 
 
 def _check(pred_probs, labels) -> tuple[np.ndarray, np.ndarray]:
-    from ogdash.baselines import _check_probs_labels
+    from ogdash.influence.baselines import _check_probs_labels
 
     return _check_probs_labels(pred_probs, labels)
 
@@ -128,7 +128,7 @@ def probabilities(grads: GradientSet, labels, source: str = DEFAULT_SOURCE, seed
         if grads.acts is None:
             raise OgdashError("the probe refits the last layer on its inputs, which dense gradients lack; "
                               "use source='model'.")
-        from ogdash.ensemble import heldout_gradients
+        from ogdash.detect.ensemble import heldout_gradients
 
         return heldout_gradients(grads, labels, seed=seed).probs
     raise OgdashError(f"unknown probability source {source!r}; choose one of {', '.join(SOURCES)}.")
@@ -160,7 +160,7 @@ def suggest_budget(grads: GradientSet, labels, source: str = DEFAULT_SOURCE, n_b
 
     grads: the training GradientSet; labels: the given training labels (n,).
     """
-    from ogdash.ensemble import check_labels
+    from ogdash.detect.ensemble import check_labels
 
     labels = check_labels(labels, grads.n)
     return estimate_budget(probabilities(grads, labels, source, seed), labels, n_boot, level, seed, source)

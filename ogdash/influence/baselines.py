@@ -47,7 +47,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 __all__ = [
     "self_confidence_quality",

@@ -1,6 +1,6 @@
 """A sentence encoder fine-tuned with LoRA under a classification head, and its per-sample gradients.
 
-The text-selection experiment (``ogdash.textselect``) trains a head on frozen sentence
+The text-selection experiment (``ogdash.experiments.textselect``) trains a head on frozen sentence
 embeddings by default. With ``--finetune lora`` it trains this instead: the encoder
 (MiniLM-L6, or any BERT-style transformer) wrapped with a seeded ``peft`` LoRA adapter on
 its attention ``query``/``value`` projections, mean pooling and L2 normalisation (what the
@@ -10,7 +10,7 @@ their initial weights and differ only by the samples they see.
 
 Per-sample gradients cover the head's last linear layer and the LoRA matrices of the last
 encoder layer (or of every layer), from one forward and one backward per batch
-(``ogdash.gradients.linear_gradients``). On a GPU this is quick; on a 2-core CPU an epoch
+(``ogdash.engine.gradients.linear_gradients``). On a GPU this is quick; on a 2-core CPU an epoch
 over a few thousand short texts takes minutes, so the CPU default stays the frozen encoder.
 """
 from __future__ import annotations
@@ -18,18 +18,17 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from ogdash.errors import OgdashError
-from ogdash.gradients import GradientSet, last_linear, linear_gradients
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress
+from ogdash.engine.gradients import GradientSet, last_linear, linear_gradients
 from ogdash.models.losses import per_sample_loss, probabilities
 from ogdash.models.zoo import ModelSpec, build_model
 
-Progress = Callable[[float, str], None] | None
 GRAD_LAYERS = {"last": "LoRA of the last encoder layer + the head", "all": "LoRA of every encoder layer + the head"}
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from ogdash.cache import DiskCache
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Splits
-from ogdash.errors import OgdashError
 
 DEFAULT_DATA = {"source": "builtin", "name": "digits", "seed": 0, "noise_rate": 0.2, "noise_kind": "uniform"}
 DEFAULT_MODEL = {"kind": "cnn", "seed": 0}
@@ -152,7 +152,7 @@ def _one_of(choices):
 
 
 def _detector(text: str) -> str:
-    from ogdash.detectors import DETECTORS
+    from ogdash.detect.detectors import DETECTORS
 
     return _one_of(DETECTORS)(text)
 
@@ -166,7 +166,7 @@ def _positive(text: str) -> int:
 
 def _view_fields() -> dict:
     """name -> (default, parse(text) -> value). Parsing failures fall back to the default."""
-    from ogdash.detectors import RECOMMENDED
+    from ogdash.detect.detectors import RECOMMENDED
 
     return {"layer": ("last", str), "detector": (RECOMMENDED, _detector), "budget": (0.05, _budget),
             "layout": ("pca", _one_of(("pca", "umap"))), "show": ("flagged", _one_of(SHOW)),
@@ -260,8 +260,8 @@ def _load_splits(cfg: dict) -> Splits:
                                   float(cfg.get("test_share", 0.2)), cfg.get("noise_rate", 0.0),
                                   cfg.get("noise_kind", "uniform"), int(cfg.get("seed", 0)))
     if src == "text":  # texts embedded by a sentence encoder (the Text data selection page)
+        from ogdash.experiments.textselect import load_text_splits
         from ogdash.pipeline import holdout_validation
-        from ogdash.textselect import load_text_splits
 
         # only "path" may name a file (the URL reader keeps it under the data root); else the built-in data
         splits = load_text_splits(cfg.get("path") or "rotten_tomatoes", cfg.get("noise", 0.2),
@@ -407,7 +407,7 @@ def active_scores(detector: str | None = None) -> np.ndarray | None:
     OneClassSVM fits on validation gradients as inliers; data without a validation set
     (your own files and folders) has it fit on the training gradients themselves.
     """
-    from ogdash.detectors import score
+    from ogdash.detect.detectors import score
 
     detector = detector or view()["detector"]
     pair = active_gradients()
@@ -416,7 +416,7 @@ def active_scores(detector: str | None = None) -> np.ndarray | None:
     train, val = pair
     labels = splits_for(data_config()).train.y
     if detector == "heldout_margin" and train.acts is not None:
-        from ogdash.ensemble import heldout_margin
+        from ogdash.detect.ensemble import heldout_margin
 
         # the default detector reads the held-out probabilities the suggested labels come from: one refit, not two
         return memo(key_of("scores", model_key(), layer_choice(), detector),
@@ -427,8 +427,8 @@ def active_scores(detector: str | None = None) -> np.ndarray | None:
 
 
 def active_suggestions() -> np.ndarray | None:
-    """(n, C) probabilities of each training sample's suggested label (``ogdash.ensemble.suggestions``), memoised."""
-    from ogdash.ensemble import suggestions
+    """(n, C) probabilities of each training sample's suggested label (``ogdash.detect.ensemble.suggestions``), memoised."""
+    from ogdash.detect.ensemble import suggestions
 
     pair = active_gradients()
     if pair is None:
@@ -442,7 +442,7 @@ def active_flags():
 
     Derived wherever they are needed, so no page depends on another having been visited.
     """
-    from ogdash.detectors import flag
+    from ogdash.detect.detectors import flag
 
     scores = active_scores()
     return None if scores is None else (scores, flag(scores, view()["budget"]))

@@ -32,26 +32,25 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ogdash import baselines as bl
-from ogdash.cache import DiskCache
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset, Splits, make_dataset
 from ogdash.data.synthetic import FLIP_MODES, blobs, moons
-from ogdash.detectors import flag, score
-from ogdash.errors import OgdashError
-from ogdash.gradients import extract_gradients
-from ogdash.metrics import detection_metrics
+from ogdash.detect.detectors import flag, score
+from ogdash.detect.metrics import detection_metrics
+from ogdash.engine.gradients import extract_gradients
+from ogdash.influence import baselines as bl
 from ogdash.models.train import accuracy, predict_proba
 from ogdash.models.zoo import ModelSpec
 from ogdash.pipeline import train_model
 from ogdash.retrain import trim, trim_and_retrain
-
-Progress = Callable[[float, str], None] | None
 
 DATASETS = {
     "blobs": "Linear blobs, logistic regression (Figure 1 A-D)",
@@ -346,7 +345,7 @@ def method_scores(model, case: SyntheticCase, lissa_iterations: int = 1000, prog
 
 def layout_2d(G: np.ndarray) -> tuple[np.ndarray, str]:
     """A 2-D view of gradients: as they are when they are 2-D (the paper's D/H), else their PCA."""
-    from ogdash.layout2d import layout_2d as layout
+    from ogdash.engine.layout2d import layout_2d as layout
 
     G = np.asarray(G, dtype=np.float64)
     if G.ndim != 2 or len(G) < 2 or G.shape[1] < 2:

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ogdash.errors import OgdashError
+from ogdash.core.errors import OgdashError
 
 
 class Parser(argparse.ArgumentParser):
@@ -35,6 +35,17 @@ def fraction(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction like 0.2; got {text!r}")
+
+
+def hidden_widths(text: str) -> tuple[int, ...]:
+    """An argparse type for MLP widths: comma-separated positive integers such as ``16,16``."""
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated widths like 16,16; got {text!r}")
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden widths must be positive integers; got {text!r}")
+    return widths
 
 
 def choice_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
