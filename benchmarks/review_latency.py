@@ -46,8 +46,8 @@ def prepare(home: Path, name: str) -> tuple[dict, dict]:
                                 val_fraction=VAL_FRACTION)
     cache = DiskCache(home / "cache")
     model = train_model(model_spec(mcfg), splits.train, 0, cache)
-    gradients(model, splits.train, "last", cache=cache)
-    gradients(model, splits.val, "last", cache=cache)
+    gradients(model, splits.train, cache=cache)
+    gradients(model, splits.val, cache=cache)
     return dcfg, mcfg
 
 

@@ -381,6 +381,7 @@ def layer_choice() -> str:
 
 def active_gradients(extract: bool = False, progress=None):
     """(train, validation) GradientSets of the active model and layer, or None if not extracted yet."""
+    from ogdash.engine.settings import GradientSettings
     from ogdash.pipeline import cached_gradients, gradients
 
     key = key_of("grads", model_key(), layer_choice())
@@ -391,13 +392,13 @@ def active_gradients(extract: bool = False, progress=None):
     if model is None:
         return None
     splits, cache, layer = splits_for(data_config()), disk_cache(), layer_choice()
-    train = cached_gradients(model, splits.train, layer, cache=cache)
-    val = cached_gradients(model, splits.val, layer, cache=cache) if splits.val is not None else None
+    train = cached_gradients(model, splits.train, GradientSettings(layer), cache)
+    val = cached_gradients(model, splits.val, GradientSettings(layer), cache) if splits.val is not None else None
     if train is None or (splits.val is not None and val is None):
         if not extract:
             return None
-        train = gradients(model, splits.train, layer, cache=cache, progress=progress)
-        val = gradients(model, splits.val, layer, cache=cache) if splits.val is not None else None
+        train = gradients(model, splits.train, GradientSettings(layer), cache, progress)
+        val = gradients(model, splits.val, GradientSettings(layer), cache) if splits.val is not None else None
     return memo(key, lambda: (train, val))
 
 

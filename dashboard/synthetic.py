@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 CLASS_COLORS = ("#d62728", "#1f77b4")  # class 0 red, class 1 blue (the paper's Figure 1)
 FLAG_COLOR = "#ff7f0e"
 HEIGHT = 360
+# Training epochs of the demo's models; None keeps each preset's own (tests set a shorter run).
+EPOCHS: int | None = None
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, equal: bool = False) -> go.Figure:

@@ -11,6 +11,8 @@ COLORS = {
     "tracin": "#1f77b4", "lissa": "#17becf", "datainf": "#2ca02c", "self_lissa": "#9467bd",
     "self_datainf": "#8c564b", "random": "#7f7f7f", ALL_ROW: "#444444", CLEAN_ROW: "#000000",
 }
+# The sentence encoder the page embeds texts with (ogdash.experiments.textselect.ENCODERS); tests pick a tiny one.
+ENCODER = "minilm"
 DASHED = {ALL_ROW: "dash", CLEAN_ROW: "dot", "random": "dashdot"}
 
 

@@ -12,11 +12,12 @@ from ogdash.detect.detectors import DETECTORS, flag, make_detector, score
 from ogdash.detect.metrics import detection_metrics
 from ogdash.engine.gradients import GradientSet, extract_gradients
 from ogdash.models import ModelSpec, fit, load_weights, save_weights
-from ogdash.pipeline import ScanResult, holdout_validation, scan, train_model
+from ogdash.engine.settings import GradientSettings
+from ogdash.pipeline import ScanResult, ScanSettings, holdout_validation, scan, train_model
 from ogdash.retrain import RetrainReport, trim, trim_and_retrain
 
 __all__ = ["DiskCache", "cache_key", "Dataset", "Splits", "blobs", "digits", "load_file", "load_splits",
            "make_dataset", "mnist5k", "moons", "DETECTORS", "flag", "make_detector", "score", "OgdashError",
            "GradientSet", "extract_gradients", "detection_metrics", "ModelSpec", "fit", "load_weights",
-           "save_weights", "ScanResult", "holdout_validation", "scan", "train_model", "RetrainReport", "trim",
+           "save_weights", "ScanResult", "ScanSettings", "GradientSettings", "holdout_validation", "scan", "train_model", "RetrainReport", "trim",
            "trim_and_retrain"]

@@ -60,14 +60,14 @@ def shard_key(key: str, rank: int, world_size: int) -> str:
     return cache_key("grad_shard", key, rank, world_size)
 
 
-def extract_shard(model, ds: Dataset, rank: int, world_size: int, layer: str = "last",
-                  projection_dim: int | None = None, seed: int = 0, cache: DiskCache | None = None,
-                  chunk_size: int | None = None, progress=None, device=None) -> bool:
+def extract_shard(model, ds: Dataset, rank: int, world_size: int, settings: GradientSettings = GradientSettings(),
+                  cache: DiskCache | None = None, chunk_size: int | None = None, progress: Progress = None,
+                  device=None) -> bool:
     """Compute and store one rank's shard; True when a complete shard was already stored (resume)."""
     from ogdash.pipeline import gradients_key
 
     cache = cache or DiskCache()
-    skey = shard_key(gradients_key(model, ds, layer, projection_dim, seed), rank, world_size)
+    skey = shard_key(gradients_key(model, ds, settings), rank, world_size)
     if cache.load(SHARD_STAGE, skey, mmap=True) is not None:
         return True
     # a killed earlier attempt of this very shard leaves its temporary folder behind
@@ -75,7 +75,8 @@ def extract_shard(model, ds: Dataset, rank: int, world_size: int, layer: str = "
         shutil.rmtree(stale, ignore_errors=True)
     part = ds.subset(shard_positions(ds.n, rank, world_size))
     with cache.writer(SHARD_STAGE, skey) as w:
-        gs = extract_gradients(model, part, layer, projection_dim, seed, chunk_size, progress, device,
+        gs = extract_gradients(model, part, settings.layer, settings.projection_dim, settings.seed, chunk_size,
+                               progress, device,
                                allocate=lambda shape: w.array("dense", shape))
         for name, value in to_arrays(gs).items():
             if name not in w.names:  # rows written in place are stored already
@@ -83,13 +84,13 @@ def extract_shard(model, ds: Dataset, rank: int, world_size: int, layer: str = "
     return False
 
 
-def merge_shards(model, ds: Dataset, world_size: int, layer: str = "last", projection_dim: int | None = None,
-                 seed: int = 0, cache: DiskCache | None = None, keep_shards: bool = False) -> GradientSet:
+def merge_shards(model, ds: Dataset, world_size: int, settings: GradientSettings = GradientSettings(),
+                 cache: DiskCache | None = None, keep_shards: bool = False) -> GradientSet:
     """Merge the ``world_size`` stored shards, in dataset order, into the single-process cache entry."""
     from ogdash.pipeline import gradients_key
 
     cache = cache or DiskCache()
-    key = gradients_key(model, ds, layer, projection_dim, seed)
+    key = gradients_key(model, ds, settings)
     keys = [shard_key(key, r, world_size) for r in range(world_size)]
     shards = [cache.load(SHARD_STAGE, k) for k in keys]
     missing = [r for r, s in enumerate(shards) if s is None]
@@ -208,7 +209,7 @@ def run_extract(train_path, spec, settings: GradientSettings = GradientSettings(
     timer = Timer()
     if chunk_size is not None and chunk_size < 1:
         raise OgdashError(f"--chunk-size must be at least 1; got {chunk_size}.")
-    layer, dim, seed = settings.layer, settings.projection_dim, settings.seed
+    seed = settings.seed
     r = ranks_from_env(device)
     with timer("load"):
         train = load_file(train_path, "train")  # as load_splits loads --train for scan
@@ -224,9 +225,9 @@ def run_extract(train_path, spec, settings: GradientSettings = GradientSettings(
         with timer("model"):
             model = _model(spec, train, weights, seed, cache, r)
         with timer("extract"):
-            cached = cached_gradients(model, train, layer, dim, seed, cache) is not None
-            gs = gradients(model, train, layer, dim, seed, cache, device=r.device)
-        key = gradients_key(model, train, layer, dim, seed)
+            cached = cached_gradients(model, train, settings, cache) is not None
+            gs = gradients(model, train, settings, cache, device=r.device)
+        key = gradients_key(model, train, settings)
         return {**out, "key": key, "entry": str(cache.entry("gradients", key)), "cached": cached,
                 "shards_reused": [], "dim": gs.dim, "factored": gs.factored, "rank": 0, "seconds": timer.totals()}
 
@@ -238,20 +239,20 @@ def run_extract(train_path, spec, settings: GradientSettings = GradientSettings(
     try:
         with timer("model"):
             model = _model(spec, train, weights, seed, cache, r)
-        key = gradients_key(model, train, layer, dim, seed)
+        key = gradients_key(model, train, settings)
         keys = [None] * r.world_size
         dist.all_gather_object(keys, key)
         if len(set(keys)) != 1:
             raise OgdashError("the processes disagree on the data or the weights (different cache keys); give every "
                               "rank the same --train file and --weights.")
-        cached = [cached_gradients(model, train, layer, dim, seed, cache) is not None]
+        cached = [cached_gradients(model, train, settings, cache) is not None]
         dist.broadcast_object_list(cached, src=0)  # rank 0 decides, so no rank skips alone
         reused = False
         with timer("extract"):  # until the slowest rank's shard is stored
             if not cached[0]:
                 progress = shard_progress(r, cache, key) if shard_progress else None
-                reused = extract_shard(model, train, r.rank, r.world_size, layer, dim, seed, cache, chunk_size,
-                                       progress, r.device)
+                reused = extract_shard(model, train, r.rank, r.world_size, settings, cache, chunk_size, progress,
+                                       r.device)
                 _log(r, ("reused its stored shard" if reused else "stored its shard")
                      + f" ({len(shard_positions(train.n, r.rank, r.world_size))} samples)")
             flags = [None] * r.world_size
@@ -260,8 +261,8 @@ def run_extract(train_path, spec, settings: GradientSettings = GradientSettings(
         with timer("merge"):
             if r.rank == 0:
                 if not cached[0]:
-                    merge_shards(model, train, r.world_size, layer, dim, seed, cache)
-                gs = cached_gradients(model, train, layer, dim, seed, cache)
+                    merge_shards(model, train, r.world_size, settings, cache)
+                gs = cached_gradients(model, train, settings, cache)
                 if gs is None:
                     raise OgdashError(f"the merged gradients under {cache.root} cannot be read back; rerun.")
         _barrier(r)  # nobody leaves before the merged entry exists

@@ -1,4 +1,3 @@
-import os
 
 import numpy as np
 import pytest
@@ -17,6 +16,3 @@ def _isolated_cache(tmp_path, monkeypatch):
 def rng():
     return np.random.default_rng(0)
 
-
-def pytest_configure(config):
-    os.environ.setdefault("OGDASH_TEST", "1")

@@ -47,7 +47,7 @@ from ogdash.detect.detectors import budget_count
 from ogdash.models import ModelSpec
 from ogdash.models.train import check_fits, load_weights
 from ogdash.models.zoo import build_model, torchvision_model
-from ogdash.pipeline import gradients, scan, train_model
+from ogdash.pipeline import ScanSettings, gradients, scan, train_model
 from ogdash.review import DecisionStore
 
 ARCH = "shufflenet_v2_x0_5"  # a small torchvision architecture: checkpoints of a few MB
@@ -323,7 +323,7 @@ def _skipped_text_file(root):
 
 def _ocsvm_without_validation(root):
     s = splits(root, "good_train.npz")
-    scan(Splits(s.train, s.test, None), ModelSpec("mlp", epochs=2), detector="ocsvm")
+    scan(Splits(s.train, s.test, None), ModelSpec("mlp", epochs=2), ScanSettings(detector="ocsvm"))
 
 
 def _huge_training(root):

@@ -3,6 +3,7 @@ import numpy as np
 from ogdash.core.cache import DiskCache, cache_key
 from ogdash.data import moons
 from ogdash.models import ModelSpec
+from ogdash.engine.settings import GradientSettings
 from ogdash.pipeline import gradients, train_model
 
 
@@ -39,9 +40,9 @@ def test_keys_change_with_weights_data_layer_and_seed(tmp_path):
     m1 = train_model(spec, s.train, seed=1, cache=cache)  # other weights
     gradients(m1, s.train, cache=cache)
     gradients(m0, moons(1).train, cache=cache)  # other data
-    gradients(m0, s.train, layer="all", cache=cache)  # other layer
-    gradients(m0, s.train, layer="all", projection_dim=8, seed=0, cache=cache)
-    gradients(m0, s.train, layer="all", projection_dim=8, seed=1, cache=cache)  # other projection seed
+    gradients(m0, s.train, GradientSettings("all"), cache=cache)  # other layer
+    gradients(m0, s.train, GradientSettings("all", 8, 0), cache=cache)
+    gradients(m0, s.train, GradientSettings("all", 8, 1), cache=cache)  # other projection seed
     assert len(list((tmp_path / "gradients").iterdir())) == 6
     assert cache_key("a", 1) != cache_key("a", 2)
 
@@ -53,8 +54,8 @@ def test_streamed_gradients_are_memory_mapped_and_reloaded(tmp_path):
     s = moons(0)
     model = train_model(ModelSpec("mlp", epochs=20), s.train, seed=0)
     for layer, dim in (("all", None), ("all", 16), ("last", 8)):
-        g = gradients(model, s.train, layer=layer, projection_dim=dim, cache=cache)
+        g = gradients(model, s.train, GradientSettings(layer, dim), cache=cache)
         assert isinstance(g.matrix(), np.memmap) or g.factored
-        again = gradients(model, s.train, layer=layer, projection_dim=dim, cache=cache)
+        again = gradients(model, s.train, GradientSettings(layer, dim), cache=cache)
         ref = extract_gradients(model, s.train, layer=layer, projection_dim=dim, device="cpu")
         np.testing.assert_allclose(np.asarray(again.matrix()), ref.matrix(), rtol=1e-5, atol=1e-6)

@@ -17,6 +17,7 @@ from ogdash import pipeline
 from ogdash.core.cache import DiskCache
 from ogdash.data.files import load_file
 from ogdash.detect.detectors import score
+from ogdash.engine.settings import GradientSettings
 from ogdash.distributed import SHARD_STAGE, extract_shard, merge_shards, shard_key
 from ogdash.models import ModelSpec
 
@@ -66,6 +67,7 @@ import os, signal, sys, time, torch.multiprocessing as mp
 import ogdash.pipeline, ogdash.data.files  # imported once, before the fork
 from ogdash.cli.args import Parser
 from ogdash.cli.extract import add_arguments, main_extract
+from ogdash.engine.settings import GradientSettings
 from ogdash.distributed import SHARD_STAGE, shard_key
 
 def kill_mid_shard(r, cache, key):
@@ -132,7 +134,7 @@ def test_two_gloo_ranks_equal_one_process(train_file, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "extract_gradients", boom)
     monkeypatch.setattr(pipeline, "fit", boom)
     from ogdash.data.dataset import Splits
-    res_scan = pipeline.scan(Splits(train, train), SPEC, "iforest", 0.05, cache=DiskCache(cache))
+    res_scan = pipeline.scan(Splits(train, train), SPEC, pipeline.ScanSettings("iforest", 0.05), cache=DiskCache(cache))
     assert pipeline.weights_key(res_scan.model) == pipeline.weights_key(model)
     assert pipeline.gradients(model, train, cache=DiskCache(cache)) is not None  # a hit, not a recompute
     for name in FIELDS:  # the very arrays rank 0 merged
@@ -176,12 +178,12 @@ def test_shards_of_projected_and_generic_gradients_equal_the_full_run(layer, dim
     model = pipeline.train_model(ModelSpec("mlp", (8,), 5), train, 0)
     cache = DiskCache(tmp_path / "c")
     for rank in range(world):
-        assert not extract_shard(model, train, rank, world, layer, dim, 7, cache, chunk_size=32)
-    assert extract_shard(model, train, 0, world, layer, dim, 7, cache)  # stored: resumed, not recomputed
-    merged = merge_shards(model, train, world, layer, dim, 7, cache)
-    single = pipeline.gradients(model, train, layer, dim, 7, DiskCache(tmp_path / "single"))
+        assert not extract_shard(model, train, rank, world, GradientSettings(layer, dim, 7), cache, chunk_size=32)
+    assert extract_shard(model, train, 0, world, GradientSettings(layer, dim, 7), cache)  # stored: resumed, not recomputed
+    merged = merge_shards(model, train, world, GradientSettings(layer, dim, 7), cache)
+    single = pipeline.gradients(model, train, GradientSettings(layer, dim, 7), DiskCache(tmp_path / "single"))
     _same(merged, single)
-    assert pipeline.cached_gradients(model, train, layer, dim, 7, cache) is not None
+    assert pipeline.cached_gradients(model, train, GradientSettings(layer, dim, 7), cache) is not None
 
 
 @pytest.mark.parametrize("extra,env,needle", [

@@ -11,7 +11,7 @@ PAGE = next(p.path for p in PAGES if p.title == "Text data selection")
 
 @pytest.fixture(autouse=True)
 def tiny(monkeypatch):
-    monkeypatch.setenv("OGDASH_TEXT_ENCODER", "hashing")
+    monkeypatch.setattr("dashboard.text.ENCODER", "hashing")
 
 
 def page():
@@ -52,7 +52,7 @@ def test_page_renders_and_runs_every_method():
 
 
 def test_lora_fine_tuning_runs_from_the_page(monkeypatch):
-    monkeypatch.setenv("OGDASH_TEXT_ENCODER", "tiny-bert")
+    monkeypatch.setattr("dashboard.text.ENCODER", "tiny-bert")
     at = page()
     at.radio(key="ts_finetune").set_value("lora").run()
     assert not at.exception, at.exception

@@ -103,8 +103,8 @@ def flagged_ids(at):
     v = at.session_state["view"]
     splits = digits(seed=0, noise_rate=0.2, val_fraction=0.1)
     model = cached_model(model_spec(at.session_state["model_config"]), splits.train, 0, _cache())
-    g = cached_gradients(model, splits.train, "last", cache=_cache())
-    s = score(g, v["detector"], cached_gradients(model, splits.val, "last", cache=_cache()), seed=0, labels=splits.train.y)
+    g = cached_gradients(model, splits.train, cache=_cache())
+    s = score(g, v["detector"], cached_gradients(model, splits.val, cache=_cache()), seed=0, labels=splits.train.y)
     return splits.train.ids[np.argsort(-s, kind="stable")[:int(flag(s, v["budget"]).sum())]].tolist()
 
 

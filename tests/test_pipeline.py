@@ -9,13 +9,13 @@ import pytest
 from ogdash.core.errors import OgdashError
 from ogdash.data import moons
 from ogdash.models import ModelSpec
-from ogdash.pipeline import holdout_validation, scan, train_model
+from ogdash.pipeline import ScanSettings, holdout_validation, scan, train_model
 from ogdash.retrain import trim, trim_and_retrain
 
 
 def test_scan_finds_most_moons_flips():
     s = moons(0)
-    res = scan(s, ModelSpec("mlp"), "iforest", 0.08, seed=0)
+    res = scan(s, ModelSpec("mlp"), ScanSettings("iforest", 0.08, seed=0))
     assert res.flags.sum() == 20
     assert res.detection["accuracy"] > 0.9  # flagged-vs-flipped over all 250 samples
     assert res.detection["auroc"] > 0.85

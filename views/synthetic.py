@@ -1,6 +1,4 @@
 """Synthetic demo: the paper's Figure 1 and Table 1, live (Chhabra et al., Section 4)."""
-import os
-
 import streamlit as st
 
 from dashboard import synthetic as figs
@@ -14,12 +12,6 @@ from ogdash.experiments import synthetic as study
 
 DETECTOR_NAMES = {"iforest": "IsolationForest", "l1": "L1 norm", "l2": "L2 norm",
                   "ocsvm": "OneClassSVM (clean validation inliers)"}
-
-
-def _test_epochs():
-    """Tests shorten training through $OGDASH_SYNTHETIC_EPOCHS; the page's defaults are the models' own."""
-    raw = os.environ.get("OGDASH_SYNTHETIC_EPOCHS", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
 # Cached by plain values only. Budget, detector and label variant are not arguments of
@@ -80,7 +72,7 @@ with st.container(border=True):
                               help="\n".join(f"- {DETECTOR_NAMES[k]}: {DETECTORS.get(k, '')}" for k in study.DETECTOR_METHODS))
     budget_pct = int(c[1].slider("Budget: % of training samples flagged", 1, 30, 10, key="syn_budget",
                                  help="10% is what the paper's released code flags in this experiment."))
-epochs = _test_epochs()
+epochs = figs.EPOCHS
 args = (dataset, seed, flip_mode, n_flips, preset, epochs)
 budget = budget_pct / 100
 letters = "ABCD" if dataset == "blobs" else "EFGH"

@@ -1,5 +1,4 @@
 """Text data selection: keep the most beneficial share of noisy text data and fine-tune (Section 6, Figure 3)."""
-import os
 import tempfile
 from pathlib import Path
 
@@ -7,16 +6,11 @@ import streamlit as st
 import torch
 
 from dashboard.state import check_upload_size, data_root, disk_cache, key_of, memo, progress_bar, whole_table
+from dashboard import text as text_ui
 from dashboard.text import curves_figure
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.experiments import textselect as ts
-
-
-def _encoder() -> str:
-    """The sentence encoder: MiniLM by default; tests choose the tiny hashing one through $OGDASH_TEXT_ENCODER."""
-    name = os.environ.get("OGDASH_TEXT_ENCODER", "minilm").strip() or "minilm"
-    return name if name in ts.ENCODERS else "minilm"
 
 
 def _stage_upload(upload) -> str:
@@ -37,7 +31,7 @@ st.markdown(
     "instead; the gradients then cover the last encoder layer's LoRA weights too."
 )
 
-encoder = _encoder()
+encoder = text_ui.ENCODER
 # ------------------------------------------------------------------ the data
 with st.container(border=True):
     c = st.columns([1.3, 1, 1])

@@ -15,6 +15,11 @@ import numpy as np
 from ogdash.core.errors import OgdashError
 
 
+# optional packages -> the extra of pyproject.toml that installs them
+EXTRAS = {"transformers": "llm", "peft": "llm", "tokenizers": "llm", "accelerate": "llm", "gguf": "llm",
+          "sentence_transformers": "text", "streamlit": "dashboard", "plotly": "dashboard"}
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
         self.exit(2, f"error: {message}\n")
@@ -71,6 +76,11 @@ def run_command(run: Callable, fmt: Callable[[dict], str], args) -> int:
         result = run(args)
     except OgdashError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # an optional extra that is not installed
+        extra = EXTRAS.get((e.name or "").split(".")[0])
+        print(f"error: this command needs the {e.name!r} package"
+              + (f"; install it with pip install 'ogdash[{extra}]'" if extra else "") + ".", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

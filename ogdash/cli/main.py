@@ -30,7 +30,7 @@ def _budget(text: str) -> float | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m ogdash", description="Find detrimental training samples by outlier gradient analysis.")
+    p = Parser(prog="ogdash", description="Find detrimental training samples by outlier gradient analysis.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
     s.add_argument("--train", required=True, help="training set (.npz with X, y [, y_true] or .csv with a label column)")
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_scan(args) -> dict:
-    from ogdash.pipeline import holdout_validation, scan
+    from ogdash.pipeline import ScanSettings, holdout_validation, scan
 
     t0 = time.perf_counter()
     if not 0 < args.test_share < 1:
@@ -86,7 +86,7 @@ def run_scan(args) -> dict:
     spec = ModelSpec(args.model, args.hidden, args.epochs)
     cache = None if args.no_cache else DiskCache(args.cache)
     load_s = time.perf_counter() - t0
-    res = scan(splits, spec, args.detector, args.budget, args.seed, cache=cache)
+    res = scan(splits, spec, ScanSettings(args.detector, args.budget, args.seed), cache=cache)
     out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": args.test is None,
            "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,

@@ -1,0 +1,5 @@
+import sys
+
+from ogdash.cli import main
+
+sys.exit(main())

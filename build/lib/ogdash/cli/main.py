@@ -1,0 +1,164 @@
+"""Headless commands: ``python -m ogdash {scan,apply,extract,textselect,llm} ...``.
+
+Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
+from ogdash.cli.extract import add_extract_parser, summary_line
+from ogdash.cli.extract import run as run_extract
+from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
+from ogdash.cli.text import add_textselect_parser, format_textselect, run_textselect
+from ogdash.core.cache import DiskCache
+from ogdash.core.errors import OgdashError
+from ogdash.data.files import load_splits
+from ogdash.detect.detectors import DETECTORS, RECOMMENDED, budget_count
+from ogdash.models.zoo import MODEL_KINDS, ModelSpec
+from ogdash.retrain import ACTIONS
+
+
+def _budget(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"budget must be a number (a fraction like 0.05 or a count like 50) or 'auto'; got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="ogdash", description="Find detrimental training samples by outlier gradient analysis.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
+    s.add_argument("--train", required=True, help="training set (.npz with X, y [, y_true] or .csv with a label column)")
+    s.add_argument("--test", help="untouched test set, same format; without it, --test-share of --train is held out "
+                                   "(and not scored)")
+    s.add_argument("--test-share", type=fraction, default=0.2, help="share held out as the test set when there is no "
+                                                                     "--test (default 0.2)")
+    s.add_argument("--val", help="validation set (inliers for OneClassSVM); default: 10%% held out of --train")
+    s.add_argument("--model", required=True, choices=MODEL_KINDS)
+    s.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
+    s.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
+    s.add_argument("--detector", choices=list(DETECTORS), default=RECOMMENDED,
+                   help=f"default: {RECOMMENDED}, the best in the detection benchmark")
+    s.add_argument("--budget", type=_budget, default=0.05,
+                   help="fraction 0<B<1 or count B>=1 of samples to flag, or 'auto': the estimated share of "
+                        "mislabelled samples (reported as suggested_budget)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="write per-sample scores to this CSV")
+    s.add_argument("--retrain", action="store_true",
+                   help="apply each --action to the flags and retrain, beside the unchanged data and a random "
+                        "removal of the same size (and, when true labels are known, every flipped label restored)")
+    s.add_argument("--action", type=choice_list(ACTIONS), default=("remove",),
+                   help="with --retrain: comma-separated fixes of the flags: remove, relabel (to the suggested label), "
+                        "auto (relabel where the suggestion is sure, remove the rest), or all (default: remove)")
+    s.add_argument("--seeds", type=positive_int, default=3, help="with --retrain: seeds --seed, --seed+1, … (default 3)")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    s.add_argument("--cache", help="cache directory (default: $OGDASH_CACHE or ~/.cache/ogdash)")
+    s.add_argument("--no-cache", action="store_true", help="compute everything afresh")
+    a = sub.add_parser("apply", help="write a corrected copy of an image folder from the Review page's folder changes")
+    a.add_argument("changes", help="folder_changes.csv (path,given,decision,new_label) exported on the Review page")
+    a.add_argument("--folder", required=True, help="the image folder the changes were made on (never modified)")
+    a.add_argument("--out", required=True, help="a new folder for the corrected copy")
+    a.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_extract_parser(sub)
+    add_textselect_parser(sub)
+    add_llm_parser(sub)
+    return p
+
+
+def run_scan(args) -> dict:
+    from ogdash.pipeline import ScanSettings, holdout_validation, scan
+
+    t0 = time.perf_counter()
+    if not 0 < args.test_share < 1:
+        raise OgdashError(f"--test-share must be between 0 and 1; got {args.test_share}.")
+    splits = load_splits(args.train, args.test, args.val, args.test_share, args.seed)
+    if args.epochs is not None and args.epochs < 1:
+        raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
+    if args.detector == "ocsvm" and splits.val is None:
+        splits = holdout_validation(splits, 0.1, args.seed)
+    if args.budget != "auto":
+        budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
+    spec = ModelSpec(args.model, args.hidden, args.epochs)
+    cache = None if args.no_cache else DiskCache(args.cache)
+    load_s = time.perf_counter() - t0
+    res = scan(splits, spec, ScanSettings(args.detector, args.budget, args.seed), cache=cache)
+    out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": args.test is None,
+           "n_flagged": int(res.flags.sum()), "detector": args.detector,
+           "budget": args.budget, "accuracy_before": res.accuracy_before,
+           "seconds": {"load": load_s, **res.seconds}}
+    if res.suggested_budget is not None:
+        out["budget"] = res.suggested_budget.budget
+        out["suggested_budget"] = res.suggested_budget.to_dict()
+    if splits.val is not None:
+        out["n_val"] = splits.val.n
+    if res.detection is not None:
+        out["detection"] = res.detection
+    if args.retrain:
+        from ogdash.detect.ensemble import suggestions
+        from ogdash.retrain import compare, fixes_from_flags, restored
+
+        t = time.perf_counter()
+        P = suggestions(res.grads, splits.train.y, seed=args.seed)
+        fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=args.action)
+        if splits.train.truth_known and splits.train.noisy.any():
+            fixes.append(restored(splits.train))
+        c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), cache)
+        out["retrain"] = {"seeds": c.seeds, "steps": c.steps, "rows": c.to_rows(),
+                          "verdicts": {a: c.verdict(a) for a in args.action}}
+        out["accuracy_after"] = c.row(args.action[0]).accuracy.mean()
+        out["seconds"]["retrain"] = time.perf_counter() - t
+    if args.out:
+        import pandas as pd
+
+        df = pd.DataFrame({"id": splits.train.ids, "source": splits.train.source_list(), "given_label": splits.train.y,
+                           "predicted_label": res.grads.predicted, "score": res.scores,
+                           "flagged": res.flags.astype(int)})
+        if splits.train.y_true is not None:
+            df["true_label"] = splits.train.y_true
+        df.to_csv(args.out, index=False)
+    return out
+
+
+def format_scan(result: dict) -> str:
+    line = f"flagged {result['n_flagged']} of {result['n_train']} training samples; test accuracy {result['accuracy_before']:.3f}"
+    if result.get("test_held_out"):
+        line += f" on {result['n_test']} samples held out of --train (not scored)"
+    if "suggested_budget" in result:
+        b = result["suggested_budget"]
+        line = (f"suggested budget {b['fraction']:.1%} ({b['level']:.0%} interval {b['low']:.1%}-{b['high']:.1%}); "
+                + line)
+    if "retrain" in result:
+        for r in result["retrain"]["rows"][1:]:
+            line += f"\n  {r['label']}: test accuracy {r['accuracy_mean']:.3f} ({100 * r['change_mean']:+.1f} points)"
+        for action, verdict in result["retrain"]["verdicts"].items():
+            line += f"\n  {action}: {verdict}"
+    if "detection" in result:
+        d = result["detection"]
+        line += f"; detection precision {d['precision']:.2f}, recall {d['recall']:.2f}, AUROC {d['auroc']:.3f}"
+    return line
+
+
+def run_apply(args) -> dict:
+    from ogdash.exports import apply_folder_changes
+
+    return {"out": args.out, **apply_folder_changes(args.changes, args.folder, args.out)}
+
+
+def format_apply(result: dict) -> str:
+    return (f"wrote {result['out']}: {result['copied']} images copied as they were, {result['relabelled']} moved to "
+            f"their new class, {result['removed']} left out")
+
+
+# command -> (run(args) -> dict, format(dict) -> str)
+COMMANDS = {"scan": (run_scan, format_scan), "apply": (run_apply, format_apply), "extract": (run_extract, summary_line),
+            "textselect": (run_textselect, format_textselect), "llm": (run_llm, format_llm)}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(*COMMANDS[args.command], args)

@@ -1,0 +1,137 @@
+"""A content-addressed disk cache for expensive stages (models, gradients, scores, layouts).
+
+Each entry is a folder ``<root>/<stage>/<key>/`` of ``.npy`` files plus a
+``meta.json`` written last that records every file's SHA-256. An entry is used only
+when ``meta.json`` exists and every checksum matches, so a crash mid-write, a
+truncated or a corrupted file is recomputed, never loaded. Entries are written into
+a temporary folder and renamed into place, so readers never see half an entry.
+Arrays load memory-mapped: a restart reads gradients without copying them.
+
+Keys come from ``cache_key(...)`` over content hashes (dataset fingerprint, model
+weights hash) and parameters, so changing the data, the weights, the layer or the
+projection seed gives a new key.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("OGDASH_CACHE", Path.home() / ".cache" / "ogdash"))
+
+
+def cache_key(*parts) -> str:
+    """A short stable hash of strings, numbers, tuples and None."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class DiskCache:
+    """Arrays on disk under ``root``, one folder per (stage, key)."""
+
+    def __init__(self, root=None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def entry(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def load(self, stage: str, key: str, mmap: bool = True) -> dict | None:
+        """The arrays stored under (stage, key), or None when missing or damaged."""
+        folder = self.entry(stage, key)
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            out = {}
+            for name, digest in meta["files"].items():
+                # word characters and inner dots (a state dict's "body.0.weight"): never a path out of the entry
+                if not isinstance(name, str) or not re.fullmatch(r"\w+(\.\w+)*", name):
+                    return None
+                path = folder / f"{name}.npy"
+                if _sha256(path) != digest:
+                    return None
+                out[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            out.update(meta.get("scalars", {}))
+            return out
+        except (OSError, ValueError, KeyError):
+            return None
+
+    @contextlib.contextmanager
+    def writer(self, stage: str, key: str) -> Iterator["EntryWriter"]:
+        """Write an entry piece by piece (arrays may be filled in place, memory-mapped);
+        it becomes visible, atomically, only when the block ends without an error."""
+        final = self.entry(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            w = EntryWriter(tmp)
+            yield w
+            w.close()
+            if final.exists():  # a damaged or concurrent entry: replace it
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def save(self, stage: str, key: str, arrays: dict) -> Path:
+        """Store numpy arrays (and JSON scalars) atomically under (stage, key)."""
+        with self.writer(stage, key) as w:
+            for name, value in arrays.items():
+                w.put(name, value)
+        return self.entry(stage, key)
+
+    def get_or_compute(self, stage: str, key: str, compute: Callable[[], dict]) -> dict:
+        """Load (stage, key) if it is intact; otherwise compute, store and return it."""
+        hit = self.load(stage, key)
+        if hit is not None:
+            return hit
+        value = compute()
+        self.save(stage, key, value)
+        return value
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class EntryWriter:
+    """Collects one cache entry in a temporary folder (see ``DiskCache.writer``)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.scalars, self.names, self._open = folder, {}, [], []
+
+    def array(self, name: str, shape: tuple, dtype=np.float32) -> np.ndarray:
+        """A writable memory-mapped array that will be stored as ``name``."""
+        arr = np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
+        self.names.append(name)
+        self._open.append(arr)
+        return arr
+
+    def put(self, name: str, value) -> None:
+        if isinstance(value, np.ndarray):
+            np.save(self.folder / f"{name}.npy", value, allow_pickle=False)
+            self.names.append(name)
+        else:
+            self.scalars[name] = value
+
+    def close(self) -> None:
+        for arr in self._open:
+            arr.flush()
+        self._open.clear()
+        files = {name: _sha256(self.folder / f"{name}.npy") for name in self.names}
+        (self.folder / "meta.json").write_text(json.dumps({"files": files, "scalars": self.scalars}))

@@ -1,0 +1,166 @@
+"""A suggested budget: the share of training samples that are probably mislabelled, estimated from the data.
+
+The estimate is confident learning's (Northcutt et al., as cleanlab computes it
+with ``estimation_method="off_diagonal_calibrated"``): a sample labelled ``i``
+counts as "really ``j``" when the model's probability of ``j`` reaches the mean
+probability of ``j`` among the samples labelled ``j``; the counts, rescaled so that
+every given class keeps its size, estimate the joint of given and true labels, and
+the mass off its diagonal is the noise rate. True labels are never used.
+
+Its uncertainty is a bootstrap over the training samples: the estimate is recomputed
+on resampled sets and the interval is the central ``level`` share of those
+estimates. It measures sampling noise only, not a model that is wrong about
+everything.
+
+Which probabilities (``probabilities(grads, labels, source)``): ``"probe"``, the
+default, reads the held-out last layer of ``ogdash.detect.ensemble.heldout_probabilities``
+(refitted on the last layer's inputs without each fold), so every sample is judged by
+a classifier that never saw its label; ``"model"`` reads the model's own
+probabilities, which a model that memorised its noisy labels pushes too low. On the
+detection benchmark both are within 30% of the true rate in every case (mean relative
+error 2.9% for the probe, 4.3% for the model; README, "Detection benchmark").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ogdash.core.errors import OgdashError
+from ogdash.engine.gradients import GradientSet
+
+SOURCES = ("probe", "model")
+DEFAULT_SOURCE = "probe"
+
+
+@dataclass(frozen=True)
+class BudgetEstimate:
+    """Estimated share of detrimental (mislabelled) training samples, with a bootstrap interval.
+
+    fraction: the point estimate in [0, 1]; low, high: the central ``level`` interval;
+    n: number of training samples; source: which probabilities ('probe' or 'model').
+    """
+
+    fraction: float
+    low: float
+    high: float
+    level: float
+    n: int
+    source: str
+
+    @property
+    def budget(self) -> float:
+        """The estimate as a budget for ``flag``: a fraction, at least one sample's worth."""
+        return float(min(max(self.fraction, 1.0 / self.n), (self.n - 1.0) / self.n))
+
+    @property
+    def count(self) -> int:
+        return int(round(self.budget * self.n))
+
+    def to_dict(self) -> dict:
+        return {"fraction": self.fraction, "low": self.low, "high": self.high, "level": self.level,
+                "count": self.count, "source": self.source}
+
+    def describe(self) -> str:
+        how = {"probe": "a last layer refitted without each sample", "model": "the model's own probabilities"}.get(
+            self.source, "the given probabilities")
+        return (f"about {self.fraction:.1%} of the training samples ({self.count}) look mislabelled "
+                f"({self.level:.0%} bootstrap interval {self.low:.1%}–{self.high:.1%}; confident learning on {how})")
+
+
+def _check(pred_probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    from ogdash.influence.baselines import _check_probs_labels
+
+    return _check_probs_labels(pred_probs, labels)
+
+
+def confident_joint(pred_probs, labels) -> np.ndarray:
+    """Confident joint counts (K, K): row = given label, column = the confidently predicted class.
+
+    Equals ``cleanlab.count.compute_confident_joint(labels, pred_probs, calibrate=False)``:
+    per-class thresholds ``t_j`` = mean of ``p_j`` over the samples labelled ``j``; a
+    sample counts in the column of the one class whose probability reaches its
+    threshold (the most probable one when several do; nowhere when none does); each
+    diagonal entry is at least 1.
+    """
+    P, y = _check(pred_probs, labels)
+    return _confident_joint(P, y)
+
+
+def _confident_joint(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    K = P.shape[1]
+    counts = np.bincount(y, minlength=K)
+    sums = np.bincount(y, weights=P[np.arange(len(y)), y], minlength=K)
+    # a class nobody was given can confidently claim no one
+    thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+    confident = P >= thresholds - 1e-6
+    n_confident = confident.sum(1)
+    guess = np.where(n_confident > 1, P.argmax(1), confident.argmax(1))
+    keep = n_confident > 0
+    cj = np.zeros((K, K), dtype=np.int64)
+    np.add.at(cj, (y[keep], guess[keep]), 1)
+    np.fill_diagonal(cj, np.maximum(cj.diagonal(), 1))
+    return cj
+
+
+def _rate(P: np.ndarray, y: np.ndarray) -> float:
+    cj = _confident_joint(P, y)
+    share = np.bincount(y, minlength=P.shape[1]) / len(y)
+    # calibrated joint: each given class keeps its share; its off-diagonal part is the noise
+    return float(np.sum(share * (1.0 - cj.diagonal() / cj.sum(1))))
+
+
+def noise_rate(pred_probs, labels) -> float:
+    """Estimated share of wrong labels: off-diagonal mass of the calibrated confident joint.
+
+    Equals ``1 - trace(cleanlab.count.estimate_joint(labels, pred_probs))`` up to
+    cleanlab's rounding of counts to whole numbers.
+    """
+    P, y = _check(pred_probs, labels)
+    return _rate(P, y)
+
+
+def probabilities(grads: GradientSet, labels, source: str = DEFAULT_SOURCE, seed: int = 0) -> np.ndarray:
+    """The class probabilities a budget estimate reads (see the module docstring)."""
+    if source == "model":
+        return grads.probs
+    if source == "probe":
+        if grads.acts is None:
+            raise OgdashError("the probe refits the last layer on its inputs, which dense gradients lack; "
+                              "use source='model'.")
+        from ogdash.detect.ensemble import heldout_gradients
+
+        return heldout_gradients(grads, labels, seed=seed).probs
+    raise OgdashError(f"unknown probability source {source!r}; choose one of {', '.join(SOURCES)}.")
+
+
+def estimate_budget(pred_probs, labels, n_boot: int = 200, level: float = 0.9, seed: int = 0,
+                    source: str = "probs") -> BudgetEstimate:
+    """Noise-rate estimate from probabilities (n, C) and given labels (n,), with a bootstrap interval.
+
+    n_boot resamples of the training samples (0: no interval, low = high = the estimate);
+    level: the interval's central share; source: a name for where ``pred_probs`` came from.
+    """
+    P, y = _check(pred_probs, labels)
+    if len(y) < 2:
+        raise OgdashError("a budget estimate needs at least two training samples.")
+    if not 0 < level < 1:
+        raise OgdashError(f"level must be in (0, 1); got {level}.")
+    point = _rate(P, y)
+    rng = np.random.default_rng(seed)
+    boots = [_rate(P[i], y[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))]
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(boots, [tail, 1 - tail]) if boots else (point, point)
+    return BudgetEstimate(point, float(min(low, point)), float(max(high, point)), level, len(y), source)
+
+
+def suggest_budget(grads: GradientSet, labels, source: str = DEFAULT_SOURCE, n_boot: int = 200,
+                   level: float = 0.9, seed: int = 0) -> BudgetEstimate:
+    """The suggested budget for a scan: estimated share of mislabelled training samples, with its interval.
+
+    grads: the training GradientSet; labels: the given training labels (n,).
+    """
+    from ogdash.detect.ensemble import check_labels
+
+    labels = check_labels(labels, grads.n)
+    return estimate_budget(probabilities(grads, labels, source, seed), labels, n_boot, level, seed, source)

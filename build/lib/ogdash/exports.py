@@ -1,0 +1,124 @@
+"""Review decisions in the forms a user can apply to their own data.
+
+- ``with_sources``: any table of decisions, with where each sample came from.
+- ``cleaned_csv``: the user's own CSV, unchanged, plus ``decision`` and ``clean_label`` columns.
+- ``folder_changes``: for an image folder, ``path,given,decision,new_label`` of each decided image;
+  ``apply_folder_changes`` (the ``ogdash apply`` command) writes a corrected copy of the folder from it.
+- ``csv_bytes``: a table as CSV text that a spreadsheet opens safely (no cell runs as a formula).
+
+The current decision of a sample is the latest one (``DecisionStore.current``).
+"""
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ogdash.core.errors import OgdashError
+from ogdash.data.dataset import Dataset
+
+CHANGE_COLUMNS = ["path", "given", "decision", "new_label"]
+
+
+def with_sources(frame: pd.DataFrame, ds: Dataset) -> pd.DataFrame:
+    """``frame`` (with a ``sample_id`` column) with a ``source`` column after it; unknown ids get ''."""
+    where = dict(zip(ds.ids.tolist(), ds.source_list()))
+    out = frame.copy()
+    out.insert(out.columns.get_loc("sample_id") + 1, "source", [where.get(int(i), "") for i in out["sample_id"]])
+    return out
+
+
+def _current_by_id(current: pd.DataFrame) -> dict[int, tuple[str, int | None]]:
+    return {int(r.sample_id): (r.decision, None if pd.isna(r.new_label) else int(r.new_label))
+            for r in current.itertuples()}
+
+
+def cleaned_csv(path, ds: Dataset, current: pd.DataFrame) -> pd.DataFrame:
+    """The CSV at ``path`` as the user gave it, with ``decision`` and ``clean_label`` appended.
+
+    ``clean_label`` is the new label for relabel, empty for remove, and the given label
+    otherwise. Rows are matched by the loader's ids (the ``id`` column, else the row
+    number), so held-out rows keep their label and an empty decision.
+    """
+    table = pd.read_csv(path, encoding="utf-8")
+    ids = table["id"].to_numpy() if "id" in table.columns else np.arange(len(table))
+    decided = _current_by_id(current)
+    decision = [decided.get(int(i), ("", None))[0] for i in ids]
+    clean = []
+    for i, label in zip(ids, table["label"]):
+        d, new = decided.get(int(i), ("", None))
+        clean.append(new if d == "relabel" else (pd.NA if d == "remove" else label))
+    table["decision"] = decision
+    table["clean_label"] = pd.array(clean, dtype="Int64")
+    return table
+
+
+def folder_changes(ds: Dataset, current: pd.DataFrame) -> pd.DataFrame:
+    """``path,given,decision,new_label`` (class names) for every decided sample of an image folder."""
+    if ds.sources is None:
+        raise OgdashError(f"{ds.name}: samples have no file paths; this export is for image folders.")
+    pos = {int(i): p for p, i in enumerate(ds.ids.tolist())}
+    rows = []
+    for sid, (decision, new) in sorted(_current_by_id(current).items()):
+        if sid in pos:
+            p = pos[sid]
+            rows.append((ds.sources[p], ds.classes[int(ds.y[p])], decision,
+                         ds.classes[new] if decision == "relabel" else ""))
+    return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+
+
+def apply_folder_changes(changes, folder, out) -> dict:
+    """Copy image folder ``folder`` to ``out`` with the changes applied; ``folder`` is never modified.
+
+    relabel: the image goes to its new class folder; remove: it is left out; keep, unsure
+    and undecided images are copied as they are. Returns counts per action.
+    """
+    folder, out = Path(folder).resolve(), Path(out).resolve()
+    if not folder.is_dir():
+        raise OgdashError(f"image folder not found: {folder}.")
+    if out.exists() and any(out.iterdir()):
+        raise OgdashError(f"{out}: exists and is not empty; give a new folder for the corrected copy.")
+    if out == folder or folder in out.parents:
+        raise OgdashError(f"{out}: is inside the image folder; give a folder outside it.")
+    table = pd.read_csv(changes, dtype=str, keep_default_na=False, encoding="utf-8")
+    missing = set(CHANGE_COLUMNS) - set(table.columns)
+    if missing:
+        raise OgdashError(f"{changes}: lacks column(s) {sorted(missing)}; use the folder-changes export.")
+    plan = {}
+    for r in table.itertuples():
+        rel = Path(r.path)
+        if rel.is_absolute() or ".." in rel.parts or not (folder / rel).is_file():
+            raise OgdashError(f"{changes}: {r.path!r} is not an image inside {folder}; is this the right folder?")
+        if r.decision == "relabel" and (not r.new_label or "/" in r.new_label or r.new_label.startswith(".")):
+            raise OgdashError(f"{changes}: {r.path!r} is relabelled without a valid class name.")
+        plan[rel.as_posix()] = (r.decision, r.new_label)
+    counts = {"copied": 0, "relabelled": 0, "removed": 0}
+    for src in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = src.relative_to(folder).as_posix()
+        decision, new = plan.get(rel, ("", ""))
+        if decision == "remove":
+            counts["removed"] += 1
+            continue
+        dest = out / rel
+        if decision == "relabel":
+            dest = out / new / Path(rel).relative_to(Path(rel).parts[0])
+            counts["relabelled"] += 1
+        else:
+            counts["copied"] += 1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)
+    return counts
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """CSV text of ``frame``; text cells that a spreadsheet would run as a formula are prefixed with '."""
+    safe = frame.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
+            safe[col] = safe[col].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v)
+    buf = io.StringIO()
+    safe.to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")

@@ -1,0 +1,170 @@
+"""The stages wired together with the disk cache: train → gradients → scores → flags.
+
+The CLI and the pages both call these, so a scan computed headless on a GPU
+server is picked up by the dashboard without recomputing anything.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Progress, Timer
+from ogdash.data.dataset import Dataset, Splits
+from ogdash.detect.budget import BudgetEstimate, suggest_budget
+from ogdash.detect.detectors import RECOMMENDED, flag, score
+from ogdash.detect.metrics import detection_metrics
+from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
+from ogdash.engine.settings import GradientSettings
+from ogdash.models.train import accuracy, fit
+from ogdash.models.zoo import ModelSpec, build_model, weights_key
+
+
+def model_key(spec: ModelSpec, train: Dataset, seed: int) -> str:
+    """The cache key of the model ``spec`` trains on ``train`` with ``seed``."""
+    return cache_key("model", spec.key(), train.fingerprint(), train.n_classes, seed)
+
+
+def cached_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache | None = None):
+    """The model ``train_model`` would return if it is already in the disk cache, else None."""
+    hit = None if cache is None else cache.load("models", model_key(spec, train, seed), mmap=False)
+    if hit is None:
+        return None
+    model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in hit.items()})
+    return model.eval()
+
+
+def train_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache | None = None,
+                progress: Progress = None, device=None) -> torch.nn.Module:
+    """The model ``fit`` would train, loaded from the cache when it was trained before."""
+    model = cached_model(spec, train, seed, cache)
+    if model is not None:
+        return model
+    model = fit(spec, train.X, train.y, train.n_classes, seed, progress, device)
+    if cache is not None:
+        cache.save("models", model_key(spec, train, seed),
+                   {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    return model
+
+
+def gradients_key(model, ds: Dataset, settings: GradientSettings = GradientSettings()) -> str:
+    """The cache key of ``ds``'s gradients under ``model``: data, weights and the settings."""
+    return cache_key("grads", ds.fingerprint(), weights_key(model), settings.to_dict())
+
+
+def cached_gradients(model, ds: Dataset, settings: GradientSettings = GradientSettings(),
+                     cache: DiskCache | None = None) -> GradientSet | None:
+    """The gradients ``gradients`` would return if they are already in the disk cache, else None."""
+    hit = None if cache is None else cache.load("gradients", gradients_key(model, ds, settings))
+    return None if hit is None else from_arrays(hit)
+
+
+def gradients(model, ds: Dataset, settings: GradientSettings = GradientSettings(), cache: DiskCache | None = None,
+              progress: Progress = None, device=None) -> GradientSet:
+    """``extract_gradients`` behind the disk cache, keyed by data, weights and ``settings``.
+
+    Dense rows stream straight into a memory-mapped cache file, chunk by chunk, and
+    come back memory-mapped: memory stays bounded and a restart recomputes nothing.
+    """
+    layer, dim, seed = settings.layer, settings.projection_dim, settings.seed
+    if cache is None:
+        return extract_gradients(model, ds, layer, dim, seed, progress=progress, device=device)
+    hit = cached_gradients(model, ds, settings, cache)
+    if hit is not None:
+        return hit
+    key = gradients_key(model, ds, settings)
+    with cache.writer("gradients", key) as w:
+        gs = extract_gradients(model, ds, layer, dim, seed, progress=progress, device=device,
+                               allocate=lambda shape: w.array("dense", shape))
+        for name, value in to_arrays(gs).items():
+            if name not in w.names:  # rows written in place are stored already
+                w.put(name, value)
+    return from_arrays(cache.load("gradients", key))
+
+
+def holdout_validation(splits: Splits, fraction: float = 0.1, seed: int = 0) -> Splits:
+    """Move a seeded fraction of the training set into a validation set (if there is none)."""
+    if splits.val is not None:
+        return splits
+    if not 0 < fraction < 0.5:
+        raise OgdashError(f"validation fraction must be in (0, 0.5); got {fraction}.")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(splits.train.n)
+    k = max(1, int(round(fraction * splits.train.n)))
+    return Splits(splits.train.subset(np.sort(order[k:])), splits.test, splits.train.subset(np.sort(order[:k])))
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan does besides the data and the model.
+
+    detector: a detector key (``ogdash.detect`` registry; default the recommended one).
+    budget: a fraction 0 < b < 1 or a count b >= 1 of samples to flag, or ``"auto"`` for the
+    suggested budget. seed: training, projection and detector seed. layer, projection_dim:
+    which gradients (see :class:`GradientSettings`).
+    """
+
+    detector: str = RECOMMENDED
+    budget: float | str = 0.05
+    seed: int = 0
+    layer: str = "last"
+    projection_dim: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.budget, str) and self.budget != "auto":
+            raise OgdashError(f"budget must be a number or 'auto'; got {self.budget!r}.")
+
+    @property
+    def gradients(self) -> GradientSettings:
+        return GradientSettings(self.layer, self.projection_dim, self.seed)
+
+    def to_dict(self) -> dict:
+        """A stable, JSON-able form."""
+        return asdict(self)
+
+
+@dataclass
+class ScanResult:
+    """Everything one scan produced; ``scores`` follow higher = more detrimental."""
+
+    model: torch.nn.Module
+    grads: GradientSet
+    scores: np.ndarray
+    flags: np.ndarray
+    accuracy_before: float
+    detection: dict | None
+    seconds: dict = field(default_factory=dict)
+    suggested_budget: BudgetEstimate | None = None  # set when the budget was 'auto'
+
+
+def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(), cache: DiskCache | None = None,
+         progress: Progress = None, device=None) -> ScanResult:
+    """Train (or load) the model, extract training gradients, score and flag them.
+
+    ``budget='auto'`` flags the suggested budget (``ogdash.detect.budget.suggest_budget``),
+    which the result then carries as ``suggested_budget``.
+    """
+    timer, seed, budget = Timer(), settings.seed, settings.budget
+    with timer("train"):
+        model = train_model(spec, splits.train, seed, cache, progress, device)
+    with timer("gradients"):
+        g_train = gradients(model, splits.train, settings.gradients, cache, device=device)
+        g_val = None
+        if settings.detector == "ocsvm":
+            if splits.val is None or splits.val.n == 0:
+                raise OgdashError("OneClassSVM needs a non-empty validation set (its samples are the inliers).")
+            g_val = gradients(model, splits.val, settings.gradients, cache, device=device)
+    with timer("score"):
+        scores = score(g_train, settings.detector, g_val, seed, labels=splits.train.y)
+        suggested = None
+        if budget == "auto":
+            suggested = suggest_budget(g_train, splits.train.y, seed=seed)
+            budget = suggested.budget
+        flags = flag(scores, budget)
+    acc = accuracy(model, splits.test.X, splits.test.y)
+    det = None if splits.train.noisy is None else detection_metrics(flags, scores, splits.train.noisy)
+    return ScanResult(model, g_train, scores, flags, acc, det, timer.seconds, suggested)

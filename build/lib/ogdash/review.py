@@ -1,0 +1,302 @@
+"""The decision store: what people decided about flagged training samples.
+
+Conventions
+-----------
+- One SQLite file (WAL mode) holds every decision ever saved, append-only. A row is
+  keyed by dataset fingerprint (str), sample id (int, the stable id from loading to
+  export) and reviewer (str), with a UTC timestamp (ISO-8601, microseconds, so text
+  order is time order).
+- Decisions are ``keep``, ``remove``, ``relabel`` (with ``new_label``, a class index
+  >= 0) and ``unsure``. The *current* decision for a sample is the latest one across
+  reviewers; equal timestamps are broken by insertion order.
+- Each operation opens its own short-lived connection and writes in one short
+  ``BEGIN IMMEDIATE`` transaction with a 30 s busy timeout, so Streamlit reruns
+  (threads) and several processes can save at once. ``record_many`` is atomic.
+- Only explicit human decisions change labels: ``keep``, ``unsure`` and undecided
+  samples keep their given label.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import operator
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from ogdash.core.errors import OgdashError
+
+DECISIONS = ("keep", "remove", "relabel", "unsure")
+_FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset TEXT NOT NULL, sample_id INTEGER NOT NULL, decision TEXT NOT NULL,
+    new_label INTEGER, reviewer TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+    timestamp TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS decisions_by_sample ON decisions (dataset, sample_id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_int(value, what: str) -> int:
+    if isinstance(value, bool):
+        raise OgdashError(f"{what} must be an integer, not {value!r}; pass a whole number.")
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    try:  # CSV text and whole floats such as "3" or 3.0
+        number = float(value)
+        if number.is_integer():
+            return int(number)
+    except (TypeError, ValueError):
+        pass
+    raise OgdashError(f"{what} must be an integer, not {value!r}; pass a whole number.")
+
+
+def _validate(sample_id, decision, reviewer, new_label, note) -> tuple:
+    """Check one decision and return it as (sample_id, decision, new_label, reviewer, note)."""
+    if decision not in DECISIONS:
+        raise OgdashError(f"Unknown decision {decision!r}; use one of {', '.join(DECISIONS)}.")
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        raise OgdashError("The reviewer name is empty; enter who made this decision.")
+    if decision == "relabel":
+        if _missing(new_label):
+            raise OgdashError("A relabel decision needs new_label; pass the corrected class index.")
+        new_label = _as_int(new_label, "new_label")
+        if new_label < 0:
+            raise OgdashError(f"new_label {new_label} is negative; pass a class index >= 0.")
+    elif not _missing(new_label):
+        raise OgdashError("new_label is only for relabel decisions; drop it or use decision='relabel'.")
+    else:
+        new_label = None
+    note = "" if _missing(note) else str(note)
+    return _as_int(sample_id, "sample_id"), decision, new_label, reviewer.strip(), note
+
+
+def _check_dataset(dataset) -> str:
+    if not isinstance(dataset, str) or not dataset:
+        raise OgdashError("The dataset fingerprint is empty; pass the dataset's content hash.")
+    return dataset
+
+
+class DecisionStore:
+    """Append-only store of review decisions in one SQLite file at ``path``.
+
+    Opening a file that is not an SQLite database raises :class:`OgdashError` and
+    leaves the file untouched.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OgdashError(f"cannot create the folder for the decision store {self.path} ({exc.strerror}); "
+                              "set OGDASH_DECISIONS to a writable path.") from None
+        try:
+            with self._connect() as con:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise OgdashError(
+                f"{self.path} is not a readable decision store ({exc}); "
+                "move it aside or choose another file."
+            ) from None
+
+    @contextlib.contextmanager
+    def _connect(self):
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            con.execute("PRAGMA busy_timeout=30000")
+            # In WAL mode NORMAL keeps every transaction atomic and survives a crashed
+            # process; only a power cut may lose the last few commits.
+            con.execute("PRAGMA synchronous=NORMAL")
+            yield con
+        finally:
+            con.close()
+
+    def _insert(self, rows: list[tuple], skip_existing: bool = False) -> int:
+        """Write rows of _FIELDS in one transaction; return how many were added."""
+        sql = f"INSERT INTO decisions ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        if skip_existing:  # imports: the same decision saved twice is one decision
+            sql = (f"INSERT INTO decisions ({', '.join(_FIELDS)}) SELECT ?, ?, ?, ?, ?, ?, ? "
+                   "WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE dataset = ? AND sample_id = ? "
+                   "AND decision = ? AND new_label IS ? AND reviewer = ? AND timestamp = ? AND note = ?)")
+            rows = [row + row for row in rows]
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                before = con.total_changes
+                con.executemany(sql, rows)
+                added = con.total_changes - before
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return added
+
+    def record(self, dataset: str, sample_id: int, decision: str, reviewer: str,
+               new_label: int | None = None, note: str = "") -> None:
+        """Save one decision for ``sample_id`` in ``dataset`` by ``reviewer``, stamped now (UTC)."""
+        sid, dec, label, who, note = _validate(sample_id, decision, reviewer, new_label, note)
+        self._insert([(_check_dataset(dataset), sid, dec, label, who, _now(), note)])
+
+    def record_many(self, dataset: str, records: Iterable[Mapping] | pd.DataFrame, reviewer: str) -> int:
+        """Save many decisions in one transaction: all are stored or none is.
+
+        ``records`` holds mappings (or DataFrame rows) with ``sample_id``, ``decision`` and
+        optionally ``new_label`` and ``note``. Returns the number of decisions saved.
+        """
+        dataset = _check_dataset(dataset)
+        if isinstance(records, pd.DataFrame):
+            records = records.to_dict("records")
+        stamp = _now()
+        rows = []
+        for r in records:
+            if "sample_id" not in r or "decision" not in r:
+                raise OgdashError("Each record needs 'sample_id' and 'decision'; add the missing keys.")
+            sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], reviewer,
+                                                   r.get("new_label"), r.get("note", ""))
+            rows.append((dataset, sid, dec, label, who, stamp, note))
+        return self._insert(rows)
+
+    def _query(self, sql: str, params: tuple) -> pd.DataFrame:
+        with self._connect() as con:
+            frame = pd.read_sql_query(sql, con, params=params)
+        frame["new_label"] = frame["new_label"].astype("Int64")
+        return frame
+
+    def history(self, dataset: str, sample_id: int | None = None) -> pd.DataFrame:
+        """Every decision for ``dataset`` (or one sample), oldest first.
+
+        Columns: sample_id, decision, new_label (Int64, <NA> unless relabel), reviewer, timestamp, note.
+        """
+        where, params = "dataset = ?", (_check_dataset(dataset),)
+        if sample_id is not None:
+            where, params = where + " AND sample_id = ?", params + (_as_int(sample_id, "sample_id"),)
+        return self._query(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {where} "
+                           "ORDER BY timestamp, id", params)
+
+    def current(self, dataset: str) -> pd.DataFrame:
+        """The latest decision per sample across reviewers, sorted by sample_id.
+
+        Same columns as :meth:`history`.
+        """
+        cols = ", ".join(_FIELDS[1:])
+        return self._query(
+            f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id "
+            "ORDER BY timestamp DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            "WHERE rank = 1 ORDER BY sample_id", (_check_dataset(dataset),))
+
+    def export(self, dataset: str, path: str | Path, current_only: bool = False) -> Path:
+        """Write the history (or only current decisions) of ``dataset`` to a .csv or .json file."""
+        frame = self.current(dataset) if current_only else self.history(dataset)
+        frame.insert(0, "dataset", dataset)
+        return _write_table(frame, path)
+
+    def import_(self, path: str | Path, dataset: str | None = None) -> int:
+        """Add the decisions in an :meth:`export` file; return how many were new.
+
+        ``dataset`` overrides the file's dataset column. Decisions already in the store
+        (same fields and timestamp) are skipped, so importing a file twice changes nothing.
+        """
+        path = Path(path)
+        try:
+            if path.suffix.lower() == ".csv":
+                with open(path, newline="", encoding="utf-8") as f:
+                    table = list(csv.DictReader(f))
+            elif path.suffix.lower() == ".json":
+                table = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                raise OgdashError(f"Cannot import {path.name}; choose a .csv or .json decisions export.")
+        except (OSError, ValueError, csv.Error) as exc:
+            if isinstance(exc, OgdashError):
+                raise
+            raise OgdashError(f"Could not read {path} ({exc}); choose a decisions export file.") from None
+        if not isinstance(table, list) or not all(isinstance(r, dict) for r in table):
+            raise OgdashError(f"{path.name} is not a list of decisions; choose a file made by export.")
+        rows = []
+        for n, r in enumerate(table, start=1):
+            missing = {"sample_id", "decision", "reviewer", "timestamp"} - set(r)
+            if dataset is None and "dataset" not in r:
+                missing.add("dataset")
+            if missing:
+                raise OgdashError(f"Row {n} of {path.name} lacks {sorted(missing)}; "
+                                  "choose a file made by export or pass dataset=.")
+            sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], r["reviewer"],
+                                                   r.get("new_label"), r.get("note", ""))
+            try:
+                stamp = datetime.fromisoformat(str(r["timestamp"]))
+            except ValueError:
+                raise OgdashError(f"Row {n} of {path.name} has a bad timestamp; use ISO-8601.") from None
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=timezone.utc)
+            stamp = stamp.astimezone(timezone.utc).isoformat(timespec="microseconds")
+            rows.append((_check_dataset(dataset or r["dataset"]), sid, dec, label, who, stamp, note))
+        return self._insert(rows, skip_existing=True)
+
+    def cleaned_labels(self, dataset: str, ids, given_labels, drop_removed: bool = False) -> pd.DataFrame:
+        """Apply the current decisions to the given labels.
+
+        Returns one row per id (in the order given) with columns id, given_label,
+        decision (<NA> when undecided) and label: ``new_label`` for relabel, <NA> for
+        remove (or the row dropped when ``drop_removed``), the given label otherwise.
+        Decisions for ids not in ``ids`` are ignored.
+        """
+        ids = [_as_int(i, "sample id") for i in ids]
+        labels = [_as_int(y, "given label") for y in given_labels]
+        if len(ids) != len(labels):
+            raise OgdashError(f"Got {len(ids)} ids but {len(labels)} labels; pass one label per id.")
+        if len(set(ids)) != len(ids):
+            raise OgdashError("The sample ids contain duplicates; pass each sample once.")
+        cur = self.current(dataset).set_index("sample_id")
+        out = pd.DataFrame({"id": ids, "given_label": pd.array(labels, dtype="Int64")})
+        out["decision"] = out["id"].map(cur["decision"]).astype("string")
+        out["label"] = out["given_label"]
+        relabel = (out["decision"] == "relabel").fillna(False)
+        out.loc[relabel, "label"] = out.loc[relabel, "id"].map(cur["new_label"]).astype("Int64")
+        removed = (out["decision"] == "remove").fillna(False)
+        out.loc[removed, "label"] = pd.NA
+        return out[~removed].reset_index(drop=True) if drop_removed else out
+
+    def export_cleaned(self, dataset: str, ids, given_labels, path: str | Path,
+                       drop_removed: bool = False) -> Path:
+        """Write :meth:`cleaned_labels` to a .csv or .json file (empty/null label = removed)."""
+        return _write_table(self.cleaned_labels(dataset, ids, given_labels, drop_removed), path)
+
+
+def _plain(value):
+    """JSON fallback for numpy scalars."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json"):
+        raise OgdashError(f"Cannot export to {path.name}; use a file name ending in .csv or .json.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        from ogdash.exports import csv_bytes
+
+        path.write_bytes(csv_bytes(frame))  # a cell starting with = + - @ never runs as a spreadsheet formula
+    else:
+        records = [{k: (None if v is pd.NA else v) for k, v in row.items()}
+                   for row in frame.astype(object).to_dict("records")]
+        path.write_text(json.dumps(records, indent=1, default=_plain), encoding="utf-8")
+    return path
