@@ -23,7 +23,7 @@ from ogdash.experiments.llm_prompts import (
     tracin_matrix,
 )
 from ogdash.influence.baselines import datainf, gradient_tracing
-from ogdash.models import llm
+from ogdash.models import llm, prompt_lm
 
 
 @pytest.fixture(autouse=True)
@@ -43,10 +43,10 @@ def bench():
 def _runner(bench, lora_layers, loss_on="all"):
     lm = llm.load_language_model("tiny", "cpu")
     peft_model = llm.add_lora(lm, llm.LoraSettings(layers=lora_layers))
-    enc = llm.encode(lm.tokenizer, bench.train.prompts, bench.train.completions, 256, loss_on)
-    runner = llm.PromptLM(peft_model, lm.tokenizer, enc, groups=bench.train.labels)
+    enc = prompt_lm.encode(lm.tokenizer, bench.train.prompts, bench.train.completions, 256, loss_on)
+    runner = prompt_lm.PromptLM(peft_model, lm.tokenizer, enc, groups=bench.train.labels)
     # a few steps at a high rate, so that LoRA's B is no longer zero and A's gradient is not trivially zero
-    llm.finetune(runner, np.arange(len(enc)), llm.FinetuneSettings(epochs=2, batch_size=5, lr=3e-2))
+    prompt_lm.finetune(runner, np.arange(len(enc)), llm.FinetuneSettings(epochs=2, batch_size=5, lr=3e-2))
     return runner
 
 
@@ -73,19 +73,19 @@ def test_batched_gradients_equal_a_per_prompt_autograd_loop(bench, lora_layers, 
 
 def test_finetuning_lowers_the_loss_and_the_completion_is_text(bench):
     runner = _runner(bench, None)
-    info = llm.finetune(runner, np.arange(runner.lengths.size), llm.FinetuneSettings(epochs=3, batch_size=5, lr=3e-2))
+    info = prompt_lm.finetune(runner, np.arange(runner.lengths.size), llm.FinetuneSettings(epochs=3, batch_size=5, lr=3e-2))
     assert info["epoch_loss"][-1] < info["epoch_loss"][0]
-    assert isinstance(llm.complete(runner.model, runner.tokenizer, bench.test.prompts[0], max_new_tokens=5), str)
+    assert isinstance(prompt_lm.complete(runner.model, runner.tokenizer, bench.test.prompts[0], max_new_tokens=5), str)
 
 
 def test_encode_keeps_the_completion():
     lm = llm.load_language_model("tiny", "cpu")
-    enc = llm.encode(lm.tokenizer, ["x" * 100], [" answer"], max_length=20, loss_on="completion")
+    enc = prompt_lm.encode(lm.tokenizer, ["x" * 100], [" answer"], max_length=20, loss_on="completion")
     assert len(enc.ids[0]) == 20 and enc.n_prompt[0] == enc.loss_start[0] == 20 - len(" answer") - 1
-    assert llm.encode(lm.tokenizer, ["x" * 100], [" answer"], max_length=20).loss_start == (1,)
+    assert prompt_lm.encode(lm.tokenizer, ["x" * 100], [" answer"], max_length=20).loss_start == (1,)
     assert lm.tokenizer.decode(enc.ids[0][enc.n_prompt[0]:], skip_special_tokens=True) == " answer"
     with pytest.raises(OgdashError, match="max_length"):
-        llm.encode(lm.tokenizer, ["x"], ["y" * 50], max_length=20)
+        prompt_lm.encode(lm.tokenizer, ["x"], ["y" * 50], max_length=20)
     a, b = llm.tiny_model(0)[0], llm.tiny_model(0)[0]
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
@@ -151,7 +151,7 @@ def test_pipeline_on_tiny_is_cached(tmp_path):
     other = analyze("sentence_transformations", layers="all", methods=["tracin"], **kw)
     assert other.cached == {"tracin": False, "gradients": False, "finetune": True}
     model, tok = finetuned_model(first, cache)
-    assert isinstance(llm.complete(model, tok, first.benchmark.test.prompts[0], max_new_tokens=3), str)
+    assert isinstance(prompt_lm.complete(model, tok, first.benchmark.test.prompts[0], max_new_tokens=3), str)
     json.dumps(first.summary())
 
 

@@ -9,7 +9,8 @@ from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.data.prompts import TASKS
 from ogdash.experiments.llm_prompts import LAYERS, METHODS, analyze, finetuned_model
-from ogdash.models.llm import LOSS_ON, MODEL_CHOICES, FinetuneSettings, LoraSettings, complete
+from ogdash.models.llm import LOSS_ON, MODEL_CHOICES, FinetuneSettings, LoraSettings
+from ogdash.models.prompt_lm import complete
 
 st.title("LLM influence")
 st.markdown(

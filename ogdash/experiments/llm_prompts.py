@@ -55,8 +55,9 @@ from ogdash.core.progress import Progress
 from ogdash.data.prompts import TASKS, PromptBenchmark, make_prompts
 from ogdash.engine.gradients import linear_gradients
 from ogdash.engine.projection import SparseProjector
-from ogdash.models import llm
-from ogdash.models.llm import FinetuneSettings, LoraSettings, PromptLM
+from ogdash.models import llm, prompt_lm
+from ogdash.models.llm import FinetuneSettings, LoraSettings
+from ogdash.models.prompt_lm import PromptLM
 
 METHODS = {
     "oga": "Outlier Gradient",
@@ -384,19 +385,19 @@ class _Session:
             lm = llm.load_language_model(self.spec, self.device, self.cache.root if self.cache else None,
                                          self.progress)
             peft_model = llm.add_lora(lm, self.lora, self.seed)
-            enc = llm.encode(lm.tokenizer, b.train.prompts + b.test.prompts, b.train.completions + b.test.completions,
+            enc = prompt_lm.encode(lm.tokenizer, b.train.prompts + b.test.prompts, b.train.completions + b.test.completions,
                              self.settings.max_length, self.settings.loss_on)
             groups = np.concatenate([b.train.labels, b.test.labels])
             self.runner = PromptLM(peft_model, lm.tokenizer, enc, lm.device, groups)
-            info = llm.load_adapter(self.cache, self.akey, peft_model) if self.cache else None
+            info = prompt_lm.load_adapter(self.cache, self.akey, peft_model) if self.cache else None
         self.cached["finetune"] = info is not None
         with self.clock("frozen_prefix"):
             self.runner.compute_prefix(progress=self.progress)
         if info is None:
             with self.clock("finetune"):
-                info = llm.finetune(self.runner, np.arange(b.train.n), self.settings, self.progress)
+                info = prompt_lm.finetune(self.runner, np.arange(b.train.n), self.settings, self.progress)
             if self.cache:
-                llm.save_adapter(self.cache, self.akey, peft_model, info)
+                prompt_lm.save_adapter(self.cache, self.akey, peft_model, info)
         self.info = info
         return self.runner
 
@@ -426,7 +427,7 @@ def analyze(task: str, model: str = llm.SMOLLM2, methods: Sequence[str] = tuple(
     clock, cached = _Clock(), {}
     bench = make_prompts(task, per_class, test_per_class, seed)
     mkey = llm.model_key(model, device)
-    akey = llm.adapter_key(mkey, bench.train.fingerprint(), lora, settings)
+    akey = prompt_lm.adapter_key(mkey, bench.train.fingerprint(), lora, settings)
     gkey = cache_key("llm-grads-v1", akey, bench.fingerprint(), layers, proj_dim, seed)
     session = _Session(bench, model, lora, settings, cache, device, progress, clock, cached, akey, seed)
     y_train, y_test, C = bench.train.labels, bench.test.labels, bench.n_classes
@@ -491,13 +492,13 @@ def finetuned_model(result: LLMInfluence, cache: DiskCache | None = None, device
     """
     lm = llm.load_language_model(result.model, device, cache.root if cache else None)
     peft_model = llm.add_lora(lm, result.lora, result.seed)
-    info = llm.load_adapter(cache, result.adapter_key, peft_model) if cache else None
+    info = prompt_lm.load_adapter(cache, result.adapter_key, peft_model) if cache else None
     if info is None:
         b = result.benchmark
-        enc = llm.encode(lm.tokenizer, b.train.prompts, b.train.completions, result.settings.max_length,
+        enc = prompt_lm.encode(lm.tokenizer, b.train.prompts, b.train.completions, result.settings.max_length,
                          result.settings.loss_on)
         runner = PromptLM(peft_model, lm.tokenizer, enc, lm.device, b.train.labels)
-        info = llm.finetune(runner, np.arange(b.train.n), result.settings)
+        info = prompt_lm.finetune(runner, np.arange(b.train.n), result.settings)
         if cache:
-            llm.save_adapter(cache, result.adapter_key, peft_model, info)
+            prompt_lm.save_adapter(cache, result.adapter_key, peft_model, info)
     return peft_model, lm.tokenizer

@@ -1,5 +1,0 @@
-import sys
-
-from ogdash.cli import main
-
-sys.exit(main())
