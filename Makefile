@@ -7,11 +7,12 @@ HOST    ?= 127.0.0.1
 
 .PHONY: run test test-fast test-browser bench clean
 
-$(VENV)/.runtime: requirements.txt requirements-nodeps.txt
+$(VENV)/.runtime: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q --no-deps -e .   # the ogdash command, on this checkout
 	touch $@
 
 $(VENV)/.testing: $(VENV)/.runtime requirements-test.txt

@@ -28,4 +28,4 @@ for page in existing_pages()[1:]:
     st.caption(page.blurb)
 if len(existing_pages()) == 1:
     st.info("More pages arrive as they are built; the `ogdash` library and CLI work headless today: "
-            "`python -m ogdash scan --help`.")
+            "`ogdash scan --help`.")

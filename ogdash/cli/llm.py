@@ -1,4 +1,4 @@
-"""``python -m ogdash llm``: prompt influence on a fine-tuned language model, headless."""
+"""``ogdash llm``: prompt influence on a fine-tuned language model, headless."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Headless commands: ``python -m ogdash {scan,apply,extract,textselect,llm} ...``.
+"""Headless commands: ``ogdash {scan,apply,extract,textselect,llm} ...`` (also ``python -m ogdash``).
 
 Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a traceback.
 """
