@@ -5,7 +5,6 @@ Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a t
 from __future__ import annotations
 
 import argparse
-import time
 
 from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
 from ogdash.cli.extract import add_extract_parser, summary_line
@@ -14,6 +13,7 @@ from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
 from ogdash.cli.text import add_textselect_parser, format_textselect, run_textselect
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
+from ogdash.core.progress import Timer
 from ogdash.data.files import load_splits
 from ogdash.detect.detectors import DETECTORS, RECOMMENDED, budget_count
 from ogdash.models.zoo import MODEL_KINDS, ModelSpec
@@ -71,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_scan(args) -> dict:
+    """The ``scan`` command for parsed ``args``: a JSON-able summary (and ``--out``'s CSV)."""
     from ogdash.pipeline import ScanSettings, holdout_validation, scan
 
-    t0 = time.perf_counter()
+    timer = Timer()
     if not 0 < args.test_share < 1:
         raise OgdashError(f"--test-share must be between 0 and 1; got {args.test_share}.")
-    splits = load_splits(args.train, args.test, args.val, args.test_share, args.seed)
+    with timer("load"):
+        splits = load_splits(args.train, args.test, args.val, args.test_share, args.seed)
     if args.epochs is not None and args.epochs < 1:
         raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
     if args.detector == "ocsvm" and splits.val is None:
@@ -85,12 +87,11 @@ def run_scan(args) -> dict:
         budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
     spec = ModelSpec(args.model, args.hidden, args.epochs)
     cache = None if args.no_cache else DiskCache(args.cache)
-    load_s = time.perf_counter() - t0
     res = scan(splits, spec, ScanSettings(args.detector, args.budget, args.seed), cache=cache)
     out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": args.test is None,
            "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,
-           "seconds": {"load": load_s, **res.seconds}}
+           "seconds": {**timer.seconds, **res.seconds}}
     if res.suggested_budget is not None:
         out["budget"] = res.suggested_budget.budget
         out["suggested_budget"] = res.suggested_budget.to_dict()
@@ -102,16 +103,16 @@ def run_scan(args) -> dict:
         from ogdash.detect.ensemble import suggestions
         from ogdash.retrain import compare, fixes_from_flags, restored
 
-        t = time.perf_counter()
-        P = suggestions(res.grads, splits.train.y, seed=args.seed)
-        fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=args.action)
-        if splits.train.truth_known and splits.train.noisy.any():
-            fixes.append(restored(splits.train))
-        c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), cache)
+        with timer("retrain"):
+            P = suggestions(res.grads, splits.train.y, seed=args.seed)
+            fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=args.action)
+            if splits.train.truth_known and splits.train.noisy.any():
+                fixes.append(restored(splits.train))
+            c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), cache)
         out["retrain"] = {"seeds": c.seeds, "steps": c.steps, "rows": c.to_rows(),
                           "verdicts": {a: c.verdict(a) for a in args.action}}
         out["accuracy_after"] = c.row(args.action[0]).accuracy.mean()
-        out["seconds"]["retrain"] = time.perf_counter() - t
+        out["seconds"]["retrain"] = timer.seconds["retrain"]
     if args.out:
         import pandas as pd
 
@@ -125,6 +126,7 @@ def run_scan(args) -> dict:
 
 
 def format_scan(result: dict) -> str:
+    """The scan's result in a line or two."""
     line = f"flagged {result['n_flagged']} of {result['n_train']} training samples; test accuracy {result['accuracy_before']:.3f}"
     if result.get("test_held_out"):
         line += f" on {result['n_test']} samples held out of --train (not scored)"
