@@ -114,6 +114,7 @@ def metrics_table(result: LLMInfluence) -> pd.DataFrame:
 
 
 def timings_table(result: LLMInfluence) -> pd.DataFrame:
+    """Seconds per stage of one LLM influence run."""
     order = ["load_model", "frozen_prefix", "finetune", "gradients", *METHODS]
     names = {"load_model": "load model", "frozen_prefix": "frozen layers (once per prompt)",
              "finetune": "LoRA fine-tuning", "gradients": "per-prompt gradients", **METHODS}
@@ -140,9 +141,11 @@ def top_table(result: LLMInfluence, method: str, test_index: int, k: int = 10) -
 
 
 def prompt_choices(result: LLMInfluence) -> list[int]:
+    """Positions of the test prompts, for a select box."""
     return list(range(result.benchmark.test.n))
 
 
 def prompt_label(result: LLMInfluence, t: int) -> str:
+    """A short label of test prompt ``t``: its id and (shortened) class."""
     b = result.benchmark
     return f"{b.test.ids[t]} · {_short(b.classes[b.test.labels[t]], 30)}"

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class PageInfo:
+    """One page: its file under views/, title, icon and URL path."""
     path: str
     title: str
     icon: str
@@ -41,4 +42,5 @@ PAGES = [
 
 
 def existing_pages() -> list[PageInfo]:
+    """The pages whose files exist (a trimmed checkout may lack some)."""
     return [p for p in PAGES if (ROOT / p.path).is_file()]

@@ -35,6 +35,7 @@ def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis
 
 
 def score_histogram(scores, threshold: float, n_flagged: int) -> go.Figure:
+    """Histogram of the scores with the flagging threshold (higher = more detrimental)."""
     fig = go.Figure(go.Histogram(x=scores, nbinsx=60, marker_color="#636EFA", name="samples"))
     fig.add_vline(x=threshold, line_color="crimson", line_dash="dash",
                   annotation_text=f"budget cut: top {n_flagged}", annotation_position="top")
@@ -44,6 +45,7 @@ def score_histogram(scores, threshold: float, n_flagged: int) -> go.Figure:
 
 
 def confusion_heatmap(matrix, classes) -> go.Figure:
+    """Test-set confusion matrix, true class by predicted class."""
     fig = go.Figure(go.Heatmap(z=matrix, x=list(classes), y=list(classes), colorscale="Blues",
                                text=matrix, texttemplate="%{text}", hovertemplate="label %{y} → predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted",
@@ -53,6 +55,7 @@ def confusion_heatmap(matrix, classes) -> go.Figure:
 
 
 def label_counts(counts, classes) -> go.Figure:
+    """Bar chart of how many samples carry each given label."""
     fig = go.Figure(go.Bar(x=list(classes), y=counts, marker_color="#636EFA"))
     fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="given label", yaxis_title="samples",
                       xaxis_type="category")

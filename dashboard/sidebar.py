@@ -5,6 +5,7 @@ from dashboard.state import data_config, describe_data, describe_model, model_co
 
 
 def sidebar() -> None:
+    """The sidebar: the active data and model, and how to change them."""
     with st.sidebar:
         st.caption("ogdash · outlier gradient analysis")
         st.markdown(f"**Data:** {describe_data(data_config())}  \n**Model:** {describe_model(model_config())}")

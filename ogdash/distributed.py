@@ -57,6 +57,7 @@ def shard_positions(n: int, rank: int, world_size: int) -> np.ndarray:
 
 
 def shard_key(key: str, rank: int, world_size: int) -> str:
+    """The cache key of one rank's shard of the gradients stored under ``key``."""
     return cache_key("grad_shard", key, rank, world_size)
 
 
@@ -139,10 +140,12 @@ class Ranks:
 
     @property
     def distributed(self) -> bool:
+        """True when more than one process takes part."""
         return self.world_size > 1
 
 
 def ranks_from_env(device: str = "auto") -> Ranks:
+    """This process's rank, world size and device from torchrun's environment (one process without it)."""
     try:
         rank = int(os.environ.get("RANK", 0))
         world = int(os.environ.get("WORLD_SIZE", 1))

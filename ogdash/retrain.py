@@ -43,6 +43,7 @@ class Fix:
     relabel: dict = field(default_factory=dict)
 
     def apply(self, train: Dataset) -> Dataset:
+        """The training set with this fix applied: rows removed, labels changed."""
         remove = np.asarray(self.remove, dtype=np.int64)
         if len(remove):
             train.positions(remove)  # raises on unknown ids
@@ -118,6 +119,7 @@ class Comparison:
     seconds: float
 
     def row(self, name: str) -> Row:
+        """The row of the fix (or reference) called ``name``."""
         return next(r for r in self.rows if r.name == name)
 
     def paired(self, name: str, against: str = NONE) -> np.ndarray:
@@ -238,6 +240,7 @@ class RetrainReport:
 
     @property
     def summary(self) -> dict:
+        """Mean and spread of the accuracy before, after and (when run) after the random control, as plain numbers."""
         out = {
             "accuracy_before": float(self.before.mean()), "accuracy_before_std": float(self.before.std()),
             "accuracy_after": float(self.after.mean()), "accuracy_after_std": float(self.after.std()),

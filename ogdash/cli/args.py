@@ -21,11 +21,13 @@ EXTRAS = {"transformers": "llm", "peft": "llm", "tokenizers": "llm", "accelerate
 
 
 class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit status 2."""
     def error(self, message):  # one line, exit 2
         self.exit(2, f"error: {message}\n")
 
 
 def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -36,6 +38,7 @@ def positive_int(text: str) -> int:
 
 
 def fraction(text: str) -> float:
+    """An argparse type: a number such as 0.2 (ranges are checked by the command)."""
     try:
         return float(text)
     except ValueError:

@@ -57,14 +57,17 @@ class GradientSet:
 
     @property
     def n(self) -> int:
+        """Number of samples."""
         return len(self.ids)
 
     @property
     def predicted(self) -> np.ndarray:
+        """The model's predicted class of each sample (n,)."""
         return self.probs.argmax(1)
 
     @property
     def factored(self) -> bool:
+        """True when the gradients are kept as last-layer factors (errors ⊗ activations), not rows."""
         return self.dense is None
 
     @property
@@ -124,6 +127,7 @@ class GradientSet:
         return TensorSketch(self.errors.shape[1], a.shape[1], dim, seed).transform_factors(self.errors, a)
 
     def subset(self, positions) -> "GradientSet":
+        """The gradients of the samples at ``positions`` (dataset order), factors kept factored."""
         p = np.asarray(positions)
         pick = lambda a: None if a is None else a[p]  # noqa: E731
         return GradientSet(self.ids[p], self.probs[p], self.loss[p], self.layer, pick(self.errors),
@@ -346,5 +350,6 @@ def to_arrays(gs: GradientSet) -> dict:
 
 
 def from_arrays(a: dict) -> GradientSet:
+    """A GradientSet from the arrays ``to_arrays`` stored (a cache entry)."""
     return GradientSet(a["ids"], a["probs"], a["loss"], a["layer"], a.get("errors"), a.get("acts"),
                        bool(a["bias"]), a.get("dense"), bool(a["projected"]))

@@ -23,6 +23,7 @@ class SparseProjector:
         self._rp.fit(np.zeros((1, self.d_in), dtype=np.float32))
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
+        """Project rows (n, d_in) to (n, d_out)."""
         if rows.shape[1] != self.d_in:
             raise OgdashError(f"expected {self.d_in} gradient coordinates, got {rows.shape[1]}.")
         if self.d_out >= self.d_in:

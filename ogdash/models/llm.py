@@ -153,6 +153,7 @@ class LanguageModel:
 
     @property
     def n_layers(self) -> int:
+        """Number of decoder layers."""
         return len(_decoder_layers(self.model))
 
 

@@ -363,10 +363,12 @@ def finetune(runner: PromptLM, train_idx, settings: FinetuneSettings = FinetuneS
 
 
 def adapter_key(model_key_: str, train_fingerprint: str, lora: LoraSettings, settings: FinetuneSettings) -> str:
+    """The cache key of a LoRA adapter: base model, training prompts and settings."""
     return cache_key("llm-adapter-v1", model_key_, train_fingerprint, asdict(lora), asdict(settings))
 
 
 def save_adapter(cache: DiskCache, key: str, peft_model, info: dict) -> None:
+    """Store the LoRA weights and the fine-tuning record under ``key``."""
     named = lora_parameters(peft_model)
     arrays = {f"p{i:04d}": p.detach().float().cpu().numpy() for i, (_, p) in enumerate(named)}
     arrays["names"] = [n for n, _ in named]

@@ -23,6 +23,7 @@ def _first_line(e: Exception, limit: int = 100) -> str:
 
 
 def default_device() -> torch.device:
+    """CUDA when a GPU is visible, else the CPU."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -122,10 +123,12 @@ def predict_proba(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.
 
 
 def accuracy(model: nn.Module, X: np.ndarray, y: np.ndarray) -> float:
+    """Share of samples whose predicted class equals ``y``."""
     return float(np.mean(predict_proba(model, X).argmax(1) == y))
 
 
 def per_class_accuracy(model: nn.Module, X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Accuracy within each class of ``y`` (n_classes,); NaN for a class with no samples."""
     pred = predict_proba(model, X).argmax(1)
     return np.array([np.mean(pred[y == c] == c) if np.any(y == c) else math.nan for c in range(n_classes)])
 

@@ -41,6 +41,7 @@ class ModelSpec:
     steps: int | None = None
 
     def resolved(self, n_train: int) -> "ModelSpec":
+        """This spec with every unset field filled by the kind's defaults for ``n_train`` samples."""
         d = DEFAULTS[self.kind]
         small = self.kind != "cnn" and n_train <= 1024  # tiny tabular sets train full-batch
         bs = self.batch_size if self.batch_size is not None else (0 if small else d["batch_size"])
@@ -53,6 +54,7 @@ class ModelSpec:
         return r.steps or r.epochs * (math.ceil(n_train / r.batch_size) if r.batch_size else 1)
 
     def key(self) -> str:
+        """A stable string of the spec's fields, for cache keys."""
         fields = {k: v for k, v in asdict(self).items() if not (k == "steps" and v is None)}  # keys before steps
         return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()[:16]
 
