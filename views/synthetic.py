@@ -2,8 +2,9 @@
 import streamlit as st
 
 from dashboard import synthetic as figs
+from dashboard import synthetic_runs as runs
+from dashboard import synthetic_text as prose
 from dashboard.state import whole_table
-from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.synthetic import FLIP_MODES
 from ogdash.detect.detectors import DETECTORS, budget_count, flag
@@ -14,37 +15,8 @@ DETECTOR_NAMES = {"iforest": "IsolationForest", "l1": "L1 norm", "l2": "L2 norm"
                   "ocsvm": "OneClassSVM (clean validation inliers)"}
 
 
-# Cached by plain values only. Budget, detector and label variant are not arguments of
-# `analysis`, so changing them never retrains: flags and metrics come from its scores.
-@st.cache_data(show_spinner=False, max_entries=64)
-def analysis(dataset, seed, flip_mode, n_flips, preset, epochs):
-    case = study.synthetic_case(dataset, seed, flip_mode, n_flips, preset, epochs)
-    return study.analyse(case, DiskCache())
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def seed_rows(dataset, seed, flip_mode, n_flips, preset, epochs, budget_pct, label_variant, post_trim):
-    # Retrains on trimmed sets; the disk cache keys each on the trimmed data, so methods that
-    # flag the same samples (and reruns after a restart) share one model.
-    result = analysis(dataset, seed, flip_mode, n_flips, preset, epochs)
-    return study.seed_rows(result, budget_pct / 100, label_variant, DiskCache(), post_trim)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def trim_retrain(dataset, seed, flip_mode, n_flips, preset, epochs, method, budget_pct):
-    result = analysis(dataset, seed, flip_mode, n_flips, preset, epochs)
-    report, trimmed = study.trim_report(result, method, budget_pct / 100, "given", DiskCache())
-    return report.summary, trimmed
-
-
 st.title("Synthetic demo: Figure 1 and Table 1, live")
-st.markdown(
-    "The paper's toy experiment, rerun in your browser. A few training labels are flipped on purpose, a small "
-    "model is trained on the noisy labels, and every method gives each training sample a score "
-    "(**higher = more detrimental**). Each method flags the same number of samples, the *budget*. Because we "
-    "know which labels were flipped, we can count how many flags are right, and retrain without the flagged "
-    "samples to see what removing them is worth on an untouched test set."
-)
+st.markdown(prose.INTRO)
 
 # ------------------------------------------------------------------ the case
 with st.container(border=True):
@@ -79,7 +51,7 @@ letters = "ABCD" if dataset == "blobs" else "EFGH"
 
 try:
     with st.spinner("Training the model and computing every method's scores (once per case)..."):
-        result = analysis(*args)
+        result = runs.analysis(*args)
 except OgdashError as e:
     st.error(str(e))
     st.stop()
@@ -110,16 +82,7 @@ for row in (panels[:2], panels[2:]):
     cols = st.columns(2)
     for col, fig in zip(cols, row):
         col.plotly_chart(fig, width="stretch")
-damping = (f" The Hessian is not positive definite here (eigenvalues {result.hessian_eigen_range[0]:.3g} to "
-           f"{result.hessian_eigen_range[1]:.3g}), so {result.hessian_damping:.3g}·I is added before inverting it."
-           if result.hessian_damping else "")
-st.caption(
-    f"{letters[2]}: influence of Eq. (1) with the exact Hessian over all of the model's parameters and the training "
-    f"set as the reference set; the dashed line is where the budget would cut.{damping} "
-    f"{letters[3]}: {result.layout_note}. Orange = flagged by {DETECTOR_NAMES[detector]}; × = truly flipped. "
-    "OneClassSVM learns what normal looks like from 100 extra clean samples drawn from the same generator "
-    "with another seed (never the training or test set)."
-)
+st.caption(prose.figure1_caption(result, letters, DETECTOR_NAMES[detector]))
 
 # ------------------------------------------------------------------ trim and retrain
 st.subheader("Trim and retrain")
@@ -129,7 +92,7 @@ retrain_key = (args, detector, budget_pct)
 if st.button("Trim the flagged samples and retrain", key="syn_retrain_button", type="primary"):
     try:
         with st.spinner("Retraining on the trimmed set..."):
-            st.session_state["syn_retrain"] = (retrain_key, trim_retrain(*args, method, budget_pct))
+            st.session_state["syn_retrain"] = (retrain_key, runs.trim_retrain(*args, method, budget_pct))
     except OgdashError as e:
         st.error(str(e))
     except Exception as e:
@@ -162,60 +125,20 @@ post_trim = c[2].toggle("Measure post-trim accuracy", value=True, key="syn_post_
                         help="Retrains once per seed and per distinct trimmed set; the models are cached on disk.")
 variant = "predicted" if predicted else "given"
 seeds = list(range(seed, seed + n_seeds))
-bar = st.progress(0.0, text="Table 1")
-rows = []
 try:
-    for i, s in enumerate(seeds):
-        bar.progress(i / n_seeds, text=f"Table 1: seed {s} ({i + 1} of {n_seeds}), training and scoring")
-        result_s = analysis(dataset, s, flip_mode, n_flips, preset, epochs)
-        bar.progress((i + 0.5) / n_seeds, text=f"Table 1: seed {s} ({i + 1} of {n_seeds}), "
-                                               + ("retraining on each trimmed set" if post_trim else "flags"))
-        rows += seed_rows(dataset, s, flip_mode, n_flips, preset, epochs, budget_pct, variant, post_trim)
-    table = study.summarise(rows, dataset, result.case.model_name, variant)
+    table = runs.table1(dataset, seeds, flip_mode, n_flips, preset, epochs, budget_pct, variant, post_trim,
+                        result.case.model_name)
 except OgdashError as e:
     st.error(str(e))
     st.stop()
 except Exception as e:
     st.error(f"Could not build Table 1: {type(e).__name__}: {e}")
     st.stop()
-bar.empty()
 whole_table(study.format_table1(table))
-published = ("The two 'Published' columns are the paper's own Table 1 (half-moons, its 2-2-2-1 MLP, its "
-             "own data, one run); they are quoted, not measured here, and are not comparable number for number. "
-             "The paper has no OneClassSVM row in this experiment."
-             if dataset == "moons" else
-             "The paper publishes no table for the blobs case, so its columns say 'not published'.")
-st.caption(
-    f"Measured on {n_seeds} seed(s) ({seeds[0]}–{seeds[-1]}), mean ± std. Every method flags the top "
-    f"{budget_count(budget, train.n)} scores. Detection accuracy: share of all training samples where flagged = "
-    "truly flipped; precision and recall are over the flipped samples. Post-trim: test accuracy after removing the "
-    "flagged samples and retraining from the same initialisation. Seconds: time to compute the score from the "
-    "trained model on this machine, including the gradients or Hessian it needs (not the training). "
-    "Label-quality rows are fed the "
-    + ("model's predicted labels, as in the paper's released code. " if predicted else "given noisy labels. ")
-    + "Influence rows use all parameters' gradients and the training set as the reference set; outlier-gradient "
-    "rows use the last layer's gradient. Confidence-weighted entropy follows cleanlab exactly, clipping included: "
-    "a sample predicted with probability exactly 1 gets its worst score, which is why it can differ from the other "
-    "two (for two classes those rank alike). " + published
-)
+st.caption(prose.table1_caption(dataset, seeds, budget_count(budget, train.n), predicted))
 st.download_button("Table 1 numbers (.csv)", table.to_csv(index=False).encode(), f"table1_{dataset}.csv",
                    "text/csv", key="syn_download")
 
 # ------------------------------------------------------------------ what to conclude
 st.subheader("What to conclude")
-st.markdown(
-    "- **Flipped samples are outliers in gradient space.** A flipped sample is fitted badly, so its loss gradient "
-    "is long and points away from the crowd: in panel D/H most crosses sit apart, and detectors that never form "
-    "a Hessian (IsolationForest, or just the gradient's norm) flag most of them.\n"
-    "- **On the blobs almost every score finds the far-side flips**, influence included: a convex model is the "
-    "easy case. **On the half-moons the scores that weigh a sample against the whole training set's gradient** "
-    "(Eq. 1 with the exact Hessian, TracIn, LiSSA, DataInf; panel G) miss most flips, and trimming by them can "
-    "lower test accuracy. Scores that look at each sample's own gradient (its size, its self-influence, how "
-    "isolated it is) find most of them.\n"
-    "- **Which labels the label-quality baselines see matters.** Fed the given labels they are as good as the "
-    "gradient detectors on these toy problems; fed the model's own predictions, as in the paper's released code, "
-    "they flag uncertain samples near the boundary rather than the flipped ones.\n"
-    "- **Read the spread, not one run.** A trim moves test accuracy by a few points at most here, about as much as "
-    "changing the seed; use several seeds before trusting a difference. Uniform flips are harder for every method, "
-    "and the paper's 2-2-2-1 net collapses on some seeds (a warning says so)."
-)
+st.markdown(prose.CONCLUSIONS)
