@@ -8,8 +8,10 @@ a retrain measures what the trim was worth.
 from ogdash.core.cache import DiskCache, cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.data import Dataset, Splits, blobs, digits, load_file, load_splits, make_dataset, mnist5k, moons
-from ogdash.detect.detectors import DETECTORS, flag, make_detector, score
+from ogdash.detect.flags import flag
 from ogdash.detect.metrics import detection_metrics
+from ogdash.detect.registry import DETECTORS, make_detector
+from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients
 from ogdash.models import ModelSpec, fit, load_weights, save_weights
 from ogdash.pipeline import ScanResult, holdout_validation, scan, train_model

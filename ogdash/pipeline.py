@@ -15,8 +15,10 @@ from ogdash.core.cache import DiskCache, cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits
 from ogdash.detect.budget import BudgetEstimate, suggest_budget
-from ogdash.detect.detectors import RECOMMENDED, flag, score
+from ogdash.detect.flags import flag
 from ogdash.detect.metrics import detection_metrics
+from ogdash.detect.registry import RECOMMENDED
+from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
 from ogdash.models.train import accuracy, fit
 from ogdash.models.zoo import ModelSpec, build_model, weights_key

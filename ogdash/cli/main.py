@@ -15,7 +15,8 @@ from ogdash.cli.text import add_textselect_parser, format_textselect, run_textse
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import load_splits
-from ogdash.detect.detectors import DETECTORS, RECOMMENDED, budget_count
+from ogdash.detect.flags import budget_count
+from ogdash.detect.registry import DETECTORS, RECOMMENDED
 from ogdash.models.zoo import MODEL_KINDS, ModelSpec
 from ogdash.retrain import ACTIONS
 
@@ -99,7 +100,7 @@ def run_scan(args) -> dict:
     if res.detection is not None:
         out["detection"] = res.detection
     if args.retrain:
-        from ogdash.detect.ensemble import suggestions
+        from ogdash.detect.heldout import suggestions
         from ogdash.retrain import compare, fixes_from_flags, restored
 
         t = time.perf_counter()
