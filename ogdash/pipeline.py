@@ -17,7 +17,7 @@ from ogdash.data.dataset import Dataset, Splits
 from ogdash.detect.budget import BudgetEstimate, suggest_budget
 from ogdash.detect.flags import flag
 from ogdash.detect.metrics import detection_metrics
-from ogdash.detect.registry import RECOMMENDED
+from ogdash.detect.registry import DETECTORS, RECOMMENDED, method
 from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
 from ogdash.models.train import accuracy, fit
@@ -120,6 +120,8 @@ def scan(splits: Splits, spec: ModelSpec, detector: str = RECOMMENDED, budget: f
     """
     if isinstance(budget, str) and budget != "auto":
         raise OgdashError(f"budget must be a number or 'auto'; got {budget!r}.")
+    if detector not in DETECTORS:  # before training
+        raise OgdashError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}.")
     seconds = {}
     t = time.perf_counter()
     model = train_model(spec, splits.train, seed, cache, progress, device)
@@ -127,9 +129,10 @@ def scan(splits: Splits, spec: ModelSpec, detector: str = RECOMMENDED, budget: f
     t = time.perf_counter()
     g_train = gradients(model, splits.train, layer, projection_dim, seed, cache, device=device)
     g_val = None
-    if detector == "ocsvm":
+    entry = method(detector)
+    if entry.needs_validation:
         if splits.val is None or splits.val.n == 0:
-            raise OgdashError("OneClassSVM needs a non-empty validation set (its samples are the inliers).")
+            raise OgdashError(f"{entry.name} needs a non-empty validation set (its samples are the inliers).")
         g_val = gradients(model, splits.val, layer, projection_dim, seed, cache, device=device)
     seconds["gradients"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -21,7 +21,9 @@ One *case* is a toy dataset with flipped labels and a model spec:
   ``n_val`` extra clean samples drawn from the same generator with another seed.
 
 The methods are entries of the method registry (``ogdash.detect.registry``); their
-scores are computed in ``ogdash.experiments.synthetic_scores``. Every score is higher = more detrimental. :func:`table1` turns scores into flags with
+scores are computed in ``ogdash.experiments.synthetic_scores``.
+
+Every score is higher = more detrimental. :func:`table1` turns scores into flags with
 one budget for all methods, retrains on each trimmed set with the same seed (and so
 the same initialisation), and reports mean and std over seeds next to the paper's
 published numbers, which are kept in separate columns.
