@@ -57,13 +57,16 @@ class BudgetEstimate:
 
     @property
     def count(self) -> int:
+        """The budget as a number of samples."""
         return int(round(self.budget * self.n))
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (what the CLI prints as suggested_budget)."""
         return {"fraction": self.fraction, "low": self.low, "high": self.high, "level": self.level,
                 "count": self.count, "source": self.source}
 
     def describe(self) -> str:
+        """One sentence for people: the estimate, its count and its interval."""
         how = {"probe": "a last layer refitted without each sample", "model": "the model's own probabilities"}.get(
             self.source, "the given probabilities")
         return (f"about {self.fraction:.1%} of the training samples ({self.count}) look mislabelled "

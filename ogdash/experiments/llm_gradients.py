@@ -48,6 +48,7 @@ class LoraGradients:
 
     @property
     def dim(self) -> int:
+        """Number of gradient coordinates p."""
         return self.matrix.shape[1]
 
 

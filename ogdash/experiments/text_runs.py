@@ -73,6 +73,7 @@ class HeadRuns:
         return train_curve(self.spec, data, self.test, seed, epochs, labels=labels, lr=self.lr)
 
     def gradients(self, model) -> tuple[GradientSet, list | None]:
+        """(the head's closed-form last-layer gradients of the training split, no layer blocks)."""
         return extract_gradients(model, self.train, layer="last", device="cpu"), None
 
     def curvature(self, model, G: np.ndarray) -> dict:
@@ -109,6 +110,7 @@ class LoraRuns:
         self.test_pos = np.arange(train.n, train.n + test.n)
 
     def fit(self, seed: int, epochs: int, rows=None, labels=None, progress: Progress = None):
+        """(model, test accuracy per epoch) fine-tuned from the pretrained encoder on ``rows`` (a mask; None = all)."""
         pos = np.arange(self.train.n) if rows is None else np.flatnonzero(rows)
         y = (self.train.y if labels is None else np.asarray(labels, np.int64))[pos]
         model = self.tuner.build(self.spec, self.train.n_classes, seed)
@@ -117,6 +119,7 @@ class LoraRuns:
         return model, curve
 
     def gradients(self, model) -> tuple[GradientSet, list | None]:
+        """(gradients of the head's last layer and the last encoder layer's LoRA, their (start, stop) blocks)."""
         gs, blocks = self.tuner.gradients(model, np.arange(self.train.n), self.train.y, ids=self.train.ids)
         return gs, [(start, stop) for _, start, stop in blocks]
 

@@ -212,6 +212,7 @@ class SelectionResult:
     info: dict = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
+        """Mean and std over seeds per row (see :func:`summarise`)."""
         return summarise(self.runs)
 
 
