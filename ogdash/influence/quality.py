@@ -17,8 +17,6 @@ import numpy as np
 from ogdash.core import validate
 from ogdash.core.errors import OgdashError
 
-LABEL_QUALITY_METHODS = ("normalized_margin", "self_confidence", "confidence_weighted_entropy")
-
 # Lower bound used by cleanlab's confidence-weighted entropy before dividing.
 _CWE_CLIP = 1e-6
 
@@ -101,6 +99,8 @@ _QUALITY = {
     "self_confidence": self_confidence_quality,
     "confidence_weighted_entropy": confidence_weighted_entropy_quality,
 }
+# The method names label_quality_scores takes (the method registry labels and describes them).
+LABEL_QUALITY_METHODS = tuple(_QUALITY)
 
 
 def label_quality_scores(pred_probs, labels, method: str = "normalized_margin") -> np.ndarray:
