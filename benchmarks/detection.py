@@ -6,7 +6,7 @@ initialisation), the default CNN trained on the noisy labels, 10% of the data he
 (clean) as OneClassSVM's inliers. For every case it measures, against the truly flipped
 samples:
 - AUROC, and precision when flagging exactly the true noise rate, of every detector in
-  ``ogdash.detect.detectors.DETECTORS`` and of the three label-quality scores computed from the
+  ``ogdash.detect.registry.DETECTORS`` and of the three label-quality scores computed from the
   same model's probabilities with the given labels;
 - the suggested budget (``ogdash.detect.budget.suggest_budget``, both probability sources)
   against the true noise rate.
@@ -27,10 +27,12 @@ import torch
 from ogdash.core.cache import DiskCache
 from ogdash.data import digits, mnist5k
 from ogdash.detect.budget import SOURCES, suggest_budget
-from ogdash.detect.detectors import DETECTORS, RECOMMENDED, flag, score
-from ogdash.detect.ensemble import ENSEMBLES, combine
+from ogdash.detect.ensemble import combine
+from ogdash.detect.flags import flag
 from ogdash.detect.metrics import detection_metrics
-from ogdash.influence.baselines import label_quality_scores
+from ogdash.detect.registry import DETECTORS, ENSEMBLES, RECOMMENDED
+from ogdash.detect.scoring import score
+from ogdash.influence.quality import label_quality_scores
 from ogdash.models import ModelSpec
 from ogdash.pipeline import gradients, train_model
 
@@ -53,7 +55,7 @@ def run_case(name, kind, rate, seed, cache) -> dict:
     for det in DETECTORS:
         t = time.perf_counter()
         if det in ENSEMBLES:  # the same mean of rank-normalised member scores score() computes, members reused
-            members = [scores[LQ_SHORT[m[3:]]] if m.startswith("lq:") else scores[m] for m in ENSEMBLES[det][0]]
+            members = [scores[LQ_SHORT.get(m, m)] for m in ENSEMBLES[det][0]]
             scores[det] = combine(members)
         else:
             scores[det] = score(g, det, v, seed, labels=y)

@@ -26,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dashboard.state import PRESET_DATA, PRESET_MODEL, VAL_FRACTION  # noqa: E402
 from ogdash import data  # noqa: E402
 from ogdash.detect.budget import suggest_budget  # noqa: E402
-from ogdash.detect.detectors import RECOMMENDED, flag, score  # noqa: E402
-from ogdash.detect.ensemble import suggestions  # noqa: E402
+from ogdash.detect.flags import flag  # noqa: E402
+from ogdash.detect.heldout import suggestions  # noqa: E402
+from ogdash.detect.registry import RECOMMENDED  # noqa: E402
+from ogdash.detect.scoring import score  # noqa: E402
 from ogdash.models.zoo import ModelSpec  # noqa: E402
 from ogdash.pipeline import gradients, train_model  # noqa: E402
 from ogdash.retrain import ACTIONS, NONE, compare, fixes_from_flags, restored  # noqa: E402

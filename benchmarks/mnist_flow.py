@@ -21,8 +21,9 @@ os.environ.setdefault("OGDASH_CACHE", tempfile.mkdtemp(prefix="ogdash-bench-"))
 from dashboard.nav import ROOT  # noqa: E402
 from ogdash.core.cache import DiskCache  # noqa: E402
 from ogdash.data import mnist5k  # noqa: E402
-from ogdash.detect.detectors import flag, score  # noqa: E402
+from ogdash.detect.flags import flag  # noqa: E402
 from ogdash.detect.metrics import detection_metrics  # noqa: E402
+from ogdash.detect.scoring import score  # noqa: E402
 from ogdash.engine.layout2d import layout_2d  # noqa: E402
 from ogdash.models import ModelSpec  # noqa: E402
 from ogdash.pipeline import gradients, train_model  # noqa: E402

@@ -58,7 +58,7 @@ def factors(n, K, H, seed):
 
 def one_variant(args):
     """Run in a child process: time one (size, detector, path) and report peak memory above the start."""
-    from ogdash.detect.detectors import score
+    from ogdash.detect.scoring import score
     from ogdash.engine.gradients import GradientSet
 
     K, H, n, detector, path = args["K"], args["H"], args["n"], args["detector"], args["path"]
@@ -162,7 +162,7 @@ def quality():
 
     from ogdash.core.cache import DiskCache
     from ogdash.data import mnist5k
-    from ogdash.detect.detectors import score
+    from ogdash.detect.scoring import score
     from ogdash.engine.gradients import GradientSet
     from ogdash.models import ModelSpec
     from ogdash.pipeline import gradients, train_model

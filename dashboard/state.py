@@ -152,7 +152,7 @@ def _one_of(choices):
 
 
 def _detector(text: str) -> str:
-    from ogdash.detect.detectors import DETECTORS
+    from ogdash.detect.registry import DETECTORS
 
     return _one_of(DETECTORS)(text)
 
@@ -166,7 +166,7 @@ def _positive(text: str) -> int:
 
 def _view_fields() -> dict:
     """name -> (default, parse(text) -> value). Parsing failures fall back to the default."""
-    from ogdash.detect.detectors import RECOMMENDED
+    from ogdash.detect.registry import RECOMMENDED
 
     return {"layer": ("last", str), "detector": (RECOMMENDED, _detector), "budget": (0.05, _budget),
             "layout": ("pca", _one_of(("pca", "umap"))), "show": ("flagged", _one_of(SHOW)),
@@ -408,7 +408,7 @@ def active_scores(detector: str | None = None) -> np.ndarray | None:
     OneClassSVM fits on validation gradients as inliers; data without a validation set
     (your own files and folders) has it fit on the training gradients themselves.
     """
-    from ogdash.detect.detectors import score
+    from ogdash.detect.scoring import score
 
     detector = detector or view()["detector"]
     pair = active_gradients()
@@ -417,7 +417,7 @@ def active_scores(detector: str | None = None) -> np.ndarray | None:
     train, val = pair
     labels = splits_for(data_config()).train.y
     if detector == "heldout_margin" and train.acts is not None:
-        from ogdash.detect.ensemble import heldout_margin
+        from ogdash.detect.heldout import heldout_margin
 
         # the default detector reads the held-out probabilities the suggested labels come from: one refit, not two
         return memo(key_of("scores", model_key(), layer_choice(), detector),
@@ -429,7 +429,7 @@ def active_scores(detector: str | None = None) -> np.ndarray | None:
 
 def active_suggestions() -> np.ndarray | None:
     """(n, C) probabilities of each training sample's suggested label (``ogdash.detect.ensemble.suggestions``), memoised."""
-    from ogdash.detect.ensemble import suggestions
+    from ogdash.detect.heldout import suggestions
 
     pair = active_gradients()
     if pair is None:
@@ -443,7 +443,7 @@ def active_flags():
 
     Derived wherever they are needed, so no page depends on another having been visited.
     """
-    from ogdash.detect.detectors import flag
+    from ogdash.detect.flags import flag
 
     scores = active_scores()
     return None if scores is None else (scores, flag(scores, view()["budget"]))

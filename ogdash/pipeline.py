@@ -15,8 +15,10 @@ from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress, Timer
 from ogdash.data.dataset import Dataset, Splits
 from ogdash.detect.budget import BudgetEstimate, suggest_budget
-from ogdash.detect.detectors import RECOMMENDED, flag, score
+from ogdash.detect.flags import flag
 from ogdash.detect.metrics import detection_metrics
+from ogdash.detect.registry import DETECTORS, RECOMMENDED, method
+from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
 from ogdash.engine.settings import GradientSettings
 from ogdash.models.train import accuracy, fit
@@ -117,6 +119,8 @@ class ScanSettings:
     def __post_init__(self):
         if isinstance(self.budget, str) and self.budget != "auto":
             raise OgdashError(f"budget must be a number or 'auto'; got {self.budget!r}.")
+        if self.detector not in DETECTORS:  # before anything is trained
+            raise OgdashError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}.")
 
     @property
     def gradients(self) -> GradientSettings:
@@ -154,9 +158,10 @@ def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(
     with timer("gradients"):
         g_train = gradients(model, splits.train, settings.gradients, cache, device=device)
         g_val = None
-        if settings.detector == "ocsvm":
+        entry = method(settings.detector)
+        if entry.needs_validation:
             if splits.val is None or splits.val.n == 0:
-                raise OgdashError("OneClassSVM needs a non-empty validation set (its samples are the inliers).")
+                raise OgdashError(f"{entry.name} needs a non-empty validation set (its samples are the inliers).")
             g_val = gradients(model, splits.val, settings.gradients, cache, device=device)
     with timer("score"):
         scores = score(g_train, settings.detector, g_val, seed, labels=splits.train.y)

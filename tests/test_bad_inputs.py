@@ -43,7 +43,7 @@ from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data import Splits, load_splits, resolve_under
 from ogdash.data.folders import load_cifar, load_cifar_n, load_image_folder, non_image_files
-from ogdash.detect.detectors import budget_count
+from ogdash.detect.flags import budget_count
 from ogdash.models import ModelSpec
 from ogdash.models.train import check_fits, load_weights
 from ogdash.models.zoo import build_model, torchvision_model

@@ -1,4 +1,4 @@
-"""Tests for ogdash.influence.baselines: cleanlab equality, LiSSA/DataInf maths, and the influence sign.
+"""Tests for ogdash.influence (the baselines): cleanlab equality, LiSSA/DataInf maths, and the influence sign.
 
 The sign of every influence score is pinned physically by a leave-one-out retrain:
 higher score = removing the sample lowers the reference loss = detrimental.
@@ -8,19 +8,13 @@ import pytest
 import torch
 
 from ogdash.core.errors import OgdashError
-from ogdash.influence import baselines as bl
-from ogdash.influence.baselines import (
-    datainf,
-    exact_hessian,
-    exact_influence,
-    gradient_tracing,
-    influence_scores,
-    label_quality_scores,
-    lissa,
-    lissa_inverse_hvp,
-    self_datainf,
-    self_lissa,
-)
+from ogdash.detect import registry
+from ogdash.detect.registry import INFLUENCE, InfluenceInputs, family
+from ogdash.influence import chunks, quality
+from ogdash.influence.datainf import datainf, self_datainf
+from ogdash.influence.hessian import exact_hessian, exact_influence, gradient_tracing
+from ogdash.influence.lissa import lissa, lissa_inverse_hvp, self_lissa, self_lissa_gauss_newton
+from ogdash.influence.quality import label_quality_scores
 from ogdash.models.losses import per_sample_loss
 
 # --------------------------------------------------------------------------- label quality
@@ -46,9 +40,9 @@ def test_label_quality_equals_cleanlab(C):
     labels = rng.integers(0, C, 400)
     labels[8] = 1  # the near-certain row with its own label: entropy/self-confidence below the clip
     pairs = [
-        (bl.self_confidence_quality, rank.get_self_confidence_for_each_label, "self_confidence"),
-        (bl.normalized_margin_quality, rank.get_normalized_margin_for_each_label, "normalized_margin"),
-        (bl.confidence_weighted_entropy_quality, rank.get_confidence_weighted_entropy_for_each_label,
+        (quality.self_confidence_quality, rank.get_self_confidence_for_each_label, "self_confidence"),
+        (quality.normalized_margin_quality, rank.get_normalized_margin_for_each_label, "normalized_margin"),
+        (quality.confidence_weighted_entropy_quality, rank.get_confidence_weighted_entropy_for_each_label,
          "confidence_weighted_entropy"),
     ]
     for ours, theirs, method in pairs:
@@ -60,7 +54,7 @@ def test_label_quality_equals_cleanlab(C):
         np.testing.assert_allclose(label_quality_scores(probs, labels, method), 1.0 - expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", bl.LABEL_QUALITY_METHODS)
+@pytest.mark.parametrize("method", quality.LABEL_QUALITY_METHODS)
 def test_label_quality_score_is_flipped(method):
     rng = np.random.default_rng(0)
     n, C = 50, 4
@@ -188,7 +182,7 @@ def test_datainf_matches_naive_formula(monkeypatch):
     np.testing.assert_allclose(datainf(G_train), infl3, rtol=1e-10)
     np.testing.assert_allclose(self_datainf(G_train), self3, rtol=1e-10)
     # Row chunking (tiny chunks) must not change anything, numpy float32 or torch input alike.
-    monkeypatch.setattr(bl, "_CHUNK_BYTES", 8 * p * 2)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 8 * p * 2)
     np.testing.assert_allclose(datainf(G_train, G_ref, layer_slices=blocks), infl, rtol=1e-10)
     np.testing.assert_allclose(self_datainf(G_train, layer_slices=blocks), self_infl, rtol=1e-10)
     np.testing.assert_allclose(self_datainf(torch.from_numpy(G_train), layer_slices=blocks), self_infl, rtol=1e-10)
@@ -217,10 +211,10 @@ def test_datainf_validation():
         datainf(np.zeros((4, 5)))
 
 
-# --------------------------------------------------------------------------- exact influence, TracIn, dispatcher
+# --------------------------------------------------------------------------- exact influence, TracIn, the registry
 
 
-def test_tracin_sign_and_dispatcher():
+def test_tracin_sign_and_the_registry_computes_each_influence_method():
     rng = np.random.default_rng(6)
     G_ref = rng.standard_normal((5, 3))
     v = G_ref.sum(axis=0)
@@ -230,27 +224,20 @@ def test_tracin_sign_and_dispatcher():
     assert scores[2] == pytest.approx(0.0, abs=1e-12)
     H = _spd(rng, 3)
     np.testing.assert_allclose(exact_influence(G_train, G_ref, np.eye(3)), scores)
-    expected = {
-        "exact": exact_influence(G_train, G_ref, H),
-        "tracin": scores,
-        "lissa": lissa(G_train, G_ref, hessian=H, iterations=50),
-        "self_lissa": self_lissa(G_train, hessian=H, iterations=50),
-        "datainf": datainf(G_train, G_ref),
-        "self_datainf": self_datainf(G_train),
-    }
-    for method, want in expected.items():
-        options = {"iterations": 50} if "lissa" in method else {}
-        hessian = H if method in ("exact", "lissa", "self_lissa") else None
-        got = influence_scores(method, G_train, G_ref, hessian=hessian, **options)
-        np.testing.assert_allclose(got, want, err_msg=method)
-    with pytest.raises(OgdashError, match="Unknown influence method"):
-        influence_scores("trak", G_train, G_ref)
-    with pytest.raises(OgdashError, match="does not take"):
-        influence_scores("tracin", G_train, G_ref, damping=0.1)
-    with pytest.raises(OgdashError, match="does not use hessian"):
-        influence_scores("datainf", G_train, G_ref, hessian=H)
+    # the registry's influence entries: the training set as the reference set, one shared set of inputs
+    expected = {"exact": exact_influence(G_train, None, H), "tracin": gradient_tracing(G_train),
+                "lissa": lissa(G_train, hessian=H, iterations=50),
+                "datainf": datainf(G_train), "self_lissa": self_lissa(G_train, hessian=H, iterations=50),
+                "self_datainf": self_datainf(G_train)}
+    inputs = InfluenceInputs(hessian=H, iterations=50)
+    assert [m.key for m in family(INFLUENCE)] == ["exact", "tracin", "lissa", "datainf", "self_lissa", "self_datainf"]
+    for m in family(INFLUENCE):
+        np.testing.assert_allclose(m.compute(G_train, inputs), expected[m.key], err_msg=m.key)
+        assert m.needs_hessian == (m.key in ("exact", "lissa", "self_lissa"))
+    with pytest.raises(OgdashError, match="unknown method"):
+        registry.method("trak")
     with pytest.raises(OgdashError, match="needs the Hessian"):
-        influence_scores("exact", G_train, G_ref)
+        registry.method("exact").compute(G_train, InfluenceInputs())
 
 
 def test_influence_input_validation_chunking_and_damping(monkeypatch):
@@ -277,7 +264,7 @@ def test_influence_input_validation_chunking_and_damping(monkeypatch):
     H = _spd(rng, 4)
     G_ref = rng.standard_normal((3, 4))
     unchunked = [exact_influence(G, G_ref, H), gradient_tracing(G, G_ref), self_lissa(G, hessian=H, iterations=300)]
-    monkeypatch.setattr(bl, "_CHUNK_BYTES", 8)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 8)
     chunked = [exact_influence(G, G_ref, H), gradient_tracing(G, G_ref), self_lissa(G, hessian=H, iterations=300)]
     for a, b in zip(unchunked, chunked):
         np.testing.assert_allclose(b, a, rtol=1e-12)
@@ -390,10 +377,10 @@ def test_self_lissa_gauss_newton_equals_the_recursion_and_converges_to_the_exact
     G = rng.normal(size=(40, 120))
     ridge = 0.5
     scale = 1.25 * (np.linalg.eigvalsh(G @ G.T).max() + ridge)
-    closed = bl.self_lissa_gauss_newton(G, ridge, scale, iterations=200)
-    recursion = bl.self_lissa(G, hvp=lambda v: G.T @ (G @ v), damping=ridge, scale=scale, iterations=200)
+    closed = self_lissa_gauss_newton(G, ridge, scale, iterations=200)
+    recursion = self_lissa(G, hvp=lambda v: G.T @ (G @ v), damping=ridge, scale=scale, iterations=200)
     assert np.allclose(closed, recursion, rtol=1e-10, atol=1e-12)
     exact = np.einsum("ij,ji->i", G, np.linalg.solve(G.T @ G + ridge * np.eye(120), G.T))
-    assert np.allclose(bl.self_lissa_gauss_newton(G, ridge, iterations=100_000), exact, rtol=1e-8)
+    assert np.allclose(self_lissa_gauss_newton(G, ridge, iterations=100_000), exact, rtol=1e-8)
     with pytest.raises(OgdashError, match="damping"):
-        bl.self_lissa_gauss_newton(G, 0.0)
+        self_lissa_gauss_newton(G, 0.0)

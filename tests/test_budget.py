@@ -4,7 +4,7 @@ import pytest
 
 from ogdash.core.errors import OgdashError
 from ogdash.detect.budget import BudgetEstimate, confident_joint, estimate_budget, noise_rate, suggest_budget
-from ogdash.detect.detectors import flag
+from ogdash.detect.flags import flag
 from ogdash.engine.gradients import GradientSet
 
 

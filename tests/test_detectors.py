@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 from ogdash.core.errors import OgdashError
-from ogdash.detect.detectors import budget_count, flag, make_detector, score
+from ogdash.detect.flags import budget_count, flag
 from ogdash.detect.metrics import detection_metrics
+from ogdash.detect.registry import make_detector
+from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet
 
 

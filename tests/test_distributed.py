@@ -16,7 +16,7 @@ import pytest
 from ogdash import pipeline
 from ogdash.core.cache import DiskCache
 from ogdash.data.files import load_file
-from ogdash.detect.detectors import score
+from ogdash.detect.scoring import score
 from ogdash.engine.settings import GradientSettings
 from ogdash.distributed import SHARD_STAGE, extract_shard, merge_shards, shard_key
 from ogdash.models import ModelSpec

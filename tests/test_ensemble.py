@@ -3,19 +3,12 @@ import numpy as np
 import pytest
 
 from ogdash.core.errors import OgdashError
-from ogdash.detect.detectors import DETECTORS, RECOMMENDED, flag, make_detector, score
-from ogdash.detect.ensemble import (
-    ENSEMBLES,
-    HeldOutMargin,
-    KnnDistance,
-    MeanAlignment,
-    PerClass,
-    combine,
-    describe,
-    given_labels,
-    heldout_probabilities,
-    rank_normalise,
-)
+from ogdash.detect.classwise import KnnDistance, MeanAlignment, PerClass, given_labels
+from ogdash.detect.ensemble import combine, rank_normalise
+from ogdash.detect.flags import flag
+from ogdash.detect.heldout import HeldOutMargin, heldout_probabilities
+from ogdash.detect.registry import DETECTORS, ENSEMBLES, RECOMMENDED, describe, make_detector
+from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet
 
 
@@ -117,7 +110,7 @@ def test_combine_averages_ranks_not_raw_scores():
 
 
 def test_named_ensembles_are_the_mean_rank_of_their_members(rng):
-    from ogdash.influence.baselines import label_quality_scores
+    from ogdash.influence.quality import LABEL_QUALITY_METHODS, label_quality_scores
 
     n, K = 120, 3
     y = rng.integers(0, K, n)
@@ -128,7 +121,7 @@ def test_named_ensembles_are_the_mean_rank_of_their_members(rng):
                      acts=rng.normal(size=(n, 5)).astype(np.float32), bias=True)
     for name, (members, _, _) in ENSEMBLES.items():
         assert name in DETECTORS and describe(name).startswith("Mean of the rank-normalised scores")
-        parts = [label_quality_scores(probs, y, m[3:]) if m.startswith("lq:") else score(gs, m, labels=y)
+        parts = [label_quality_scores(probs, y, m) if m in LABEL_QUALITY_METHODS else score(gs, m, labels=y)
                  for m in members]
         assert np.allclose(score(gs, name, labels=y), combine(parts))
     with pytest.raises(OgdashError, match="unknown ensemble"):

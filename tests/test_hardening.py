@@ -9,7 +9,7 @@ from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import load_file
 from ogdash.data.folders import safe_unpickle
-from ogdash.experiments.textselect import load_text_csv
+from ogdash.experiments.text_data import load_text_csv
 from ogdash.review import DecisionStore
 
 SECRET = "aws_secret_access_key=AKIAEXAMPLESECRET"

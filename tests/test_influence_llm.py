@@ -10,19 +10,13 @@ from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.prompts import make_prompts
+from ogdash.detect.forest import oga_matrix
 from ogdash.engine.projection import SparseProjector
-from ogdash.experiments.llm_prompts import (
-    analyze,
-    class_detection,
-    class_view,
-    datainf_matrix,
-    finetuned_model,
-    lora_gradients,
-    lora_gradients_loop,
-    oga_matrix,
-    tracin_matrix,
-)
-from ogdash.influence.baselines import datainf, gradient_tracing
+from ogdash.experiments.llm_gradients import lora_gradients, lora_gradients_loop
+from ogdash.experiments.llm_prompts import analyze, class_detection, class_view, finetuned_model
+from ogdash.influence.datainf import datainf
+from ogdash.influence.hessian import gradient_tracing
+from ogdash.influence.matrices import datainf_matrix, tracin_matrix
 from ogdash.models import llm, prompt_lm
 
 

@@ -119,7 +119,7 @@ def test_cli_scan_without_a_test_set_holds_out_a_share(moons_files):
 
 def test_cli_budget_auto_flags_the_suggested_budget(moons_files, capsys):
     from ogdash.cli.main import main
-    from ogdash.detect.detectors import RECOMMENDED
+    from ogdash.detect.registry import RECOMMENDED
 
     d = moons_files
     code = main(["scan", "--train", str(d / "train.npz"), "--test", str(d / "test.npz"), "--model", "mlp",

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from sklearn.svm import OneClassSVM
 
-from ogdash.detect.detectors import KernelOneClassSVM, score
+from ogdash.detect.scoring import score
+from ogdash.detect.svm import KernelOneClassSVM
 from ogdash.engine.gradients import GradientSet
 from ogdash.engine.projection import SparseProjector, TensorSketch
 

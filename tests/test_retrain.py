@@ -108,8 +108,8 @@ def test_restoring_needs_known_truth(splits):
 
 def test_suggestions_and_the_heldout_margin_share_one_refit(splits):
     """The dashboard scores the default detector from the suggestions' probabilities: they must be its scores."""
-    from ogdash.detect.detectors import score
-    from ogdash.detect.ensemble import heldout_margin, suggestions
+    from ogdash.detect.heldout import heldout_margin, suggestions
+    from ogdash.detect.scoring import score
     from ogdash.pipeline import gradients, train_model
 
     train = splits.train

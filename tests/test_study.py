@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from ogdash.core.errors import OgdashError
+from ogdash.core.threads import one_thread
 from ogdash.experiments import synthetic as study
+from ogdash.experiments.synthetic_scores import EIGEN_FLOOR, hessian_damping
 
 EPOCHS = 60  # short training: these tests check the plumbing, not the paper's numbers
 
@@ -71,9 +73,9 @@ def test_convex_case_influence_and_gradients_find_far_flips():
 
 
 def test_damping_floors_eigenvalues():
-    assert study._damping(np.diag([2.0, 5.0]))[0] == 0.0
-    d, (lo, hi) = study._damping(np.diag([-1.0, 1000.0]))
-    assert (lo, hi) == (-1.0, 1000.0) and d == pytest.approx(1.0 + study.EIGEN_FLOOR * 1000.0)
+    assert hessian_damping(np.diag([2.0, 5.0]))[0] == 0.0
+    d, (lo, hi) = hessian_damping(np.diag([-1.0, 1000.0]))
+    assert (lo, hi) == (-1.0, 1000.0) and d == pytest.approx(1.0 + EIGEN_FLOOR * 1000.0)
 
 
 def test_layout_2d():
@@ -138,9 +140,9 @@ def test_table1_has_every_method_and_keeps_published_numbers_apart():
 
 def test_one_thread_restores_the_setting():
     before = torch.get_num_threads()
-    with study.one_thread():
+    with one_thread():
         assert torch.get_num_threads() == 1
-        with study.one_thread():  # nested (or a second tab): still one thread, restored only at the end
+        with one_thread():  # nested (or a second tab): still one thread, restored only at the end
             pass
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before

@@ -7,7 +7,9 @@ import torch
 
 from ogdash.cli import text as text_cli
 from ogdash.core.errors import OgdashError
+from ogdash.experiments import text_data
 from ogdash.experiments import textselect as ts
+from ogdash.experiments.text_encoders import HashingEncoder, TinyBertEncoder
 from ogdash.experiments.text_lora import TextLoraSettings, TextLoraTuner, lora_modules
 from ogdash.models.losses import per_sample_loss
 from ogdash.models.zoo import ModelSpec
@@ -16,14 +18,14 @@ from tests.test_textselect import tiny_corpus
 
 @pytest.fixture(scope="module")
 def encoder():
-    return ts.TinyBertEncoder(device="cpu")
+    return TinyBertEncoder(device="cpu")
 
 
 @pytest.fixture(scope="module")
 def splits(encoder):
     texts, y, classes = tiny_corpus(96)
-    sp, _ = ts.split_texts("tiny", texts, y, classes, noise=0.2, seed=0, n_train=64, n_test=32)
-    return ts.encode_splits(sp, encoder)[0]
+    sp, _ = text_data.split_texts("tiny", texts, y, classes, noise=0.2, seed=0, n_train=64, n_test=32)
+    return text_data.encode_splits(sp, encoder)[0]
 
 
 def tuner_for(encoder, splits, **kw):
@@ -83,7 +85,7 @@ def test_selection_with_lora_runs_every_method(encoder, splits):
 
 def test_lora_needs_a_transformer_encoder(splits):
     with pytest.raises(OgdashError, match="transformer encoder"):
-        ts.run_selection(splits, methods=["og_l2"], epochs=1, seeds=[0], finetune="lora", encoder=ts.HashingEncoder(32))
+        ts.run_selection(splits, methods=["og_l2"], epochs=1, seeds=[0], finetune="lora", encoder=HashingEncoder(32))
     with pytest.raises(OgdashError, match="finetune"):
         ts.run_selection(splits, methods=["og_l2"], epochs=1, seeds=[0], finetune="full")
     with pytest.raises(OgdashError, match="lr"):

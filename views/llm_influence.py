@@ -8,7 +8,8 @@ from dashboard.state import data_root, disk_cache, progress_bar
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.data.prompts import TASKS
-from ogdash.experiments.llm_prompts import LAYERS, METHODS, analyze, finetuned_model
+from ogdash.experiments.llm_gradients import LAYERS
+from ogdash.experiments.llm_prompts import METHODS, analyze, finetuned_model
 from ogdash.models.llm import LOSS_ON, MODEL_CHOICES, FinetuneSettings, LoraSettings
 from ogdash.models.prompt_lm import complete
 

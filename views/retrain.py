@@ -21,7 +21,7 @@ from dashboard.state import (
     whole_table,
 )
 from ogdash.core.errors import OgdashError
-from ogdash.detect.detectors import DETECTORS
+from ogdash.detect.registry import DETECTORS
 from ogdash.retrain import ACTIONS, NONE, RANDOM, Fix, compare, fixes_from_flags, restored
 from ogdash.review import DecisionStore
 

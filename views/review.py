@@ -19,7 +19,7 @@ from dashboard.state import (
     view,
 )
 from ogdash.core.errors import OgdashError
-from ogdash.detect.detectors import DETECTORS
+from ogdash.detect.registry import DETECTORS
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.review import DECISIONS, DecisionStore
 

@@ -7,12 +7,15 @@ from dashboard import synthetic_text as prose
 from dashboard.state import whole_table
 from ogdash.core.errors import OgdashError
 from ogdash.data.synthetic import FLIP_MODES
-from ogdash.detect.detectors import DETECTORS, budget_count, flag
+from ogdash.detect import registry
+from ogdash.detect.flags import budget_count, flag
 from ogdash.detect.metrics import detection_metrics
 from ogdash.experiments import synthetic as study
+from ogdash.experiments.synthetic_scores import DETECTOR_METHODS
 
-DETECTOR_NAMES = {"iforest": "IsolationForest", "l1": "L1 norm", "l2": "L2 norm",
-                  "ocsvm": "OneClassSVM (clean validation inliers)"}
+# the study's validation samples are clean draws of the same generator
+DETECTOR_NAMES = {k: registry.method(k).name + (" (clean validation inliers)" if registry.method(k).needs_validation
+                                                else "") for k in DETECTOR_METHODS}
 
 
 st.title("Synthetic demo: Figure 1 and Table 1, live")
@@ -39,9 +42,9 @@ with st.container(border=True):
     n_flips = int(c[4].number_input("Flipped labels", 2, n_train // 3, study.DEFAULT_FLIPS[dataset],
                                     key=f"syn_flips_{dataset}", help="Split equally between the two classes."))
     c = st.columns([1.4, 2.4])
-    detector = c[0].selectbox("Detector (panel D/H and the trim button)", list(study.DETECTOR_METHODS),
+    detector = c[0].selectbox("Detector (panel D/H and the trim button)", list(DETECTOR_METHODS),
                               format_func=DETECTOR_NAMES.get, key="syn_detector",
-                              help="\n".join(f"- {DETECTOR_NAMES[k]}: {DETECTORS.get(k, '')}" for k in study.DETECTOR_METHODS))
+                              help="\n".join(f"- {DETECTOR_NAMES[k]}: {registry.DETECTORS.get(k, '')}" for k in DETECTOR_METHODS))
     budget_pct = int(c[1].slider("Budget: % of training samples flagged", 1, 30, 10, key="syn_budget",
                                  help="10% is what the paper's released code flags in this experiment."))
 epochs = figs.EPOCHS
@@ -61,7 +64,7 @@ except Exception as e:  # show what went wrong, never a traceback
 
 train = result.case.splits.train
 noisy = train.noisy
-method = study.DETECTOR_METHODS[detector]
+method = DETECTOR_METHODS[detector]
 scores = result.scores[method]
 flags = flag(scores, budget)
 det = detection_metrics(flags, scores, noisy)

@@ -15,7 +15,8 @@ from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Timer
 from ogdash.data.files import load_splits
-from ogdash.detect.detectors import DETECTORS, RECOMMENDED, budget_count
+from ogdash.detect.flags import budget_count
+from ogdash.detect.registry import DETECTORS, RECOMMENDED, method
 from ogdash.models.zoo import MODEL_KINDS, ModelSpec
 from ogdash.retrain import ACTIONS
 
@@ -81,7 +82,7 @@ def run_scan(args) -> dict:
         splits = load_splits(args.train, args.test, args.val, args.test_share, args.seed)
     if args.epochs is not None and args.epochs < 1:
         raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
-    if args.detector == "ocsvm" and splits.val is None:
+    if method(args.detector).needs_validation and splits.val is None:
         splits = holdout_validation(splits, 0.1, args.seed)
     if args.budget != "auto":
         budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
@@ -100,7 +101,7 @@ def run_scan(args) -> dict:
     if res.detection is not None:
         out["detection"] = res.detection
     if args.retrain:
-        from ogdash.detect.ensemble import suggestions
+        from ogdash.detect.heldout import suggestions
         from ogdash.retrain import compare, fixes_from_flags, restored
 
         with timer("retrain"):

@@ -13,7 +13,7 @@ estimates. It measures sampling noise only, not a model that is wrong about
 everything.
 
 Which probabilities (``probabilities(grads, labels, source)``): ``"probe"``, the
-default, reads the held-out last layer of ``ogdash.detect.ensemble.heldout_probabilities``
+default, reads the held-out last layer of ``ogdash.detect.heldout.heldout_probabilities``
 (refitted on the last layer's inputs without each fold), so every sample is judged by
 a classifier that never saw its label; ``"model"`` reads the model's own
 probabilities, which a model that memorised its noisy labels pushes too low. On the
@@ -26,7 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ogdash.core import validate
 from ogdash.core.errors import OgdashError
+from ogdash.detect.heldout import heldout_gradients
 from ogdash.engine.gradients import GradientSet
 
 SOURCES = ("probe", "model")
@@ -55,23 +57,20 @@ class BudgetEstimate:
 
     @property
     def count(self) -> int:
+        """The budget as a number of samples."""
         return int(round(self.budget * self.n))
 
     def to_dict(self) -> dict:
+        """JSON-ready fields (what the CLI prints as suggested_budget)."""
         return {"fraction": self.fraction, "low": self.low, "high": self.high, "level": self.level,
                 "count": self.count, "source": self.source}
 
     def describe(self) -> str:
+        """One sentence for people: the estimate, its count and its interval."""
         how = {"probe": "a last layer refitted without each sample", "model": "the model's own probabilities"}.get(
             self.source, "the given probabilities")
         return (f"about {self.fraction:.1%} of the training samples ({self.count}) look mislabelled "
                 f"({self.level:.0%} bootstrap interval {self.low:.1%}–{self.high:.1%}; confident learning on {how})")
-
-
-def _check(pred_probs, labels) -> tuple[np.ndarray, np.ndarray]:
-    from ogdash.influence.baselines import _check_probs_labels
-
-    return _check_probs_labels(pred_probs, labels)
 
 
 def confident_joint(pred_probs, labels) -> np.ndarray:
@@ -83,7 +82,7 @@ def confident_joint(pred_probs, labels) -> np.ndarray:
     threshold (the most probable one when several do; nowhere when none does); each
     diagonal entry is at least 1.
     """
-    P, y = _check(pred_probs, labels)
+    P, y = validate.probs_and_labels(pred_probs, labels)
     return _confident_joint(P, y)
 
 
@@ -116,7 +115,7 @@ def noise_rate(pred_probs, labels) -> float:
     Equals ``1 - trace(cleanlab.count.estimate_joint(labels, pred_probs))`` up to
     cleanlab's rounding of counts to whole numbers.
     """
-    P, y = _check(pred_probs, labels)
+    P, y = validate.probs_and_labels(pred_probs, labels)
     return _rate(P, y)
 
 
@@ -128,8 +127,6 @@ def probabilities(grads: GradientSet, labels, source: str = DEFAULT_SOURCE, seed
         if grads.acts is None:
             raise OgdashError("the probe refits the last layer on its inputs, which dense gradients lack; "
                               "use source='model'.")
-        from ogdash.detect.ensemble import heldout_gradients
-
         return heldout_gradients(grads, labels, seed=seed).probs
     raise OgdashError(f"unknown probability source {source!r}; choose one of {', '.join(SOURCES)}.")
 
@@ -141,7 +138,7 @@ def estimate_budget(pred_probs, labels, n_boot: int = 200, level: float = 0.9, s
     n_boot resamples of the training samples (0: no interval, low = high = the estimate);
     level: the interval's central share; source: a name for where ``pred_probs`` came from.
     """
-    P, y = _check(pred_probs, labels)
+    P, y = validate.probs_and_labels(pred_probs, labels)
     if len(y) < 2:
         raise OgdashError("a budget estimate needs at least two training samples.")
     if not 0 < level < 1:
@@ -160,7 +157,5 @@ def suggest_budget(grads: GradientSet, labels, source: str = DEFAULT_SOURCE, n_b
 
     grads: the training GradientSet; labels: the given training labels (n,).
     """
-    from ogdash.detect.ensemble import check_labels
-
-    labels = check_labels(labels, grads.n)
+    labels = validate.labels(labels, grads.n)
     return estimate_budget(probabilities(grads, labels, source, seed), labels, n_boot, level, seed, source)

