@@ -1,6 +1,7 @@
 """Probes from the security review (issue 20), each reproduced: what a user, a file or a link can give."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +73,122 @@ def test_decision_exports_never_start_a_spreadsheet_formula(tmp_path):
     rows = list(csv.DictReader(path.read_text().splitlines()))
     assert all(r["reviewer"].startswith("'") and r["note"].startswith("'") for r in rows)
     assert [r["sample_id"] for r in rows] == ["1", "2"]  # numbers are left as they are
+
+
+# ------------------------------------------------------------------ finding 4: small files that explode in memory
+
+def _refuse_to_parse(monkeypatch):
+    """Make every full read fail: a refusal must come from headers alone."""
+    import pandas as pd
+
+    def boom(*a, **k):
+        raise AssertionError("read in full before the limits were checked")
+    monkeypatch.setattr(np, "load", boom)
+    monkeypatch.setattr(pd, "read_csv", boom)
+
+
+def test_an_npz_bomb_is_refused_from_its_headers(tmp_path, monkeypatch):
+    """Finding 4: a 232 KB .npz decompressed to 240 million values (+1.4 GB) before anything was checked."""
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, X=np.zeros((60_000, 4_000), np.uint8), y=np.arange(60_000) % 2)
+    assert path.stat().st_size < 300_000
+    _refuse_to_parse(monkeypatch)
+    with pytest.raises(OgdashError, match=r"240,000,000 values.*limit of 50,000,000 \(OGDASH_MAX_ELEMENTS\)"):
+        load_file(path)
+
+
+def test_the_element_limit_is_a_setting(tmp_path, monkeypatch):
+    path = tmp_path / "small.npz"
+    np.savez(path, X=np.ones((100, 10)), y=np.arange(100) % 2)
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "500")
+    with pytest.raises(OgdashError, match="over the limit of 500 .*raise OGDASH_MAX_ELEMENTS"):
+        load_file(path)
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "1000")
+    assert load_file(path).X.shape == (100, 10)
+    for bad in ("lots", "-3", "0"):  # a malformed setting means the default, never a crash
+        monkeypatch.setenv("OGDASH_MAX_ELEMENTS", bad)
+        assert load_file(path).n == 100
+
+
+def test_a_csv_with_300000_columns_is_refused_from_its_header(tmp_path, monkeypatch):
+    """Finding 4: a 3.3 MB CSV with 300,000 columns took 18 s and +0.8 GB to parse."""
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"f{j}" for j in range(300_000)) + ",label\n" + "0," * 300_000 + "1\n")
+    text = tmp_path / "wide_text.csv"
+    text.write_text("text,label," + ",".join(f"c{j}" for j in range(300_000)) + "\n")
+    _refuse_to_parse(monkeypatch)
+    with pytest.raises(OgdashError, match=r"300,001 columns, over the limit of 10,000 \(OGDASH_MAX_COLUMNS\)"):
+        load_file(path)
+    with pytest.raises(OgdashError, match="OGDASH_MAX_COLUMNS"):
+        load_text_csv(text)
+    monkeypatch.setenv("OGDASH_MAX_COLUMNS", "100")  # a header line that never ends is refused too
+    endless = tmp_path / "endless.csv"
+    endless.write_text("x" * 200_000)
+    with pytest.raises(OgdashError, match="more than 1 columns"):
+        load_file(endless)
+
+
+def test_an_image_folder_is_capped_by_files_times_size(tmp_path, monkeypatch):
+    """Finding 4: 5,000 tiny images at size 128 became 312 MB; the cap counts images x channels x size²
+    before a single pixel is decoded."""
+    from PIL import Image
+
+    from ogdash.data import folders
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(20):
+            Image.new("L", (4, 4), i).save(tmp_path / c / f"{i}.png")
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "100000")
+    monkeypatch.setattr(folders, "_shrunk", lambda *a: pytest.fail("decoded before the cap was checked"))
+    with pytest.raises(OgdashError, match=r"40 images of 1 channel\(s\) at 128x128 would hold 655,360 values"):
+        folders.load_image_folder(tmp_path, 128)
+
+
+def test_images_are_read_as_before_when_small(tmp_path):
+    """Shrinking while reading changes nothing for images up to a few times the size."""
+    from PIL import Image
+
+    from ogdash.data.folders import load_image_folder
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i, mode in enumerate(("RGB", "L", "RGBA", "P")):
+            im = Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8), "RGB").convert(mode)
+            im.save(tmp_path / c / f"{i}.png")
+            arrays[f"{c}/{i}.png"] = np.asarray(im.convert("RGB").resize((16, 16)), np.float32) / 255.0
+    ds = load_image_folder(tmp_path, 16)
+    expected = np.stack([np.transpose(arrays[s], (2, 0, 1)) for s in ds.sources])
+    np.testing.assert_array_equal(ds.X, expected)
+
+
+PEAK = """
+import resource, sys
+from ogdash.data.folders import load_image_folder
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ds = load_image_folder(sys.argv[1], 32)
+assert ds.X.shape == (6, 3, 32, 32), ds.X.shape
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
+"""
+
+
+def test_large_images_are_shrunk_while_read(tmp_path):
+    """Finding 4: six 8000x8000 PNGs (1.1 MB on disk) took +2 GB, because every full-resolution image was kept
+    until all were read. Now one image is decoded at a time: the peak is about one image, not six."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("RGB", (5000, 5000), (40 * i, 90, 200)).save(tmp_path / c / f"{i}.png")
+    out = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path)], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    added_mb = int(out.stdout.split()[-1])
+    one_image_mb = 5000 * 5000 * 4 / 2**20  # Pillow holds RGB as 4 bytes a pixel: 95 MB
+    assert added_mb < 3 * one_image_mb, added_mb  # all six kept would be 572 MB

@@ -8,6 +8,7 @@ CIFAR-N label files (``CIFAR-10_human.pt``, ``CIFAR-100_human.pt``) load with
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 from dataclasses import replace
@@ -17,7 +18,9 @@ import numpy as np
 
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
+from ogdash.data.limits import check_elements, check_image_pixels, check_npz
 
+GRAY_MODES = {"L", "1", "I", "I;16", "F"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -28,9 +31,6 @@ def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name:
     skipped (as torchvision does); an unreadable image is an error that names it.
     ``grayscale=None`` picks grey when every image is single-channel.
     """
-    from PIL import Image, UnidentifiedImageError
-    from PIL.Image import DecompressionBombError
-
     root = Path(root)
     if not root.is_dir():
         raise OgdashError(f"image folder not found: {root}; check the path "
@@ -45,22 +45,52 @@ def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name:
             raise OgdashError(f"{d}: class folder holds no images; add images or remove the folder.")
         files += imgs
         labels += [c] * len(imgs)
-    images, modes = [], set()
+    # first the headers (mode and size, nothing decoded): the checks need no pixel
+    modes = set()
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                modes.add(im.mode)
-                images.append(im.copy())
-        except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-            raise OgdashError(f"{f}: is not a readable image ({type(e).__name__}); fix or remove it.") from e
-    gray = grayscale if grayscale is not None else modes <= {"L", "1", "I", "I;16", "F"}
-    arr = np.stack([np.asarray(im.convert("L" if gray else "RGB").resize((size, size)), dtype=np.float32) / 255.0
-                    for im in images])
-    X = arr[:, None] if gray else np.transpose(arr, (0, 3, 1, 2))
+        with _opened(f) as im:
+            check_image_pixels(f, *im.size)
+            modes.add(im.mode)
+    gray = grayscale if grayscale is not None else modes <= GRAY_MODES
+    channels = 1 if gray else 3
+    check_elements(len(files) * channels * size * size, f"{len(files):,} images of {channels} channel(s) at "
+                   f"{size}x{size}", root)
+    # then each image, shrunk as it is read: never more than one full-resolution image in memory
+    X = np.empty((len(files), channels, size, size), np.float32)
+    for i, f in enumerate(files):
+        with _opened(f) as im:
+            small = _shrunk(im, "L" if gray else "RGB", size)
+        X[i] = small[None] if gray else np.transpose(small, (2, 0, 1))
+        X[i] /= 255.0
     # ids are positions in the sorted listing; each sample keeps its path relative to the folder
     return make_dataset(name or root.name, X, labels, tuple(d.name for d in class_dirs),
                         sources=[f.relative_to(root).as_posix() for f in files])
+
+
+@contextlib.contextmanager
+def _opened(f: Path):
+    """An image opened lazily (header read, pixels not yet), or the one-line error that names it."""
+    from PIL import Image, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
+
+    try:
+        with Image.open(f) as im:
+            yield im
+    except OgdashError:
+        raise
+    except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise OgdashError(f"{f}: is not a readable image ({type(e).__name__}); fix or remove it.") from e
+
+
+def _shrunk(im, mode: str, size: int) -> np.ndarray:
+    """``im`` as a (size, size[, 3]) uint8 array in ``mode``; a large JPEG is decoded at a reduced scale
+    (``draft``) and a large image of any kind is reduced by an integer factor before the resampling."""
+    if min(im.size) >= 4 * size:  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, still at least 2x the size
+        im.draft(mode, (2 * size, 2 * size))
+    im.load()
+    if im.mode != mode:  # convert() to the same mode would copy the full-resolution image
+        im = im.convert(mode)
+    return np.asarray(im.resize((size, size), reducing_gap=3.0), dtype=np.uint8)
 
 
 def load_folder_splits(root, size: int = 32, test=None, test_share: float = 0.2, noise_rate: float = 0.0,
@@ -200,6 +230,7 @@ def load_cifar_n(path, key: str | None, n: int, n_classes: int) -> np.ndarray:
         raise OgdashError(f"noisy-label file not found: {path}; check the path "
                           "(relative paths start at the data root).")
     if path.suffix == ".npz":
+        check_npz(path)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     else:

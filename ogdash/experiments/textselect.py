@@ -45,6 +45,7 @@ from ogdash.core.cache import DiskCache, cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset, Splits, make_dataset
+from ogdash.data.limits import csv_header
 from ogdash.data.noise import inject_noise
 from ogdash.detect.detectors import flag, score
 from ogdash.engine.gradients import GradientSet, extract_gradients
@@ -118,6 +119,7 @@ def load_text_csv(path) -> tuple[list[str], np.ndarray, np.ndarray | None, tuple
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".tsv"):
         raise OgdashError(f"{path.name}: is not a .csv or .tsv file; give a CSV with text and label columns.")
+    csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")  # columns capped before parsing
     try:
         df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     except (OSError, ValueError) as e:
