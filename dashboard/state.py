@@ -258,7 +258,7 @@ def _load_splits(cfg: dict) -> Splits:
 
         return load_folder_splits(cfg["path"], int(cfg.get("size", 32)), cfg.get("test"),
                                   float(cfg.get("test_share", 0.2)), cfg.get("noise_rate", 0.0),
-                                  cfg.get("noise_kind", "uniform"), int(cfg.get("seed", 0)))
+                                  cfg.get("noise_kind", "uniform"), int(cfg.get("seed", 0)), within=data_root())
     if src == "text":  # texts embedded by a sentence encoder (the Text data selection page)
         from ogdash.experiments.textselect import load_text_splits
         from ogdash.pipeline import holdout_validation
@@ -271,7 +271,7 @@ def _load_splits(cfg: dict) -> Splits:
     if src == "cifar":
         from ogdash.data.folders import load_cifar
 
-        return load_cifar(cfg["path"], cfg.get("noisy_labels"), cfg.get("noise_key"))
+        return load_cifar(cfg["path"], cfg.get("noisy_labels"), cfg.get("noise_key"), within=data_root())
     raise OgdashError(f"unknown data source {src!r}.")
 
 

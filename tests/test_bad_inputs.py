@@ -160,6 +160,13 @@ def build_data_root(base: Path) -> Path:
     (evil / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps({b"data": Payload(base / PWNED),
                                                                                b"labels": [0]}))
     _fake_cifar10(root / "cifar_ok")
+    # symlinks below the root that leave it (issue 20, finding 8): a class folder, a CIFAR folder
+    _image_folder(outside / "dogs", classes=("dog",))
+    linked = _image_folder(im / "linked_class", classes=("cat",))
+    os.symlink(outside / "dogs" / "dog", linked / "dog")
+    _fake_cifar10(outside / "cifar")
+    (root / "cifar_linked").mkdir()
+    os.symlink(outside / "cifar" / "cifar-10-batches-py", root / "cifar_linked" / "cifar-10-batches-py")
     torch.save({"worse_label": Payload(base / PWNED)}, root / "cifar_n_code.pt")
 
     (root / "decisions_junk.sqlite").write_bytes(JUNK_STORE)
@@ -463,6 +470,11 @@ CASES = [
     Case("shared link (URL) whose paths escape the data root: ignored, the default data opens", B_PATH,
          lambda r: None, None, page=lambda at: at, keeps=None,
          page_query={"data": {"source": "files", "train": "../outside/secret.npz", "test": "good_test.npz"}}),
+    Case("image class folder linked out of the data root", B_PATH,
+         lambda r: load_image_folder(r / "images/linked_class", within=r), r"dog/0\.png: is outside the data root",
+         page=lambda at: use_folder(at, "images/linked_class")),
+    Case("CIFAR folder linked out of the data root", B_PATH, lambda r: load_cifar(r / "cifar_linked", within=r),
+         r"data_batch_1: is outside the data root", page=lambda at: use_cifar(at, "cifar_linked")),
     # --- uploads
     Case("upload over the size limit", B_UPLOAD, lambda r: check_upload_size("big.npz", 3 * 2**20, 2),
          r"big\.npz: is [0-9.]+ MB, over the [0-9.]+ MB upload limit", page=lambda at: upload(at, "big.npz", 4096),
