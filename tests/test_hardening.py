@@ -192,3 +192,50 @@ def test_large_images_are_shrunk_while_read(tmp_path):
     added_mb = int(out.stdout.split()[-1])
     one_image_mb = 5000 * 5000 * 4 / 2**20  # Pillow holds RGB as 4 bytes a pixel: 95 MB
     assert added_mb < 3 * one_image_mb, added_mb  # all six kept would be 572 MB
+
+
+# ------------------------------------------------------------------ finding 7: imported decisions from the future
+
+def _decisions_csv(path, rows):
+    path.write_text("dataset,sample_id,decision,new_label,reviewer,timestamp,note\n"
+                    + "".join(f"fp,{sid},{dec},,{who},{stamp},\n" for sid, dec, who, stamp in rows))
+    return path
+
+
+def test_an_imported_decision_from_the_future_is_refused(tmp_path):
+    """Finding 7: a row dated 9999-01-01 outranked every later decision, forever ("latest timestamp wins")."""
+    store = DecisionStore(tmp_path / "d.sqlite")
+    store.record("fp", 1, "keep", "ann")
+    future = _decisions_csv(tmp_path / "future.csv", [(2, "keep", "eve", "2020-01-01T00:00:00+00:00"),
+                                                       (1, "remove", "eve", "9999-01-01T00:00:00+00:00")])
+    with pytest.raises(OgdashError, match="Row 2 of future.csv is dated 9999-01-01 00:00 UTC, in the future"):
+        store.import_(future)
+    assert store.history("fp")[["sample_id", "decision"]].values.tolist() == [[1, "keep"]]  # nothing imported
+    store.record("fp", 1, "relabel", "ann", new_label=0)  # a later decision still wins
+    assert store.current("fp")["decision"].tolist() == ["relabel"]
+    # a few seconds ahead (another machine's clock) is accepted, and an old import never outranks newer decisions
+    from datetime import datetime, timedelta, timezone
+
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
+    assert store.import_(_decisions_csv(tmp_path / "ok.csv", [(2, "remove", "bob", soon),
+                                                              (1, "keep", "bob", "2020-01-01T00:00:00")])) == 2
+    assert store.current("fp")[["sample_id", "decision"]].values.tolist() == [[1, "relabel"], [2, "remove"]]
+
+
+@pytest.mark.parametrize("sample_id, stamp, needle", [
+    (10**30, "2020-01-01T00:00:00", r"Row 1 of bad.csv: sample_id '10{30}' is out of range"),
+    (2**63, "2020-01-01T00:00:00", "out of range"),
+    ("1e400", "2020-01-01T00:00:00", "must be an integer"),
+    (1, "9999-12-31T23:59:59-05:00", "Row 1 of bad.csv has a bad timestamp"),  # OverflowError on the way to UTC
+    (1, "0001-01-01T00:00:00+05:00", "bad timestamp"),
+])
+def test_out_of_range_imports_give_one_line(tmp_path, sample_id, stamp, needle):
+    """Finding 7: sample_id=10**30 and a far-future timestamp with an offset raised an uncaught OverflowError."""
+    store = DecisionStore(tmp_path / "d.sqlite")
+    store.record("fp", 1, "keep", "ann")
+    with pytest.raises(OgdashError, match=needle) as err:
+        store.import_(_decisions_csv(tmp_path / "bad.csv", [(sample_id, "keep", "eve", stamp)]))
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+    assert len(store.history("fp")) == 1  # no decision lost or added
+    with pytest.raises(OgdashError, match="out of range"):
+        store.record("fp", 10**30, "keep", "ann")  # the same check when a decision is recorded
