@@ -239,3 +239,48 @@ def test_out_of_range_imports_give_one_line(tmp_path, sample_id, stamp, needle):
     assert len(store.history("fp")) == 1  # no decision lost or added
     with pytest.raises(OgdashError, match="out of range"):
         store.record("fp", 10**30, "keep", "ann")  # the same check when a decision is recorded
+
+
+# ------------------------------------------------------------------ finding 12: large-model cache keys
+
+def _sparse(path, size: int, middle: bytes = b"") -> None:
+    """A file of ``size`` bytes that takes no disk space; ``middle`` written half-way."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        if middle:
+            f.seek(size // 2)
+            f.write(middle)
+
+
+@pytest.mark.slow  # hashes 4 GiB (sparse files: no disk space), about 10-25 s
+def test_two_large_models_never_share_a_cache_key(tmp_path):
+    """Finding 12: above 2 GiB the weights digest hashed only the size and the first and last 16 MiB, so two
+    different 2 GiB models got the same key (and one's cached gradients were served for the other)."""
+    from ogdash.models.llm import model_key
+
+    keys = []
+    for name, middle in (("a", b""), ("b", b"another model")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text('{"model_type": "llama"}')
+        _sparse(folder / "model.safetensors", (2 << 30) + 1, middle)
+        keys.append(model_key(str(folder), device="cpu"))
+    assert keys[0] != keys[1]
+
+
+def test_a_file_is_hashed_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    from ogdash.core import cache as cache_module
+    from ogdash.core.cache import file_digest
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"x" * 1000)
+    first = file_digest(path, tmp_path / "cache")
+    import hashlib
+
+    assert first == hashlib.sha256(b"x" * 1000).hexdigest()  # the whole content
+    cache_module._DIGESTS.clear()  # a new process: the digest is read back from beside the cache, not recomputed
+    monkeypatch.setattr(cache_module, "_sha256", lambda p: pytest.fail("hashed again"))
+    assert file_digest(path, tmp_path / "cache") == first
+    monkeypatch.undo()
+    path.write_bytes(b"y" * 1000)  # same size, new content
+    assert file_digest(path, tmp_path / "cache") == hashlib.sha256(b"y" * 1000).hexdigest()
