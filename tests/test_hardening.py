@@ -318,3 +318,32 @@ def test_a_new_seed_does_not_encode_the_texts_again(tmp_path):
     np.testing.assert_array_equal(again.train.X, first.train.X)
     direct = Counting(16).encode(list(other.train.texts))
     np.testing.assert_allclose(other.train.X, direct, rtol=1e-6)  # rows in the selection's order
+
+
+# ------------------------------------------------------------------ finding 9: user strings are shown literally
+
+IMAGE_LINK = "![me](http://evil.invalid/pixel.png)"
+PLOTLY_LINK = "<a href='http://evil.invalid'>dog</a>"
+
+
+def test_markdown_and_html_escapers():
+    from dashboard.escape import html, md
+
+    for text in (IMAGE_LINK, "[x](http://evil.invalid)", "www.evil.invalid", "a\n# heading", ":red[x] $x$ <b>",
+                 "x@evil.invalid", "&lt;b&gt;"):
+        escaped = md(text)
+        assert "\n" not in escaped
+        assert not re.search(r"(?<!\\)[\[\]()<>#:$&@.]", escaped), escaped  # no syntax character left unescaped
+        assert seen(escaped) == text.replace("\n", " ")  # and the reader sees the text as typed
+    assert "<" not in html(PLOTLY_LINK) and "&lt;a href=&#x27;" in html(PLOTLY_LINK)
+
+
+def _unescaped_link(text: str) -> bool:
+    return bool(re.search(r"(?<!\\)!?(?<!\\)\[[^\]]*(?<!\\)\]\((?!\))", text))
+
+
+def _markdown_shown(at) -> list[str]:
+    out = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title"):
+        out += [e.value for e in getattr(at, kind)] + [e.value for e in getattr(at.sidebar, kind)]
+    return out
