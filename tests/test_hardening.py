@@ -292,6 +292,224 @@ def test_a_file_is_hashed_once_and_again_when_it_changes(tmp_path, monkeypatch):
     assert file_digest(path, tmp_path / "cache") == hashlib.sha256(b"y" * 1000).hexdigest()
 
 
+# ------------------------------------------------------------------ finding 3: the URL's configuration is checked whole
+
+ANALYSIS_PAGES = ["views/home.py", "views/data.py", "views/gradient_space.py", "views/review.py", "views/retrain.py"]
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    import streamlit as st
+
+    st.cache_resource.clear()  # the app's process-wide memo must not leak between tests
+    root = tmp_path / "root"
+    (root / "imgs" / "a").mkdir(parents=True)
+    (root / "imgs" / "b").mkdir()
+    from PIL import Image
+
+    for c in ("a", "b"):
+        for i in range(8):
+            Image.new("L", (6, 6), 30 * i).save(root / "imgs" / c / f"{i}.png")
+    torch_file = root / "small.pt"
+    import torch
+
+    torch.save({"fc.weight": torch.zeros(2, 4)}, torch_file)
+    monkeypatch.setenv("OGDASH_DATA_ROOT", str(root))
+    monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
+    return root
+
+
+def open_link(query: dict, page: str = "views/data.py"):
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in query.items()})
+    at.run()
+    assert not at.exception, at.exception
+    errors = [seen(e.value) for e in at.error]
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at, errors
+
+
+BAD_LINKS = [
+    ({"data": {"source": "imagefolder", "path": "imgs", "size": 2000}}, r"size: 2000 is not a whole number from 8 to 128"),
+    ({"data": {"source": "builtin", "name": "digits", "seed": -1}}, r"seed: -1 is not a whole number"),
+    ({"data": {"source": "builtin", "name": "cifar1000"}}, r"name: 'cifar1000' is not one of"),
+    ({"data": {"source": "ftp", "path": "x"}}, r"source 'ftp' is not one of builtin, files"),
+    ({"data": {"source": "files"}}, r"'train' is missing"),
+    ({"data": {"source": "builtin", "name": "digits", "noise_rate": float("nan")}}, r"noise_rate: nan is not a number"),
+    ({"data": {"source": "builtin", "name": "digits", "extra": 1}}, r"'extra' is not a setting of source builtin"),
+    ({"data": [1, 2]}, r"not a set of named settings"),
+    ({"data": "{not json"}, r"data settings were not used \(they are not readable\)"),
+    ({"model": {"kind": "torchvision"}}, r"model settings were not used \('arch' is missing\)"),
+    ({"model": {"kind": "torchvision", "arch": "vit_h_14", "weights": "missing.pt"}},
+     r"weights: missing\.pt is not an existing file under the data root"),
+    ({"model": {"kind": "torchvision", "arch": "not_a_net", "weights": "small.pt"}}, r"arch: 'not_a_net' is not one"),
+    ({"model": {"kind": "mlp", "hidden": [10**9]}}, r"hidden: 1000000000 is not a whole number from 1 to 4,096"),
+    ({"model": {"kind": "mlp", "epochs": 10**12}}, r"epochs: 1000000000000 is not a whole number"),
+]
+
+
+@pytest.mark.parametrize("query, needle", BAD_LINKS, ids=lambda x: re.sub(r"\W+", "_", str(x))[:50])
+def test_a_bad_link_gives_one_message_and_the_defaults(app_env, query, needle, monkeypatch):
+    """Finding 3: only a link's paths were checked. size=2000 on 15 small images took memory from 0.95 to 2.5 GB;
+    arch=vit_h_14 built a 3.5 GB model on every rerun before noticing the missing weights file; a torchvision model
+    without 'arch' showed a KeyError traceback on every page."""
+    from ogdash.models import zoo
+
+    monkeypatch.setattr(zoo, "torchvision_model", lambda *a: pytest.fail("a model was built from a bad link"))
+    at, errors = open_link(query)
+    assert len(errors) == 1 and re.search(needle, errors[0]), errors
+    assert "\n" not in errors[0] and "Traceback" not in errors[0]
+    assert at.session_state["data_config"]["name"] == "digits" if "data" in query else True  # the defaults
+    if "model" in query:
+        assert at.session_state["model_config"]["kind"] == "cnn"
+    for page in ANALYSIS_PAGES:  # every page opens, and the message is not repeated
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        assert not any("link's" in seen(e.value) for e in at.error), page
+
+
+def test_a_good_link_still_opens_what_it_names(app_env):
+    link = {"data": {"source": "imagefolder", "path": "imgs", "size": 16, "test_share": 0.25, "seed": 0,
+                     "noise_rate": 0.0, "noise_kind": "uniform", "test": None},
+            "model": {"kind": "cnn", "seed": 3, "epochs": 2}}
+    at, errors = open_link(link)
+    assert not errors, errors
+    assert at.session_state["data_config"]["path"] == str(app_env / "imgs")
+    assert at.session_state["model_config"] == {"kind": "cnn", "seed": 3, "epochs": 2}
+    assert next(m for m in at.metric if m.label == "Training samples").value == "12"
+
+
+def test_weights_are_checked_before_a_model_is_built(tmp_path):
+    """Finding 3: arch=vit_h_14 with someone else's weights built the 2.5 GB model before the mismatch was seen;
+    the file's names and shapes are now compared with the architecture built on the meta device."""
+    import resource
+
+    import torch
+
+    from ogdash.models.train import load_torchvision
+
+    path = tmp_path / "small.pt"
+    torch.save({"fc.weight": torch.zeros(2, 4)}, path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(OgdashError, match=r"does not fit this architecture .*load weights saved from vit_h_14"):
+        load_torchvision("vit_h_14", 2, path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) < 1 << 20  # KiB: far below the 2.5 GB
+    with pytest.raises(OgdashError, match="weights file not found"):
+        load_torchvision("resnet18", 2, tmp_path / "nope.pt")
+
+
+def test_the_process_memo_is_bounded():
+    """Finding 3: every distinct link added a never-evicted entry to the process-wide memo (13 links: +300 MB)."""
+    from dashboard.memo import Memo, sizeof
+
+    memo = Memo(max_entries=3, max_bytes=10 << 20)
+    for i in range(5):
+        memo.get(f"k{i}", lambda: np.zeros(1 << 17))  # 1 MiB each
+    assert len(memo) == 3 and "k0" not in memo and "k4" in memo
+    memo.get("k2")  # used: now the most recent
+    memo.get("k5", lambda: 1)
+    assert "k2" in memo and "k3" not in memo
+    memo.get("big", lambda: np.zeros(3 << 20))  # 24 MiB, over the cap alone: kept (it is the newest), others go
+    assert list(memo._items) == ["big"]
+    memo.get("small", lambda: "x")
+    assert "big" not in memo and "small" in memo
+    import torch
+
+    model = torch.nn.Linear(1000, 100)
+    assert sizeof(model) == 4 * (1000 * 100 + 100)
+    a = np.zeros(1000)
+    assert sizeof({"a": a, "view": a[:10], "again": a}) >= 8000 and sizeof({"a": a, "view": a[:10]}) < 9000
+
+
+def test_many_links_do_not_grow_the_memo(app_env, monkeypatch):
+    monkeypatch.setenv("OGDASH_MEMO_ENTRIES", "4")
+    for seed in range(6):
+        open_link({"data": {"source": "builtin", "name": "digits", "seed": seed, "noise_rate": 0.2,
+                            "noise_kind": "uniform"}})
+    from dashboard.state import _memo
+
+    assert 1 <= len(_memo()) <= 4  # the app's own memo (st.cache_resource is process-wide)
+
+
+def test_no_traceback_reaches_a_browser():
+    """Finding 3: uncaught errors showed tracebacks; Streamlit shows a generic message with showErrorDetails 'none'.
+    Finding 14: Streamlit refuses an upload over server.maxUploadSize before the app holds it."""
+    import tomllib
+
+    from streamlit import config
+
+    from dashboard.nav import ROOT
+    from dashboard.state import max_upload_mb
+
+    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert settings["client"]["showErrorDetails"] == config.ShowErrorDetailsConfigOptions.NONE.value
+    assert settings["server"]["maxUploadSize"] == max_upload_mb() == 200
+
+
+def test_every_link_the_app_writes_passes_the_schema(app_env):
+    """The schema is strict (unknown keys refused): each data and model choice the pages make must pass it."""
+    from dashboard.schema import data_from_link, model_from_link
+    from dashboard.state import DEFAULT_DATA, DEFAULT_MODEL, PRESET_DATA, PRESET_MODEL
+
+    _rows_csv(app_env / "t.csv", 20)
+    (app_env / "texts.csv").write_text("text,label\n" + "".join(f"t {i},{i % 2}\n" for i in range(20)))
+    datas = [DEFAULT_DATA, PRESET_DATA, {"source": "builtin", "name": "moons", "seed": 3, "flip_mode": "far"},
+             {"source": "files", "train": "t.csv", "test": "t.csv", "val": "t.csv", "test_share": 0.2, "seed": 0},
+             {"source": "imagefolder", "path": "imgs", "size": 32, "test": "imgs", "test_share": 0.2,
+              "noise_rate": 0.1, "noise_kind": "uniform", "seed": 0},
+             {"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2, "seed": 0, "n_train": 4000,
+              "n_test": 1000, "encoder": "minilm"},
+             {"source": "text", "name": None, "path": "texts.csv", "noise": 0.2, "seed": 0, "n_train": None,
+              "n_test": None, "encoder": "hashing"},
+             {"source": "cifar", "path": "imgs", "noisy_labels": "small.pt", "noise_key": "worse_label"}]
+    for cfg in datas:
+        assert data_from_link(json.loads(json.dumps(cfg)), app_env)["source"] == cfg["source"]
+    for cfg in [DEFAULT_MODEL, PRESET_MODEL, {"kind": "mlp", "hidden": (16, 16), "epochs": None, "seed": 0},
+                {"kind": "logreg", "seed": 0, "hidden": [128]}, {"kind": "paper_mlp", "seed": 1, "epochs": 5},
+                {"kind": "torchvision", "arch": "resnet18", "weights": "small.pt"}]:
+        assert model_from_link(json.loads(json.dumps(cfg)), app_env)["kind"] == cfg["kind"]
+
+
+# ------------------------------------------------------------------ finding 6: a changed file is seen
+
+def _rows_csv(path, n):
+    rng = np.random.default_rng(n)
+    path.write_text("f1,f2,label\n" + "".join(f"{a:.4f},{b:.4f},{i % 2}\n" for i, (a, b) in
+                                               enumerate(rng.normal(size=(n, 2)))))
+
+def test_a_rewritten_file_is_loaded_again(app_env):
+    """Finding 6: the process memo keyed files by path, so a CSV rewritten from 100 to 400 rows still showed 90
+    training samples in a new session, and decisions were recorded against the old data's fingerprint."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+
+    path = app_env / "rows.csv"
+    _rows_csv(path, 100)
+    cfg = {"source": "files", "train": str(path), "test": None, "test_share": 0.1, "seed": 0}
+
+    def training_samples(at=None):
+        if at is None:  # a new browser session in the same app process
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+            at.session_state["data_config"] = dict(cfg)
+            at.run()
+            at.switch_page("views/data.py")
+        at.run()
+        assert not at.exception, at.exception
+        return at, next(m for m in at.metric if m.label == "Training samples").value
+
+    at, n = training_samples()
+    assert n == "90"
+    _rows_csv(path, 400)
+    assert training_samples()[1] == "360"
+    assert training_samples(at)[1] == "360"  # and the first session sees it on its next run
+
+
 # ------------------------------------------------------------------ finding 14: texts are encoded once, whatever the seed
 
 def test_a_new_seed_does_not_encode_the_texts_again(tmp_path):
