@@ -510,6 +510,90 @@ def test_a_rewritten_file_is_loaded_again(app_env):
     assert training_samples(at)[1] == "360"  # and the first session sees it on its next run
 
 
+# ------------------------------------------------------------------ findings 2 and 11: uploads
+
+def _texts_csv(n_rows: int, size: int, word: str) -> bytes:
+    """A text CSV of ``n_rows`` rows padded to exactly ``size`` bytes."""
+    rows = [f"{word} number {i} is {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n" for i in range(n_rows)]
+    body = "text,label\n" + "".join(rows)
+    pad = size - len(body.encode())
+    assert pad >= 0
+    return ("text,label\n" + rows[0].replace(",", " " * pad + ",", 1) + "".join(rows[1:])).encode()
+
+
+def test_two_sessions_uploading_the_same_name_and_size_never_share(app_env, monkeypatch):
+    """Finding 2: the text page memoised an upload by (file name, size), so two browser sessions uploading
+    different files with the same name and size shared one experiment."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+
+    monkeypatch.setenv("OGDASH_TEXT_ENCODER", "hashing")
+    files = {"first": _texts_csv(30, 2400, "film"), "second": _texts_csv(60, 2400, "show")}
+    assert len(files["first"]) == len(files["second"]) and files["first"] != files["second"]
+    seen_paths = {}
+    for who, data in files.items():
+        at = AppTest.from_file(str(ROOT / "views/text_selection.py"), default_timeout=240).run()
+        at.radio(key="ts_source").set_value("csv").run()
+        at.file_uploader(key="ts_csv_upload").set_value(("reviews.csv", data, "text/csv")).run()
+        at.multiselect(key="ts_methods").set_value(["og_l2", "random"])
+        at.number_input(key="ts_epochs").set_value(1)
+        at.number_input(key="ts_seeds").set_value(1)
+        at.button(key="ts_run").click().run()
+        assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+        path = Path(at.session_state["ts_last"][0][0])
+        assert path.read_bytes() == data  # this session's own file
+        seen_paths[who] = path
+        assert {m.label: m.value for m in at.metric}["Training texts"] == str(len(data.splitlines()) - 1 - (
+            len(data.splitlines()) - 1) // 5)
+    assert seen_paths["first"] != seen_paths["second"]
+
+
+def test_an_upload_is_staged_once_and_removed_with_its_session(tmp_path, monkeypatch):
+    """Finding 11: each press of "Use these files" staged the upload into a new temporary folder, and nothing
+    removed them. Now a session stages each content once, keeps a few, and its folder goes with the session."""
+    import gc
+
+    from dashboard import uploads
+    from dashboard.uploads import KEEP, Staging
+
+    staging = Staging(tmp_path)
+    first = staging.add("a.csv", b"1,2\n")
+    assert staging.add("a.csv", b"1,2\n") == first and first.read_bytes() == b"1,2\n"
+    in_use = staging.add("../../b.csv", b"in use")  # a name never leaves the session's folder
+    assert in_use.parent.parent == staging.folder and in_use.name == "b.csv"
+    for i in range(KEEP + 3):
+        staging.add(f"{i}.csv", str(i).encode(), in_use=[in_use])
+    kept = sorted(p.name for p in staging.folder.rglob("*.csv"))
+    assert len(kept) == KEEP + 1 and "b.csv" in kept and "a.csv" not in kept  # the latest few and the one in use
+    folder = staging.folder
+    del staging
+    gc.collect()
+    assert not folder.exists()  # the session ended: its uploads are gone
+
+    made = []
+    real = uploads.tempfile.mkdtemp
+    monkeypatch.setattr(uploads.tempfile, "mkdtemp", lambda *a, **k: made.append(1) or real(*a, **k))
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+
+    monkeypatch.setenv("OGDASH_DATA_ROOT", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    at.switch_page("views/data.py").run()
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, X=np.arange(80.0).reshape(40, 2), y=np.arange(40) % 2)
+    at.file_uploader[0].set_value(("train.npz", buf.getvalue(), "application/octet-stream")).run()
+    for _ in range(3):
+        next(b for b in at.button if b.label == "Use these files").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+    staged = at.session_state["_uploads"]
+    assert len(list(staged.folder.rglob("train.npz"))) == 1
+    assert len(made) <= 2  # the process's staging root (once) and this session's folder: not one per press
+
+
 # ------------------------------------------------------------------ finding 14: texts are encoded once, whatever the seed
 
 def test_a_new_seed_does_not_encode_the_texts_again(tmp_path):
@@ -565,3 +649,39 @@ def _markdown_shown(at) -> list[str]:
     for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title"):
         out += [e.value for e in getattr(at, kind)] + [e.value for e in getattr(at.sidebar, kind)]
     return out
+
+
+def test_user_strings_are_escaped_on_every_page(app_env):
+    """Finding 9: reviewer names, class names and texts went into st.markdown unescaped: an image link in a
+    reviewer name made the browser fetch an outside URL, and a class name became a link in the plot legend."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    np.savez(app_env / "[evil](http:x).npz", X=rng.normal(size=(60, 2)) + 2.0 * y[:, None], y=y,
+             classes=np.array([IMAGE_LINK, PLOTLY_LINK]))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["data_config"] = {"source": "files", "train": str(app_env / "[evil](http:x).npz"),
+                                       "test": None, "test_share": 0.2, "seed": 0}
+    at.session_state["model_config"] = {"kind": "mlp", "seed": 0, "epochs": 5}
+    at.run()
+    at.switch_page("views/data.py").run()
+    next(b for b in at.button if b.label == "Train model").click().run()
+    at.switch_page("views/gradient_space.py").run()
+    next(b for b in at.button if b.label == "Extract gradients").click().run()
+    at.switch_page("views/review.py").run()
+    at.text_input(key="_reviewer").set_value(IMAGE_LINK).run()
+    next(b for b in at.button if b.key and b.key.startswith("remove_")).click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    shown = _markdown_shown(at)
+    assert any("decided" in s and seen(s).endswith(f"({IMAGE_LINK})") for s in shown)  # shown, literally
+    for page in ("views/review.py", "views/data.py", "views/gradient_space.py", "views/retrain.py"):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        for text in _markdown_shown(at):
+            assert not _unescaped_link(text), (page, text)
+        for chart in at.get("plotly_chart"):
+            assert "<a href" not in chart.proto.spec and "evil.invalid'>" not in chart.proto.spec, page
+
