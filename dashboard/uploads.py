@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import math
 import re
 import shutil
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.state import check_upload_size
+from dashboard.state import check_upload_size, max_upload_mb
 
 KEEP = 4  # uploads a session keeps staged besides those its active data uses
 _ROOT: list[Path] = []
@@ -71,6 +72,13 @@ class Staging:
 
     def close(self) -> None:
         self._cleanup()
+
+
+def widget_limit_mb() -> int:
+    """The upload limit for ``st.file_uploader(max_upload_size=...)``: whole megabytes, at least 1, so the browser
+    refuses a larger file before sending it (the server enforces ``server.maxUploadSize``; ``stage_upload`` the
+    exact limit)."""
+    return max(1, math.ceil(max_upload_mb()))
 
 
 def _session() -> Staging:

@@ -622,6 +622,27 @@ def test_a_new_seed_does_not_encode_the_texts_again(tmp_path):
     np.testing.assert_allclose(other.train.X, direct, rtol=1e-6)  # rows in the selection's order
 
 
+
+def test_the_browser_refuses_an_upload_over_the_limit(tmp_path, monkeypatch):
+    """Finding 14 (partly confirmed): the app checked its upload limit only after Streamlit held the whole upload.
+    Streamlit's own server.maxUploadSize (200 MB, now set in config.toml) matched the app's default; a lower
+    OGDASH_MAX_UPLOAD_MB is now also given to every uploader, so the browser refuses a larger file before sending."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+    from dashboard.uploads import widget_limit_mb
+
+    st.cache_resource.clear()
+    monkeypatch.setenv("OGDASH_DATA_ROOT", str(tmp_path))
+    monkeypatch.setenv("OGDASH_MAX_UPLOAD_MB", "5")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    at.switch_page("views/data.py").run()
+    assert [u.proto.max_upload_size_mb for u in at.file_uploader] == [5, 5]
+    monkeypatch.setenv("OGDASH_MAX_UPLOAD_MB", "0.01")
+    assert widget_limit_mb() == 1  # whole megabytes for the browser; the app refuses the rest itself
+
+
 # ------------------------------------------------------------------ finding 9: user strings are shown literally
 
 IMAGE_LINK = "![me](http://evil.invalid/pixel.png)"
@@ -651,13 +672,18 @@ def _markdown_shown(at) -> list[str]:
     return out
 
 
-def test_user_strings_are_escaped_on_every_page(app_env):
+def test_user_strings_are_escaped_on_every_page(app_env, monkeypatch):
     """Finding 9: reviewer names, class names and texts went into st.markdown unescaped: an image link in a
     reviewer name made the browser fetch an outside URL, and a class name became a link in the plot legend."""
     from streamlit.testing.v1 import AppTest
 
     from dashboard.nav import ROOT
 
+    import tempfile
+
+    scratch = app_env.parent / "tmp"  # finding 11: the review page's reruns and downloads leave nothing here
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     rng = np.random.default_rng(0)
     y = np.arange(60) % 2
     np.savez(app_env / "[evil](http:x).npz", X=rng.normal(size=(60, 2)) + 2.0 * y[:, None], y=y,
@@ -684,4 +710,6 @@ def test_user_strings_are_escaped_on_every_page(app_env):
             assert not _unescaped_link(text), (page, text)
         for chart in at.get("plotly_chart"):
             assert "<a href" not in chart.proto.spec and "evil.invalid'>" not in chart.proto.spec, page
+    at.switch_page("views/review.py").run()
+    assert list(scratch.iterdir()) == []  # reruns made no export or staging folder (downloads are built in memory)
 

@@ -25,7 +25,7 @@ from dashboard.state import (
     progress_bar,
     splits_for,
 )
-from dashboard.uploads import stage_upload
+from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.data.folders import nested_class_folders, non_image_files
@@ -65,8 +65,8 @@ with files:
                 f"root `{data_root()}`. Every training sample is scored; without a test set, the share you set below "
                 "is held out as one (and not scored).")
     c1, c2 = st.columns(2)
-    up_train = c1.file_uploader("Training set", type=["npz", "csv"])
-    up_test = c2.file_uploader("Test set", type=["npz", "csv"])
+    up_train = c1.file_uploader("Training set", type=["npz", "csv"], max_upload_size=widget_limit_mb())
+    up_test = c2.file_uploader("Test set", type=["npz", "csv"], max_upload_size=widget_limit_mb())
     p_train = c1.text_input("…or training path", "")
     p_test = c2.text_input("…or test path", "")
     share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")

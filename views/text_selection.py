@@ -8,7 +8,7 @@ from dashboard.escape import error
 from dashboard.memo import stamp
 from dashboard.state import data_root, disk_cache, key_of, memo, progress_bar, whole_table
 from dashboard.text import curves_figure
-from dashboard.uploads import stage_upload
+from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.experiments import textselect as ts
@@ -56,7 +56,7 @@ with st.container(border=True):
                    f"the data root `{data_root()}`. 20% of its rows become the test set.")
         s = st.columns(2)
         typed = s[0].text_input("Path", key="ts_csv_path")
-        upload = s[1].file_uploader("or upload", type=["csv"], key="ts_csv_upload")
+        upload = s[1].file_uploader("or upload", type=["csv"], key="ts_csv_upload", max_upload_size=widget_limit_mb())
         try:
             if typed:
                 data = str(resolve_under(data_root(), typed))
