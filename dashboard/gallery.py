@@ -1,18 +1,13 @@
 """The review gallery's card: one suspect sample with where it came from, its labels, score and decision buttons."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard.escape import md
+
 BADGE = {"keep": ":green[keep]", "remove": ":red[remove]", "relabel": ":orange[relabel]", "unsure": ":gray[unsure]"}
-
-
-def md(text) -> str:
-    """A user's string (file name, class name, reviewer) shown literally inside Markdown."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~:$])", r"\\\1", str(text))
 
 
 def feature_table(ds, positions) -> pd.DataFrame:
@@ -59,4 +54,4 @@ def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, o
         target = r[0].selectbox("Relabel to", range(ds.n_classes), index=start, key=box,
                                 format_func=lambda c: ds.classes[c], label_visibility="collapsed")
         r[1].button("Relabel", key=f"relabel_{sid}", on_click=lambda: on_decide(sid, "relabel", int(st.session_state[box])),
-                    width="stretch", help=f"relabel to the class chosen on the left (now {ds.classes[target]})")
+                    width="stretch", help=f"relabel to the class chosen on the left (now {md(ds.classes[target])})")

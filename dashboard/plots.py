@@ -1,9 +1,15 @@
-"""Plotly figures the pages draw. Every point carries its stable sample id in ``customdata[0]``."""
+"""Plotly figures the pages draw. Every point carries its stable sample id in ``customdata[0]``.
+
+Class names and sources come from users' folders and files: Plotly reads a few HTML tags in
+legends, ticks and hovers (``<a href>`` becomes a link), so every such string is escaped.
+"""
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+
+from dashboard.escape import html
 
 PALETTE = qualitative.Plotly + qualitative.D3
 
@@ -14,9 +20,10 @@ def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis
     The hover names each sample's source (file path, CSV line) beside its id.
     """
     fig = go.Figure()
+    classes = [html(c) for c in classes]
     names = np.asarray(classes, dtype=object)
     where = np.asarray([f"id {i}" for i in ids] if sources is None else
-                       [f"{src} · id {i}" for src, i in zip(sources, ids)], dtype=object)
+                       [f"{html(src)} · id {i}" for src, i in zip(sources, ids)], dtype=object)
     custom = np.stack([ids, names[given], names[predicted], np.round(scores, 4), where], axis=1)
     hover = ("%{customdata[4]}<br>given %{customdata[1]}<br>predicted %{customdata[2]}"
              "<br>score %{customdata[3]} (higher = more detrimental)<extra></extra>")
@@ -45,7 +52,7 @@ def score_histogram(scores, threshold: float, n_flagged: int) -> go.Figure:
 
 
 def confusion_heatmap(matrix, classes) -> go.Figure:
-    """Test-set confusion matrix, true class by predicted class."""
+    classes = [html(c) for c in classes]
     fig = go.Figure(go.Heatmap(z=matrix, x=list(classes), y=list(classes), colorscale="Blues",
                                text=matrix, texttemplate="%{text}", hovertemplate="label %{y} → predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted",
@@ -55,7 +62,7 @@ def confusion_heatmap(matrix, classes) -> go.Figure:
 
 
 def label_counts(counts, classes) -> go.Figure:
-    """Bar chart of how many samples carry each given label."""
+    classes = [html(c) for c in classes]
     fig = go.Figure(go.Bar(x=list(classes), y=counts, marker_color="#636EFA"))
     fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="given label", yaxis_title="samples",
                       xaxis_type="category")
@@ -64,6 +71,7 @@ def label_counts(counts, classes) -> go.Figure:
 
 def accuracy_change(before, after, classes) -> go.Figure:
     """Per-class test accuracy before and after the trim (means over seeds)."""
+    classes = [html(c) for c in classes]
     fig = go.Figure([go.Bar(x=list(classes), y=before, name="before", marker_color="#9aa5b1"),
                      go.Bar(x=list(classes), y=after, name="after", marker_color="#00a36c")])
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),

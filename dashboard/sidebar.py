@@ -1,6 +1,7 @@
 """The sidebar every page shares: what data and model are active."""
 import streamlit as st
 
+from dashboard.escape import md
 from dashboard.state import data_config, describe_data, describe_model, model_config
 
 
@@ -8,5 +9,5 @@ def sidebar() -> None:
     """The sidebar: the active data and model, and how to change them."""
     with st.sidebar:
         st.caption("ogdash · outlier gradient analysis")
-        st.markdown(f"**Data:** {describe_data(data_config())}  \n**Model:** {describe_model(model_config())}")
+        st.markdown(f"**Data:** {md(describe_data(data_config()))}  \n**Model:** {md(describe_model(model_config()))}")
         st.caption("Every score: higher = more detrimental.")

@@ -1,7 +1,7 @@
 """What the pages share: the active data/model choice and a process-wide memo of heavy objects.
 
 Heavy objects (datasets, models, gradients, scores, layouts) live in one
-process-wide dict keyed by plain strings (``st.cache_resource`` holds the dict), so
+process-wide, bounded memo keyed by plain strings (``st.cache_resource`` holds it; dashboard/memo.py), so
 every page and browser tab reuses them, and computing one can drive a progress bar
 on the page that asked. Under it the ogdash disk cache makes an app restart cheap:
 a model or gradients computed before are loaded, not recomputed.
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from dashboard.memo import Memo, file_keyed
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Splits
@@ -33,16 +34,13 @@ VAL_FRACTION = 0.1
 
 
 @st.cache_resource(show_spinner=False)
-def _memo() -> dict:
-    return {}
+def _memo() -> Memo:
+    return Memo.from_env()  # bounded: least recently used entries go first (dashboard/memo.py)
 
 
 def memo(key: str, compute=None):
-    """The memoised value for ``key``; computes it with ``compute()`` on a miss (if given)."""
-    store = _memo()
-    if key not in store and compute is not None:
-        store[key] = compute()
-    return store.get(key)
+    """The memoised value for ``key``; computes it with ``compute()`` on a miss (if given), else None."""
+    return _memo().get(key, compute)
 
 
 def key_of(*parts) -> str:
@@ -81,19 +79,26 @@ def check_upload_size(name: str, size: int, limit_mb: float | None = None) -> No
 
 
 def _from_url(name: str) -> dict | None:
-    """A config saved in the page's URL, if it is well formed and its paths stay under the data root."""
-    from ogdash.data.files import resolve_under
+    """A config saved in the page's URL if it passes the link schema (dashboard/schema.py), else None, with the
+    reason kept for ``link_problems`` to show once."""
+    from dashboard.schema import data_from_link, model_from_link
 
-    try:
-        cfg = json.loads(st.query_params.get(name, ""))
-        if not isinstance(cfg, dict):
-            return None
-        for field in ("train", "test", "val", "path", "noisy_labels", "weights"):
-            if cfg.get(field):
-                cfg[field] = str(resolve_under(data_root(), cfg[field]))
-        return cfg
-    except (ValueError, OgdashError):
+    text = st.query_params.get(name)
+    if not text:
         return None
+    try:
+        return (data_from_link if name == "data" else model_from_link)(json.loads(text), data_root())
+    except OgdashError as e:
+        st.session_state.setdefault("link_problems", []).append(str(e))
+    except ValueError:  # not JSON
+        st.session_state.setdefault("link_problems", []).append(
+            f"The link's {name} settings were not used (they are not readable); the default is used instead.")
+    return None
+
+
+def link_problems() -> list[str]:
+    """Why this session's link was not used as it was, once (the next run shows nothing)."""
+    return st.session_state.pop("link_problems", [])
 
 
 def data_config() -> dict:
@@ -133,7 +138,10 @@ STATUS = ("all", "undecided", "keep", "remove", "relabel", "unsure")
 
 
 def _ints(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
+    out = [int(t) for t in text.split(",", 10_000) if t.strip()]
+    if len(out) > 10_000 or any(not -(2**63) <= i < 2**63 for i in out):  # ids are int64
+        raise ValueError(text[:40])
+    return out
 
 
 def _budget(text: str) -> float:
@@ -258,7 +266,7 @@ def _load_splits(cfg: dict) -> Splits:
 
         return load_folder_splits(cfg["path"], int(cfg.get("size", 32)), cfg.get("test"),
                                   float(cfg.get("test_share", 0.2)), cfg.get("noise_rate", 0.0),
-                                  cfg.get("noise_kind", "uniform"), int(cfg.get("seed", 0)))
+                                  cfg.get("noise_kind", "uniform"), int(cfg.get("seed", 0)), within=data_root())
     if src == "text":  # texts embedded by a sentence encoder (the Text data selection page)
         from ogdash.experiments.textselect import load_text_splits
         from ogdash.pipeline import holdout_validation
@@ -271,12 +279,12 @@ def _load_splits(cfg: dict) -> Splits:
     if src == "cifar":
         from ogdash.data.folders import load_cifar
 
-        return load_cifar(cfg["path"], cfg.get("noisy_labels"), cfg.get("noise_key"))
+        return load_cifar(cfg["path"], cfg.get("noisy_labels"), cfg.get("noise_key"), within=data_root())
     raise OgdashError(f"unknown data source {src!r}.")
 
 
 def splits_for(cfg: dict) -> Splits:
-    return memo(key_of("splits", cfg), lambda: _load_splits(cfg))
+    return memo(key_of("splits", file_keyed(cfg)), lambda: _load_splits(cfg))
 
 
 def active_splits() -> Splits | None:
@@ -284,7 +292,9 @@ def active_splits() -> Splits | None:
     try:
         return splits_for(data_config())
     except OgdashError as e:
-        st.error(str(e))
+        from dashboard.escape import error
+
+        error(e)
         return None
 
 
@@ -324,7 +334,7 @@ def model_spec(mcfg: dict):
 
 
 def model_key() -> str:
-    return key_of("model", data_config(), model_config())
+    return key_of("model", file_keyed(data_config()), file_keyed(model_config()))
 
 
 def active_model(train_if_missing: bool = False, progress=None):
@@ -337,10 +347,10 @@ def active_model(train_if_missing: bool = False, progress=None):
         return hit
     splits, mcfg = splits_for(data_config()), model_config()
     if mcfg["kind"] == "torchvision":
-        from ogdash.models.train import check_fits, load_weights
-        from ogdash.models.zoo import torchvision_model
+        from ogdash.models.train import check_fits, load_torchvision
 
-        model = load_weights(torchvision_model(mcfg["arch"], splits.train.n_classes), mcfg["weights"])
+        # the weights file is read and checked before the model is built (an architecture can weigh gigabytes)
+        model = load_torchvision(mcfg["arch"], splits.train.n_classes, mcfg["weights"])
         # someone's checkpoint may expect other inputs: say so here, not pages later
         check_fits(model, splits.train.X, splits.train.n_classes, f"{mcfg['arch']} with {Path(mcfg['weights']).name}")
     else:

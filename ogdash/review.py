@@ -14,6 +14,9 @@ Conventions
   (threads) and several processes can save at once. ``record_many`` is atomic.
 - Only explicit human decisions change labels: ``keep``, ``unsure`` and undecided
   samples keep their given label.
+- Imports never reorder history: a row dated in the future (beyond ``CLOCK_SKEW``)
+  would outrank every decision made until then, so the whole file is refused; sample
+  ids and labels must fit SQLite's 64-bit integers.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 import math
 import operator
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -33,6 +36,8 @@ import pandas as pd
 from ogdash.core.errors import OgdashError
 
 DECISIONS = ("keep", "remove", "relabel", "unsure")
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this machine's clock an imported timestamp may be
+_INT64 = (-(2**63), 2**63 - 1)
 _FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -53,6 +58,18 @@ def _missing(value) -> bool:
 
 
 def _as_int(value, what: str) -> int:
+    number = _whole(value, what)
+    if not _INT64[0] <= number <= _INT64[1]:
+        raise OgdashError(f"{what} {_short(value)} is out of range; pass a whole number of at most 19 digits.")
+    return number
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole(value, what: str) -> int:
     if isinstance(value, bool):
         raise OgdashError(f"{what} must be an integer, not {value!r}; pass a whole number.")
     try:
@@ -63,9 +80,24 @@ def _as_int(value, what: str) -> int:
         number = float(value)
         if number.is_integer():
             return int(number)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
-    raise OgdashError(f"{what} must be an integer, not {value!r}; pass a whole number.")
+    raise OgdashError(f"{what} must be an integer, not {_short(value)}; pass a whole number.")
+
+
+def _imported_stamp(value, row: int, name: str, now: datetime) -> str:
+    """An imported timestamp as UTC ISO-8601 text; refused when unreadable, out of range or in the future."""
+    try:
+        stamp = datetime.fromisoformat(str(value))
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # 9999-12-31T23:59:59-05:00 overflows on the way to UTC
+        raise OgdashError(f"Row {row} of {name} has a bad timestamp; use ISO-8601 within years 1..9999.") from None
+    if stamp > now + CLOCK_SKEW:
+        raise OgdashError(f"Row {row} of {name} is dated {stamp:%Y-%m-%d %H:%M} UTC, in the future; it would outrank "
+                          "every later decision, so nothing was imported. Fix the clock that wrote it, or the date.")
+    return stamp.isoformat(timespec="microseconds")
 
 
 def _validate(sample_id, decision, reviewer, new_label, note) -> tuple:
@@ -214,6 +246,8 @@ class DecisionStore:
 
         ``dataset`` overrides the file's dataset column. Decisions already in the store
         (same fields and timestamp) are skipped, so importing a file twice changes nothing.
+        A file with any bad row (a timestamp in the future, an id out of range) is refused
+        whole: nothing is imported.
         """
         path = Path(path)
         try:
@@ -230,7 +264,7 @@ class DecisionStore:
             raise OgdashError(f"Could not read {path} ({exc}); choose a decisions export file.") from None
         if not isinstance(table, list) or not all(isinstance(r, dict) for r in table):
             raise OgdashError(f"{path.name} is not a list of decisions; choose a file made by export.")
-        rows = []
+        rows, now = [], datetime.now(timezone.utc)
         for n, r in enumerate(table, start=1):
             missing = {"sample_id", "decision", "reviewer", "timestamp"} - set(r)
             if dataset is None and "dataset" not in r:
@@ -238,15 +272,12 @@ class DecisionStore:
             if missing:
                 raise OgdashError(f"Row {n} of {path.name} lacks {sorted(missing)}; "
                                   "choose a file made by export or pass dataset=.")
-            sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], r["reviewer"],
-                                                   r.get("new_label"), r.get("note", ""))
             try:
-                stamp = datetime.fromisoformat(str(r["timestamp"]))
-            except ValueError:
-                raise OgdashError(f"Row {n} of {path.name} has a bad timestamp; use ISO-8601.") from None
-            if stamp.tzinfo is None:
-                stamp = stamp.replace(tzinfo=timezone.utc)
-            stamp = stamp.astimezone(timezone.utc).isoformat(timespec="microseconds")
+                sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], r["reviewer"],
+                                                       r.get("new_label"), r.get("note", ""))
+            except OgdashError as e:
+                raise OgdashError(f"Row {n} of {path.name}: {e}") from None
+            stamp = _imported_stamp(r["timestamp"], n, path.name, now)
             rows.append((_check_dataset(dataset or r["dataset"]), sid, dec, label, who, stamp, note))
         return self._insert(rows, skip_existing=True)
 

@@ -125,6 +125,10 @@ def build_data_root(base: Path) -> Path:
     # finite features near float32's maximum: valid data, but the first forward pass overflows
     _savez(f / "huge_features.npz", X=((0.99 + 0.01 * rng.random((40, 16))) * 3.4e38).astype(np.float32), y=y)
     _savez(f / "huge_test.npz", X=np.ones((10, 16), np.float32), y=np.arange(10) % 2)
+    # small files that stand for huge arrays (issue 20, finding 4)
+    np.savez_compressed(f / "bomb.npz", X=np.zeros((8_000, 6_500), np.uint8), y=np.arange(8_000) % 2)
+    f.joinpath("wide.csv").write_text(",".join(f"f{j}" for j in range(10_001)) + ",label\n"
+                                      + "".join("0," * 10_001 + f"{c}\n" for c in (0, 1)))
 
     im = root / "images"
     png = _image_folder(im / "truncated_png")
@@ -156,6 +160,13 @@ def build_data_root(base: Path) -> Path:
     (evil / "cifar-10-batches-py" / "data_batch_1").write_bytes(pickle.dumps({b"data": Payload(base / PWNED),
                                                                                b"labels": [0]}))
     _fake_cifar10(root / "cifar_ok")
+    # symlinks below the root that leave it (issue 20, finding 8): a class folder, a CIFAR folder
+    _image_folder(outside / "dogs", classes=("dog",))
+    linked = _image_folder(im / "linked_class", classes=("cat",))
+    os.symlink(outside / "dogs" / "dog", linked / "dog")
+    _fake_cifar10(outside / "cifar")
+    (root / "cifar_linked").mkdir()
+    os.symlink(outside / "cifar" / "cifar-10-batches-py", root / "cifar_linked" / "cifar-10-batches-py")
     torch.save({"worse_label": Payload(base / PWNED)}, root / "cifar_n_code.pt")
 
     (root / "decisions_junk.sqlite").write_bytes(JUNK_STORE)
@@ -288,7 +299,7 @@ class Case:
     also: str = ""
 
 
-B_FILES, B_DATA, B_SPLITS, B_BUDGET = "bad files", "bad arrays", "bad splits", "bad budget"
+B_FILES, B_DATA, B_SPLITS, B_BUDGET, B_SIZE = "bad files", "bad arrays", "bad splits", "bad budget", "too large"
 B_CKPT, B_PATH, B_UPLOAD, B_TRAIN, B_CACHE, B_STORE = ("bad checkpoint", "path escape", "upload", "training",
                                                        "cache", "decision store")
 
@@ -330,6 +341,21 @@ def _huge_training(root):
     train_model(ModelSpec("mlp", epochs=3), splits(root, "files/huge_features.npz", "files/huge_test.npz").train)
 
 
+def _capped(call, cap: int = 1000):
+    """``call`` run with OGDASH_MAX_ELEMENTS set to ``cap`` (as the page test sets it with page_env)."""
+    def run(root):
+        before = os.environ.get("OGDASH_MAX_ELEMENTS")
+        os.environ["OGDASH_MAX_ELEMENTS"] = str(cap)
+        try:
+            return call(root)
+        finally:
+            if before is None:
+                del os.environ["OGDASH_MAX_ELEMENTS"]
+            else:
+                os.environ["OGDASH_MAX_ELEMENTS"] = before
+    return run
+
+
 CASES = [
     # --- images and folders
     Case("corrupt image file (a truncated PNG)", B_FILES,
@@ -369,6 +395,15 @@ CASES = [
     bad_train_file(".npz holding pickled objects (refused, never unpickled)", "object_array.npz",
                    r"refuses to unpickle"),
     bad_train_file("file that does not exist", "nope.npz", r"file not found"),
+    # --- inputs that explode in memory (issue 20, finding 4; the full-size probes are in test_hardening.py)
+    bad_train_file(".npz that decompresses beyond the element limit", "bomb.npz",
+                   r"52,000,000 values .*over the limit of 50,000,000 \(OGDASH_MAX_ELEMENTS\)"),
+    bad_train_file(".csv with more columns than the limit", "wide.csv",
+                   r"10,002 columns, over the limit of 10,000 \(OGDASH_MAX_COLUMNS\)"),
+    Case("image folder whose images x size exceed the element limit", B_SIZE,
+         _capped(lambda r: load_image_folder(r / "images/grey", 32)),
+         r"10 images of 1 channel\(s\) at 32x32 would hold 10,240 values.*OGDASH_MAX_ELEMENTS",
+         page=lambda at: use_folder(at, "images/grey"), page_env={"OGDASH_MAX_ELEMENTS": "1000"}),
     # --- train / test / validation
     Case("test set with a class unseen in training", B_SPLITS,
          lambda r: splits(r, "good_train.npz", "files/unseen_class_test.npz"), r"class 2, unseen in training",
@@ -435,6 +470,11 @@ CASES = [
     Case("shared link (URL) whose paths escape the data root: ignored, the default data opens", B_PATH,
          lambda r: None, None, page=lambda at: at, keeps=None,
          page_query={"data": {"source": "files", "train": "../outside/secret.npz", "test": "good_test.npz"}}),
+    Case("image class folder linked out of the data root", B_PATH,
+         lambda r: load_image_folder(r / "images/linked_class", within=r), r"dog/0\.png: is outside the data root",
+         page=lambda at: use_folder(at, "images/linked_class")),
+    Case("CIFAR folder linked out of the data root", B_PATH, lambda r: load_cifar(r / "cifar_linked", within=r),
+         r"data_batch_1: is outside the data root", page=lambda at: use_cifar(at, "cifar_linked")),
     # --- uploads
     Case("upload over the size limit", B_UPLOAD, lambda r: check_upload_size("big.npz", 3 * 2**20, 2),
          r"big\.npz: is [0-9.]+ MB, over the [0-9.]+ MB upload limit", page=lambda at: upload(at, "big.npz", 4096),
@@ -574,8 +614,13 @@ def open_data_page(root, query=None):
     return at
 
 
+def seen(markdown: str) -> str:
+    """What a reader sees of Markdown whose user strings were escaped (dashboard/escape.py)."""
+    return re.sub(r"\\([^\w\s]|_)", r"\1", markdown)
+
+
 def shown(at) -> str:
-    return " ".join(s.value for s in at.subheader)
+    return " ".join(seen(s.value) for s in at.subheader)
 
 
 @pytest.mark.parametrize("case", PAGE_CASES, ids=case_id)
@@ -591,12 +636,12 @@ def test_page(case, page_env, monkeypatch):
     if case.needle is None:  # handled without an error
         assert not at.error, [e.value for e in at.error]
         if "non-image" in case.name:
-            warnings = [one_line(w.value) for w in at.warning]
+            warnings = [one_line(seen(w.value)) for w in at.warning]
             assert any("notes.txt" in w and "not images" in w for w in warnings), warnings
         else:  # the link's escaping path was ignored: the default data is shown
             assert "digits" in shown(at)
     else:
-        errors = [one_line(e.value) for e in at.error]
+        errors = [one_line(seen(e.value)) for e in at.error]
         assert any(re.search(case.needle, e) for e in errors), errors
 
     if case.keeps == "data":  # the data that was active before is still active and shown

@@ -1,18 +1,16 @@
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
 from dashboard import plots
+from dashboard.escape import error, md
 from dashboard.gallery import feature_table
+from dashboard.memo import file_keyed
 from dashboard.state import (
     PRESET_DATA,
     PRESET_MODEL,
     PRESET_TEXT,
     active_model,
     active_splits,
-    check_upload_size,
     choose_data,
     data_config,
     data_root,
@@ -27,6 +25,7 @@ from dashboard.state import (
     progress_bar,
     splits_for,
 )
+from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.data.folders import nested_class_folders, non_image_files
@@ -60,37 +59,27 @@ with builtin:
                       "noise_kind": kind}
 
 
-def _stage_upload(upload) -> str | None:
-    if upload is None:
-        return None
-    check_upload_size(upload.name, upload.size)
-    folder = Path(tempfile.mkdtemp(prefix="ogdash-upload-"))
-    path = folder / Path(upload.name).name
-    path.write_bytes(upload.getvalue())
-    return str(path)
-
-
 with files:
     st.markdown("`.npz` with arrays `X`, `y` (optionally `y_true`, `classes`), or `.csv` with numeric feature "
                 "columns and a `label` column (optionally `id`, `true_label`). Upload, or give paths under the data "
                 f"root `{data_root()}`. Every training sample is scored; without a test set, the share you set below "
                 "is held out as one (and not scored).")
     c1, c2 = st.columns(2)
-    up_train = c1.file_uploader("Training set", type=["npz", "csv"])
-    up_test = c2.file_uploader("Test set", type=["npz", "csv"])
+    up_train = c1.file_uploader("Training set", type=["npz", "csv"], max_upload_size=widget_limit_mb())
+    up_test = c2.file_uploader("Test set", type=["npz", "csv"], max_upload_size=widget_limit_mb())
     p_train = c1.text_input("…or training path", "")
     p_test = c2.text_input("…or test path", "")
     share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")
     if st.button("Use these files", key="use_files"):
         try:
             # a typed path wins over an upload: it is what the too-large-upload message asks for
-            train = str(resolve_under(data_root(), p_train)) if p_train else _stage_upload(up_train)
-            test = str(resolve_under(data_root(), p_test)) if p_test else _stage_upload(up_test)
+            train = str(resolve_under(data_root(), p_train)) if p_train else stage_upload(up_train)
+            test = str(resolve_under(data_root(), p_test)) if p_test else stage_upload(up_test)
             if not train:
                 raise OgdashError("give a training set: upload one or type its path.")
             choice = {"source": "files", "train": train, "test": test, "test_share": float(share_files), "seed": 0}
         except OgdashError as e:
-            st.error(str(e))
+            error(e)
 
 with folder:
     st.markdown("torchvision's `ImageFolder` layout: `ROOT/<class name>/<image files>`. Every training image is "
@@ -109,7 +98,7 @@ with folder:
                       "test": str(resolve_under(data_root(), p_folder_test)) if p_folder_test.strip() else None,
                       "test_share": float(share_folder), "noise_rate": float(f_rate), "noise_kind": "uniform", "seed": 0}
         except OgdashError as e:
-            st.error(str(e))
+            error(e)
 
 with cifar:
     st.markdown("A folder holding `cifar-10-batches-py/` or `cifar-100-python/` (torchvision's local format), and "
@@ -124,7 +113,7 @@ with cifar:
                       "noisy_labels": str(resolve_under(data_root(), p_noisy)) if p_noisy else None,
                       "noise_key": noise_key if p_noisy else None}
         except OgdashError as e:
-            st.error(str(e))
+            error(e)
 
 if choice is not None:
     try:
@@ -133,21 +122,21 @@ if choice is not None:
         # a model that cannot take the new data is not carried over: the data kind's default replaces it
         choose_data(choice, None if model_fits(model_config(), new_train) else default_model(new_train))
     except OgdashError as e:
-        st.error(str(e))
+        error(e)
 
 splits = active_splits()
 if splits is None:
     st.stop()
 train = splits.train
-st.subheader(describe_data(data_config()))
+st.subheader(md(describe_data(data_config())))
 if data_config()["source"] == "imagefolder":
     nested = nested_class_folders(data_config()["path"])
     if nested:
-        st.warning(f"The class folders hold folders of their own ({', '.join(nested[:3])}): is this one level too "
+        st.warning(f"The class folders hold folders of their own ({md(', '.join(nested[:3]))}): is this one level too "
                    "high? Give the folder whose sub-folders are the classes.")
-    skipped = memo(key_of("skipped", data_config()), lambda: non_image_files(data_config()["path"]))
+    skipped = memo(key_of("skipped", file_keyed(data_config())), lambda: non_image_files(data_config()["path"]))
     if skipped:
-        names = ", ".join(p.name for p in skipped[:3]) + (", …" if len(skipped) > 3 else "")
+        names = md(", ".join(p.name for p in skipped[:3])) + (", …" if len(skipped) > 3 else "")
         st.warning(f"Skipped {len(skipped)} file(s) that are not images ({names}); convert them to an image "
                    "format to include them, or remove them.")
 m = st.columns(5)
@@ -168,7 +157,7 @@ st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="
 if train.kind == "image":  # the first image of each class (up to 8)
     cols = st.columns(8)
     for i, col in zip(np.unique(train.y, return_index=True)[1][:8], cols):
-        col.image(train.view(i), caption=f"{train.classes[train.y[i]]}: {train.source(i)}", clamp=True, width="stretch")
+        col.image(train.view(i), caption=md(f"{train.classes[train.y[i]]}: {train.source(i)}"), clamp=True, width="stretch")
 else:
     first = feature_table(train, range(min(8, train.n)))
     first.insert(0, "label", [train.classes[c] for c in train.y[:8]])
@@ -215,14 +204,14 @@ if st.button("Train model" if kind != "torchvision" else "Load model", type="pri
     except OgdashError as e:
         # a model that failed to train or load never becomes the active one: the previous one stays
         st.session_state["model_config"] = previous
-        st.error(str(e))
+        error(e)
     finally:
         bar.empty()
 
 try:
     model = active_model()
 except OgdashError as e:
-    st.error(str(e))
+    error(e)
     model = None
 if model is None:
     st.info("No trained model for this data yet: press **Train model** (it is cached on disk for next time).")

@@ -2,6 +2,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import plots
+from dashboard.escape import error
 from dashboard.state import (
     BUDGET_RANGE,
     active_flags,
@@ -50,7 +51,7 @@ if c2.button("Extract gradients", type="primary", disabled=pair is not None):
     try:
         pair = active_gradients(extract=True, progress=cb)
     except OgdashError as e:
-        st.error(str(e))
+        error(e)
     bar.empty()
 if pair is None:
     st.info("Press **Extract gradients**; they are cached on disk, so this happens once per model and layer.")
@@ -87,7 +88,7 @@ try:
     scores, flags = active_flags()
     estimate = suggested()
 except OgdashError as e:
-    st.error(str(e))
+    error(e)
     st.stop()
 value = round(min(max(estimate.budget, BUDGET_RANGE[0]), BUDGET_RANGE[1]), 2)
 c1, c2 = st.columns([3, 1])

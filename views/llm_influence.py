@@ -4,6 +4,7 @@ from dataclasses import replace
 import streamlit as st
 
 from dashboard import llm as ui
+from dashboard.escape import error, md
 from dashboard.state import data_root, disk_cache, progress_bar
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
@@ -60,7 +61,7 @@ if run:
         bar.empty()
         st.session_state["llm_result"] = result
     except OgdashError as e:
-        st.error(str(e))
+        error(e)
 
 result = st.session_state.get("llm_result")
 if result is None:
@@ -69,7 +70,7 @@ if result is None:
     st.stop()
 
 b = result.benchmark
-st.subheader(f"{b.title} · {result.model}")
+st.subheader(f"{b.title} · {md(result.model)}")
 st.markdown("**Class detection**: per test prompt, the AUC of its influence row against *same class*, and the "
             "share of its top-k training prompts (k = the class size, 90 by default) that are of its class; "
             "mean ± std over test prompts. The published numbers come from the paper's Table 3, measured on "
@@ -95,8 +96,8 @@ with by_class:
 
 st.subheader("Drill down")
 t = st.selectbox("Test prompt", ui.prompt_choices(result), format_func=lambda i: ui.prompt_label(result, i))
-st.markdown(f"**Prompt:** {b.test.prompts[t]}")
-st.markdown(f"**Expected completion:**{b.test.completions[t]}")
+st.markdown(f"**Prompt:** {md(b.test.prompts[t])}")
+st.markdown(f"**Expected completion:** {md(b.test.completions[t])}")
 
 
 @st.cache_resource(show_spinner="Loading the fine-tuned model…", max_entries=1)
@@ -110,9 +111,9 @@ if st.button("Show the model's completion"):
         st.session_state.setdefault("llm_completions", {})[(result.adapter_key, t)] = complete(model, tok,
                                                                                              b.test.prompts[t])
     except OgdashError as e:
-        st.error(str(e))
+        error(e)
 said = st.session_state.get("llm_completions", {}).get((result.adapter_key, t))
 if said is not None:
-    st.markdown(f"**Model's completion:** {said}")
+    st.markdown(f"**Model's completion:** {md(said)}")
 k = st.slider("Top k", 1, 50, 10)
 st.dataframe(ui.top_table(result, method, t, k), hide_index=True, width="stretch")

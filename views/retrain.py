@@ -3,6 +3,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import plots
+from dashboard.escape import error
+from dashboard.memo import file_keyed
 from dashboard.state import (
     active_flags,
     active_model,
@@ -45,7 +47,7 @@ try:
     flagged = active_flags()  # from the detector and budget in the page's address: no other page need be open
     current = DecisionStore(decisions_path()).current(train.fingerprint())
 except OgdashError as e:
-    st.error(str(e))
+    error(e)
     st.stop()
 v = view()
 
@@ -88,14 +90,15 @@ seeds = st.slider("Seeds", 1, 10, fit_in_a_minute, help="each seed: the same ini
                   "least 3 seeds are needed to tell a fix from chance")
 seed0 = int(mcfg.get("seed", 0))
 seed_list = list(range(seed0, seed0 + seeds))
-key = key_of("compare", data_config(), mcfg, [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes], seed_list)
+key = key_of("compare", file_keyed(data_config()), mcfg, [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes],
+             seed_list)
 result = memo(key)
 if st.button("Retrain", type="primary", disabled=not fixes):
     bar, cb = progress_bar("Retraining")
     try:
         result = memo(key, lambda: compare(splits, model_spec(mcfg), fixes, seed_list, disk_cache(), cb))
     except OgdashError as e:
-        st.error(str(e))
+        error(e)
     bar.empty()
 if result is None:
     st.stop()

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from dashboard.escape import error
 from dashboard.gallery import card
 from dashboard.state import (
     SHOW,
@@ -42,7 +43,7 @@ try:
     suggest = active_suggestions()
     store = DecisionStore(decisions_path())
 except OgdashError as e:
-    st.error(str(e))
+    error(e)
     st.stop()
 dataset = train.fingerprint()
 v = view()
@@ -73,7 +74,7 @@ def decide_many(records):
 def gallery():
     """Filters, cards, counts and exports: a decision reruns only this part of the page."""
     if "review_error" in st.session_state:
-        st.error(st.session_state.pop("review_error"))
+        error(st.session_state.pop("review_error"))
     sources = {"flagged": f"Flagged: top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} "
                           f"(budget {v['budget']:.0%}; change both on Gradient space)",
                "selection": f"Selected on the gradient plot ({len(v['sel'])})",

@@ -4,6 +4,7 @@ import streamlit as st
 from dashboard import synthetic as figs
 from dashboard import synthetic_runs as runs
 from dashboard import synthetic_text as prose
+from dashboard.escape import error
 from dashboard.state import whole_table
 from ogdash.core.errors import OgdashError
 from ogdash.data.synthetic import FLIP_MODES
@@ -56,10 +57,10 @@ try:
     with st.spinner("Training the model and computing every method's scores (once per case)..."):
         result = runs.analysis(*args)
 except OgdashError as e:
-    st.error(str(e))
+    error(e)
     st.stop()
 except Exception as e:  # show what went wrong, never a traceback
-    st.error(f"Could not run this case: {type(e).__name__}: {e}")
+    error(f"Could not run this case: {type(e).__name__}: {e}")
     st.stop()
 
 train = result.case.splits.train
@@ -97,9 +98,9 @@ if st.button("Trim the flagged samples and retrain", key="syn_retrain_button", t
         with st.spinner("Retraining on the trimmed set..."):
             st.session_state["syn_retrain"] = (retrain_key, runs.trim_retrain(*args, method, budget_pct))
     except OgdashError as e:
-        st.error(str(e))
+        error(e)
     except Exception as e:
-        st.error(f"Retraining failed: {type(e).__name__}: {e}")
+        error(f"Retraining failed: {type(e).__name__}: {e}")
 kept = st.session_state.get("syn_retrain")
 if kept is not None and kept[0] == retrain_key:
     summary, trimmed = kept[1]
@@ -132,10 +133,10 @@ try:
     table = runs.table1(dataset, seeds, flip_mode, n_flips, preset, epochs, budget_pct, variant, post_trim,
                         result.case.model_name)
 except OgdashError as e:
-    st.error(str(e))
+    error(e)
     st.stop()
 except Exception as e:
-    st.error(f"Could not build Table 1: {type(e).__name__}: {e}")
+    error(f"Could not build Table 1: {type(e).__name__}: {e}")
     st.stop()
 whole_table(study.format_table1(table))
 st.caption(prose.table1_caption(dataset, seeds, budget_count(budget, train.n), predicted))

@@ -1,23 +1,19 @@
 """Text data selection: keep the most beneficial share of noisy text data and fine-tune (Section 6, Figure 3)."""
-import tempfile
-from pathlib import Path
 
 import streamlit as st
 import torch
 
-from dashboard.state import check_upload_size, data_root, disk_cache, key_of, memo, progress_bar, whole_table
 from dashboard import text as text_ui
+from dashboard.escape import error
+from dashboard.memo import stamp
+from dashboard.state import data_root, disk_cache, key_of, memo, progress_bar, whole_table
 from dashboard.text import curves_figure
+from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.experiments import textselect as ts
 
 
-def _stage_upload(upload) -> str:
-    check_upload_size(upload.name, upload.size)
-    path = Path(tempfile.mkdtemp(prefix="ogdash-text-")) / Path(upload.name).name
-    path.write_bytes(upload.getvalue())
-    return str(path)
 
 
 st.title("Text data selection")
@@ -56,17 +52,17 @@ with st.container(border=True):
                    f"the data root `{data_root()}`. 20% of its rows become the test set.")
         s = st.columns(2)
         typed = s[0].text_input("Path", key="ts_csv_path")
-        upload = s[1].file_uploader("or upload", type=["csv"], key="ts_csv_upload")
+        upload = s[1].file_uploader("or upload", type=["csv"], key="ts_csv_upload", max_upload_size=widget_limit_mb())
         try:
             if typed:
                 data = str(resolve_under(data_root(), typed))
             elif upload is not None:
-                data = memo(key_of("ts_upload", upload.name, upload.size), lambda: _stage_upload(upload))
+                data = stage_upload(upload)  # this session's copy, named by its content
             else:
                 st.info("Give a CSV to run the experiment on it.")
                 st.stop()
         except OgdashError as e:
-            st.error(str(e))
+            error(e)
             st.stop()
 
 # ------------------------------------------------------------------ the experiment
@@ -95,7 +91,7 @@ with st.container(border=True):
                "the two reference rows are the model trained on every sample with the noisy labels, and with the "
                "true labels (the noise-free ceiling).")
 
-data_args = (data, noise, data_seed, n_train, n_test, encoder)
+data_args = (data, None if source == "builtin" else stamp(data), noise, data_seed, n_train, n_test, encoder)
 run_args = (data_args, tuple(methods), keep, epochs, n_seeds, head, finetune)
 
 
@@ -117,17 +113,17 @@ if run:
         bar.empty()
         st.session_state["ts_last"] = run_args
     except OgdashError as e:
-        st.error(str(e))
+        error(e)
         st.stop()
     except Exception as e:  # show what went wrong, never a traceback
-        st.error(f"Could not run the experiment: {type(e).__name__}: {e}")
+        error(f"Could not run the experiment: {type(e).__name__}: {e}")
         st.stop()
 
-if st.session_state.get("ts_last") != run_args:
+result = memo(key_of("ts_result", *run_args))
+if st.session_state.get("ts_last") != run_args or result is None:  # None: the memo made room for newer results
     st.info("Set the data and the methods, then press **Run the experiment**.")
     st.stop()
 splits, note, enc_seconds = load_splits()
-result = memo(key_of("ts_result", *run_args))
 summary = result.summary()
 train = splits.train
 

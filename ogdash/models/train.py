@@ -148,12 +148,52 @@ def save_weights(model: nn.Module, path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def load_weights(model: nn.Module, path) -> nn.Module:
+def load_torchvision(arch: str, n_classes: int, path) -> nn.Module:
+    """A torchvision architecture with the weights in ``path``.
+
+    The file is read and its tensors' names and shapes are checked against the architecture
+    built on the meta device (no memory) before the real model is built: a missing or
+    mismatched file costs nothing, however large the architecture (vit_h_14: 2.5 GB).
+    """
+    from ogdash.models.zoo import torchvision_model
+
+    state = read_weights(path)
+    with torch.device("meta"):
+        skeleton = torchvision_model(arch, n_classes)
+    mismatch = _state_mismatch(skeleton.state_dict(), state)
+    if mismatch:
+        raise OgdashError(f"{Path(path).name}: does not fit this architecture ({mismatch}); load weights saved "
+                          f"from {arch} with {n_classes} classes.")
+    return load_weights(torchvision_model(arch, n_classes), path, state)
+
+
+def load_weights(model: nn.Module, path, state: dict | None = None) -> nn.Module:
     """Load weights from ``.safetensors`` or a tensors-only torch checkpoint into ``model``.
 
     Torch checkpoints load with ``weights_only=True``: a pickle that carries code is
-    refused, never executed. Missing or mismatched keys raise OgdashError.
+    refused, never executed. Missing or mismatched keys raise OgdashError. ``state``: the
+    file's tensors when already read (``read_weights``).
     """
+    path = Path(path)
+    state = read_weights(path) if state is None else state
+    mismatch = _state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise OgdashError(f"{path.name}: does not fit this architecture ({mismatch}); "
+                          "load weights saved from the same architecture and number of classes.")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # e.g. a value that is not a tensor; torch's first line is only a heading
+        detail = str(e).strip().splitlines()[1:2] or [str(e)]
+        raise OgdashError(f"{path.name}: does not fit this architecture ({_first_line(detail[0].strip())}); "
+                          "load weights saved from the same architecture and number of classes.") from e
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise OgdashError(f"{path.name}: holds NaN or infinite weights (a diverged run?); load a checkpoint from "
+                          "before training diverged.")
+    return model.eval()
+
+
+def read_weights(path) -> dict:
+    """The tensors of a ``.safetensors`` file or a tensors-only torch checkpoint (``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
         raise OgdashError(f"weights file not found: {path}; check the path "
@@ -177,20 +217,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     if not isinstance(state, dict):
         raise OgdashError(f"{path.name}: holds a {type(state).__name__}, not a state_dict of tensors; "
                           "save model.state_dict() instead.")
-    mismatch = _state_mismatch(model.state_dict(), state)
-    if mismatch:
-        raise OgdashError(f"{path.name}: does not fit this architecture ({mismatch}); "
-                          "load weights saved from the same architecture and number of classes.")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # e.g. a value that is not a tensor; torch's first line is only a heading
-        detail = str(e).strip().splitlines()[1:2] or [str(e)]
-        raise OgdashError(f"{path.name}: does not fit this architecture ({_first_line(detail[0].strip())}); "
-                          "load weights saved from the same architecture and number of classes.") from e
-    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
-        raise OgdashError(f"{path.name}: holds NaN or infinite weights (a diverged run?); load a checkpoint from "
-                          "before training diverged.")
-    return model.eval()
+    return state
 
 
 def _state_mismatch(expected: dict, given: dict) -> str:

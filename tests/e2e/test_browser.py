@@ -3,6 +3,7 @@
 Every test fails on any Streamlit exception box (``settle``) and saves screenshots under
 ``tests/e2e/screenshots/`` (ignored by git).
 """
+import json
 import re
 from pathlib import Path
 
@@ -293,3 +294,59 @@ def test_image_folder_without_true_labels(page, app_url, data_root):
     go_to(page, "Trim & retrain")
     main = page.locator('[data-testid="stMain"]').inner_text()
     assert "flipped label restored" not in main
+
+
+def link(app_url, path, **settings) -> str:
+    from urllib.parse import urlencode
+
+    return f"{app_url}/{path}?" + urlencode({k: json.dumps(v) for k, v in settings.items()})
+
+
+def test_a_bad_link_gives_one_message_and_the_defaults(page, app_url):
+    """Issue 20, finding 3: a torchvision model without 'arch' showed a KeyError traceback on every page."""
+    page.goto(link(app_url, "review", model={"kind": "torchvision"}))
+    page.wait_for_selector('[data-testid="stAppViewContainer"]')
+    settle(page)
+    assert "'arch' is missing" in error_text(page) and page.get_by_test_id("stAlertContentError").count() == 1
+    assert "cnn" in page.locator('[data-testid="stSidebar"]').inner_text()  # the default model
+    shot(page, "bad_link")
+    go_to(page, "Data & model")  # every page opens, the message is not repeated
+    assert page.get_by_test_id("stAlertContentError").count() == 0
+
+
+def test_class_names_are_shown_literally(page, app_url, data_root):
+    """Issue 20, finding 9: class names (folder names) went into Markdown and Plotly unescaped: an image link made
+    the browser fetch an outside address, and a class name became a link. A local server counts any fetch."""
+    import http.server
+    import shutil
+    import threading
+
+    hits = []
+
+    class Count(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Count)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    evil = data_root / f"evil_{port}"
+    shutil.copytree(data_root / "sample_data/digits_folder/1", evil / f"![one](http:127.0.0.1:{port})")  # a name has no '/'
+    shutil.copytree(data_root / "sample_data/digits_folder/7", evil / f"<a href='http:127.0.0.1:{port}'>seven")
+    try:
+        page.goto(link(app_url, "data", data={"source": "imagefolder", "path": evil.name, "size": 16}))
+        page.wait_for_selector('[data-testid="stAppViewContainer"]')
+        settle(page)
+        page.get_by_text(f"![one](http:127.0.0.1:{port})").first.wait_for()  # shown as typed
+        page.wait_for_timeout(1000)
+        outside = page.evaluate(f"() => [...document.querySelectorAll('img[src], a[href]')]"
+                                f".map(e => e.src || e.href).filter(u => u.includes(':{port}'))")
+        assert outside == [] and hits == [], (outside, hits)
+        shot(page, "class_names_literally")
+    finally:
+        server.shutdown()
