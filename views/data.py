@@ -72,12 +72,14 @@ def _stage_upload(upload) -> str | None:
 
 with files:
     st.markdown("`.npz` with arrays `X`, `y` (optionally `y_true`, `classes`), or `.csv` with numeric feature "
-                "columns and a `label` column (optionally `id`, `true_label`). Upload, or give paths under the data "
+                "columns and a `label` column (optionally `id`, `true_label`), or `.parquet` / a Hugging Face dataset "
+                "folder (`save_to_disk`) with an image or numeric columns and a `label` or `ClassLabel` column. "
+                "Upload, or give paths under the data "
                 f"root `{data_root()}`. Every training sample is scored; without a test set, the share you set below "
                 "is held out as one (and not scored).")
     c1, c2 = st.columns(2)
-    up_train = c1.file_uploader("Training set", type=["npz", "csv"])
-    up_test = c2.file_uploader("Test set", type=["npz", "csv"])
+    up_train = c1.file_uploader("Training set", type=["npz", "csv", "parquet"])
+    up_test = c2.file_uploader("Test set", type=["npz", "csv", "parquet"])
     p_train = c1.text_input("…or training path", "")
     p_test = c2.text_input("…or test path", "")
     share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")
