@@ -3,8 +3,8 @@
 Out (:func:`make_tasks`, then :func:`write_import_file` or :func:`push`): one task per sample with
 
 - ``data``: what the annotator sees: the image (a PNG data URI), the feature row as text
-  (``name: value`` lines) or the text; ``ogdash_id`` (the stable sample id), ``source``
-  (``row 7``, ``line 12``, a file path), ``given`` (the given class name) and, when known,
+  (``name: value`` lines) or the text; ``ogdash_id`` (the stable sample id), ``ogdash_source``
+  (``row 7``, ``line 12``, a file path; Label Studio reserves ``$source`` for the whole task), ``given`` (the given class name) and, when known,
   ``suggested`` and ``score`` (higher = more detrimental), so Label Studio's data manager can
   sort and filter by them;
 - ``predictions``: the given label as model version ``given label`` (the project pre-fills
@@ -53,13 +53,15 @@ BATCH = 200                    # tasks per import request
 
 def label_config(ds: Dataset) -> str:
     """The Label Studio labelling config for ``ds``: the sample, its given label, one choice per class."""
-    obj = {"image": '<Image name="sample" value="$image" zoom="true"/>',
+    obj = {"image": '<Image name="sample" value="$image" zoom="true" maxWidth="320px"/>',
            "features": '<Text name="sample" value="$features"/>',
            "text": '<Text name="sample" value="$text"/>'}[ds.kind]
     choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in ds.classes)
-    return (f'<View>\n  <Header value="Given label: $given ($source, ogdash id $ogdash_id)" size="5"/>\n  {obj}\n'
-            f'  <Choices name="{CONTROL}" toName="sample" choice="single" showInline="true" required="true">\n'
-            f"{choices}\n  </Choices>\n</View>\n")
+    choices = (f'  <Choices name="{CONTROL}" toName="sample" choice="single" showInline="true" required="true">\n'
+               f"{choices}\n  </Choices>\n")
+    header = '  <Header value="Given label: $given ($ogdash_source, ogdash id $ogdash_id)" size="5"/>\n'
+    body = f"  {obj}\n{choices}" if ds.kind == "image" else f"{choices}  {obj}\n"  # long feature rows: choices first
+    return f"<View>\n{header}{body}</View>\n"
 
 
 def make_tasks(ds: Dataset, ids, suggested=None, scores=None, method: str | None = None) -> list[dict]:
@@ -80,7 +82,7 @@ def make_tasks(ds: Dataset, ids, suggested=None, scores=None, method: str | None
     tasks = []
     for k, p in enumerate(pos):
         given = int(ds.y[p])
-        data = {ds.kind: _shown(ds, p), "ogdash_id": int(ds.ids[p]), "source": ds.source(p),
+        data = {ds.kind: _shown(ds, p), "ogdash_id": int(ds.ids[p]), "ogdash_source": ds.source(p),
                 "given": ds.classes[given]}
         predictions = [{"model_version": GIVEN_VERSION, "result": [_choice(ds.classes[given])]}]
         if suggested is not None:

@@ -59,7 +59,7 @@ def test_an_image_task_carries_the_sample_its_given_label_the_suggestion_and_the
     ids = ds.ids[[3, 5]]
     tasks = make_tasks(ds, ids, suggested=[8, 1], scores=[0.9, 0.5], method="heldout_margin")
     t = tasks[0]
-    assert t["data"]["ogdash_id"] == 1003 and t["data"]["source"] == "row 3"
+    assert t["data"]["ogdash_id"] == 1003 and t["data"]["ogdash_source"] == "row 3"
     assert (t["data"]["given"], t["data"]["suggested"], t["data"]["score"]) == (NAMES[ds.y[3]], "eight", 0.9)
     png = Image.open(io.BytesIO(base64.b64decode(t["data"]["image"].split(",", 1)[1])))
     assert png.size == (128, 128)  # 8x8 enlarged for the annotator
@@ -181,7 +181,7 @@ def test_export_writes_an_import_file_and_its_config(files, tmp_path, capsys):
     assert code == 0 and out["tasks"] == 10 and out["ids"] == [1000 + i for i in range(0, 50, 5)]
     tasks = json.loads((tmp_path / "tasks.json").read_text())
     assert [t["data"]["ogdash_id"] for t in tasks] == out["ids"]
-    assert tasks[1]["data"]["source"] == "row 5" and tasks[1]["predictions"][1]["score"] == round(5 / (N - 1), 6)
+    assert tasks[1]["data"]["ogdash_source"] == "row 5" and tasks[1]["predictions"][1]["score"] == round(5 / (N - 1), 6)
     assert ET.fromstring((tmp_path / "tasks.label_config.xml").read_text()).find("Text") is not None
 
 
@@ -266,11 +266,15 @@ def test_round_trip_through_a_real_label_studio(server, files, tmp_path, monkeyp
     monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
     train = load_file(files / "train.parquet")
 
-    # out: ten flagged samples become a project
+    # out: ten flagged samples become a project, and an import file with its labelling config
     assert cli("export", "--train", files / "train.parquet", "--test", files / "test.parquet", "--scores",
-               files / "scores.csv", "--method", "heldout_margin", "--title", "digits check", "--json") == 0
+               files / "scores.csv", "--method", "heldout_margin", "--title", "digits check",
+               "--out", tmp_path / "tasks.json", "--json") == 0
     out = json.loads(capsys.readouterr().out)
     client = LabelStudio(base_url=server.url, api_key=server.token)
+    by_hand = client.projects.create(title="by hand", label_config=(tmp_path / "tasks.label_config.xml").read_text())
+    client.projects.import_tasks(by_hand.id, request=json.loads((tmp_path / "tasks.json").read_text()))
+    assert len(list(client.tasks.list(project=by_hand.id))) == 10  # Label Studio takes the file and its config
     project = client.projects.get(out["project"])
     assert project.title == "digits check" and project.model_version == GIVEN_VERSION
     tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.data["ogdash_id"])
