@@ -9,7 +9,8 @@ Out (:func:`make_tasks`, then :func:`write_import_file` or :func:`push`): one ta
   sort and filter by them;
 - ``predictions``: the given label as model version ``given label`` (the project pre-fills
   the editor with it: the annotator changes it only where it is wrong) and ogdash's
-  suggested label with its score as model version ``ogdash <method>``;
+  suggested label as model version ``ogdash <method>``, with the score when it lies in [0, 1]
+  (Label Studio shows it as a percentage; the task's ``score`` always holds it);
 - ``meta``: what the way back needs: the dataset fingerprint that decisions are keyed on,
   the class names and the given class index.
 
@@ -93,7 +94,9 @@ def make_tasks(ds: Dataset, ids, suggested=None, scores=None, method: str | None
             data["suggested"] = ds.classes[s]
             suggestion = {"model_version": f"ogdash {method}" if method else "ogdash", "result": [_choice(ds.classes[s])]}
             if scores is not None:
-                suggestion["score"] = data["score"] = round(float(scores[k]), 6)
+                data["score"] = round(float(scores[k]), 6)
+                if 0.0 <= data["score"] <= 1.0:  # Label Studio shows a prediction's score as a percentage
+                    suggestion["score"] = data["score"]
             predictions.append(suggestion)
         elif scores is not None:
             data["score"] = round(float(scores[k]), 6)

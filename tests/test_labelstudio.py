@@ -73,6 +73,13 @@ def test_an_image_task_carries_the_sample_its_given_label_the_suggestion_and_the
     assert t["meta"] == {"ogdash_dataset": ds.fingerprint(), "ogdash_classes": NAMES, "ogdash_given": int(ds.y[3])}
 
 
+def test_a_score_outside_0_1_stays_in_the_data_not_in_the_prediction():
+    ds = digits_dataset()
+    t = make_tasks(ds, ds.ids[:1], suggested=[2], scores=[7.5])[0]
+    assert t["data"]["score"] == 7.5 and "score" not in t["predictions"][1]
+    assert t["predictions"][1]["model_version"] == "ogdash"
+
+
 def test_feature_rows_are_text_and_class_names_are_escaped_in_the_config():
     ds = digits_dataset("features")
     odd = make_dataset("odd", ds.X, ds.y % 2, ['say "yes"', "<no> & more"], ids=ds.ids)
