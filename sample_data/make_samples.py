@@ -8,6 +8,7 @@ rerun reproduces the committed files byte for byte. The digits are the UCI
 inside scikit-learn: no download.
 """
 import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ CONFUSE = {0: 6, 1: 7, 2: 3, 3: 8, 4: 9, 5: 6, 6: 5, 7: 1, 8: 3, 9: 4}
 N_FOLDER, N_FOLDER_TEST = 30, 10     # images per class
 N_CSV, N_CSV_TEST = 400, 150         # rows
 N_MISFILED, N_FLIPPED = 12, 20
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]  # the Parquet's ClassLabel
 
 
 def write_png(path, pixels):
@@ -28,6 +30,22 @@ def write_png(path, pixels):
     img = np.kron(pixels, np.ones((4, 4))) * 255 / 16
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.round(img).astype(np.uint8)).save(path, format="PNG", compress_level=9)
+
+
+def write_parquet(path, indices, labels, pixels):
+    """A Hugging Face-style Parquet file (datasets' own writer): id, 8x8 PNG images, a ClassLabel with names."""
+    import datasets
+
+    def png(p):
+        buf = io.BytesIO()
+        Image.fromarray(np.round(p * 255 / 16).astype(np.uint8)).save(buf, format="PNG", compress_level=9)
+        return {"bytes": buf.getvalue(), "path": None}
+
+    features = datasets.Features({"id": datasets.Value("int64"), "image": datasets.Image(),
+                                  "label": datasets.ClassLabel(names=NAMES)})
+    ds = datasets.Dataset.from_dict({"id": [int(i) for i in indices], "image": [png(pixels[i]) for i in indices],
+                                     "label": [int(c) for c in labels]}, features=features)
+    ds.to_parquet(str(path))
 
 
 def write_csv(path, header, rows):
@@ -73,6 +91,11 @@ def main():
     for i in folder_test:
         write_png(OUT / "digits_test" / str(target[i]) / f"digit_{i:04d}.png", pixels[i])
 
+    # the same images as the folders, as Parquet with a ClassLabel: the 12 misfiled keep their wrong class
+    train_idx = np.concatenate(folder)
+    write_parquet(OUT / "digits_images.parquet", train_idx, [misfiled.get(int(i), target[i]) for i in train_idx], pixels)
+    write_parquet(OUT / "digits_images_test.parquet", folder_test, [target[i] for i in folder_test], pixels)
+
     header = ["id"] + [f"pixel_{k}" for k in range(64)] + ["label"]
     write_csv(OUT / "digits.csv", header,
               [[1000 + i, *pixels[i].ravel(), flipped.get(int(i), target[i])] for i in csv_rows])
@@ -81,6 +104,7 @@ def main():
 
     wrong = [("digits_folder", f"{g}/digit_{i:04d}.png", g, target[i]) for i, g in sorted(misfiled.items())]
     wrong += [("digits.csv", 1000 + i, g, target[i]) for i, g in sorted(flipped.items())]
+    wrong += [("digits_images.parquet", i, g, target[i]) for i, g in sorted(misfiled.items())]
     write_csv(OUT / "misfiled.csv", ["file", "path_or_id", "given", "true"], wrong)
     print(f"{len(misfiled)} misfiled images, {len(flipped)} flipped CSV rows")
     for row in wrong:

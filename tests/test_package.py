@@ -16,6 +16,7 @@ LAYERS = {
     "ogdash.engine": 2,
     "ogdash.influence": 3, "ogdash.detect": 4,
     "ogdash.pipeline": 5, "ogdash.retrain": 5, "ogdash.distributed": 5, "ogdash.review": 5, "ogdash.exports": 5,
+    "ogdash.labelstudio": 5,
     "ogdash.experiments": 6,
     "ogdash.cli": 7, "ogdash.__main__": 7, "ogdash": 7,
 }

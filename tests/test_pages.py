@@ -71,6 +71,7 @@ def test_full_flow_on_digits(env):
     assert saved["sample_id"].tolist() == [sid] and saved["decision"].tolist() == ["remove"]
     assert saved["reviewer"].tolist() == ["ann"]
     assert any(b.label.startswith("Decisions (.csv)") for b in at.get("download_button"))
+    assert any(b.label == "Flagged for Label Studio (.json)" and not b.proto.disabled for b in at.get("download_button"))
 
     # a reload of the Review page brings back the same view: detector, budget, filter, reviewer, decisions
     again = reload(at, "views/review.py")

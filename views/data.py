@@ -61,12 +61,14 @@ with builtin:
 
 with files:
     st.markdown("`.npz` with arrays `X`, `y` (optionally `y_true`, `classes`), or `.csv` with numeric feature "
-                "columns and a `label` column (optionally `id`, `true_label`). Upload, or give paths under the data "
+                "columns and a `label` column (optionally `id`, `true_label`), or `.parquet` / a Hugging Face dataset "
+                "folder (`save_to_disk`) with an image or numeric columns and a `label` or `ClassLabel` column. "
+                "Upload, or give paths under the data "
                 f"root `{data_root()}`. Every training sample is scored; without a test set, the share you set below "
                 "is held out as one (and not scored).")
     c1, c2 = st.columns(2)
-    up_train = c1.file_uploader("Training set", type=["npz", "csv"], max_upload_size=widget_limit_mb())
-    up_test = c2.file_uploader("Test set", type=["npz", "csv"], max_upload_size=widget_limit_mb())
+    up_train = c1.file_uploader("Training set", type=["npz", "csv", "parquet"], max_upload_size=widget_limit_mb())
+    up_test = c2.file_uploader("Test set", type=["npz", "csv", "parquet"], max_upload_size=widget_limit_mb())
     p_train = c1.text_input("…or training path", "")
     p_test = c2.text_input("…or test path", "")
     share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")

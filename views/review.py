@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from dashboard.state import (
 from ogdash.core.errors import OgdashError
 from ogdash.detect.registry import DETECTORS
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
+from ogdash.labelstudio import label_config, make_tasks
 from ogdash.review import DECISIONS, DecisionStore
 
 PAGE_SIZE = 12
@@ -170,6 +172,11 @@ def exports(current) -> None:
         e[2].download_button("Cleaned labels (.csv)", lambda: csv_bytes(cleaned()), file_name="cleaned_labels.csv")
         st.caption("Cleaned labels apply only your decisions: relabel gives the new label, remove leaves the label "
                    "empty; keep, unsure and undecided samples keep their given label.")
+    e[3].download_button("Flagged for Label Studio (.json)", lambda: json.dumps(make_tasks(
+        train, train.ids[flags], suggest[flags].argmax(1), scores[flags], v["detector"])),
+        file_name="label_studio_tasks.json", disabled=not flags.any())
+    with st.expander("Label Studio: the labelling config for that import file (README, \"Label Studio\")"):
+        st.code(label_config(train), language="xml")
 
 
 gallery()

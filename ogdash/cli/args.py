@@ -17,7 +17,8 @@ from ogdash.core.errors import OgdashError
 
 # optional packages -> the extra of pyproject.toml that installs them
 EXTRAS = {"transformers": "llm", "peft": "llm", "tokenizers": "llm", "accelerate": "llm", "gguf": "llm",
-          "sentence_transformers": "text", "streamlit": "dashboard", "plotly": "dashboard"}
+          "sentence_transformers": "text", "streamlit": "dashboard", "plotly": "dashboard",
+          "datasets": "tables", "pyarrow": "tables", "label_studio_sdk": "labelstudio"}
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,4 +1,4 @@
-"""Headless commands: ``ogdash {scan,apply,extract,textselect,llm} ...`` (also ``python -m ogdash``).
+"""Headless commands: ``ogdash {scan,apply,extract,textselect,llm,labelstudio} ...`` (also ``python -m ogdash``).
 
 Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a traceback.
 """
@@ -9,6 +9,7 @@ import argparse
 from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
 from ogdash.cli.extract import add_extract_parser, summary_line
 from ogdash.cli.extract import run as run_extract
+from ogdash.cli.labelstudio import add_labelstudio_parser, format_result as format_labelstudio, run as run_labelstudio
 from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
 from ogdash.cli.text import add_textselect_parser, format_textselect, run_textselect
 from ogdash.core.cache import DiskCache
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_extract_parser(sub)
     add_textselect_parser(sub)
     add_llm_parser(sub)
+    add_labelstudio_parser(sub)
     return p
 
 
@@ -159,7 +161,8 @@ def format_apply(result: dict) -> str:
 
 # command -> (run(args) -> dict, format(dict) -> str)
 COMMANDS = {"scan": (run_scan, format_scan), "apply": (run_apply, format_apply), "extract": (run_extract, summary_line),
-            "textselect": (run_textselect, format_textselect), "llm": (run_llm, format_llm)}
+            "textselect": (run_textselect, format_textselect), "llm": (run_llm, format_llm),
+            "labelstudio": (run_labelstudio, format_labelstudio)}
 
 
 def main(argv=None) -> int:

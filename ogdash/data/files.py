@@ -5,6 +5,7 @@
   ``allow_pickle=False``: object arrays are refused, never unpickled.
 - ``.csv``: numeric feature columns plus a ``label`` column; optionally ``true_label``
   and an ``id`` column of unique integers.
+- ``.parquet`` and Hugging Face dataset folders: ``ogdash.data.tables``.
 
 Sample ids are the CSV's ``id`` column when it has one, else the 0-based row numbers
 (array index for ``.npz``). Each sample keeps its source ("line 7" of the CSV, as a
@@ -127,8 +128,12 @@ def _first_line(e: Exception) -> str:
 
 def load_file(path, name: str | None = None, n_classes: int | None = None,
               classes=None) -> Dataset:
-    """Load one ``.npz`` or ``.csv`` file as a Dataset; raises OgdashError on bad input."""
+    """Load one ``.npz``, ``.csv`` or ``.parquet`` file (or a saved dataset folder) as a Dataset; raises OgdashError on bad input."""
     path = Path(path)
+    if path.suffix.lower() == ".parquet" or path.is_dir():  # Parquet and Hugging Face datasets: ogdash.data.tables
+        from ogdash.data.tables import load_table
+
+        return load_table(path, name, n_classes, classes)
     if not path.is_file():
         raise OgdashError(f"file not found: {path}; check the path (relative paths start at the data root).")
     suffix = path.suffix.lower()
@@ -137,7 +142,7 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
     elif suffix == ".csv":
         X, y, y_true, file_classes, ids, sources, feature_names = _read_csv(path)
     else:
-        raise OgdashError(f"{path}: unsupported file type {suffix!r}; use .npz or .csv.")
+        raise OgdashError(f"{path}: unsupported file type {suffix!r}; use .npz, .csv, .parquet or a dataset folder.")
     X = _features(X, path)
     y = _labels(y, "labels", path)
     y_true = None if y_true is None else _labels(y_true, "true labels", path)
