@@ -1,8 +1,9 @@
 """The sidebar every page shares: what data and model are active."""
 import streamlit as st
 
+from dashboard.active import describe_data, describe_model
 from dashboard.escape import md
-from dashboard.state import data_config, describe_data, describe_model, model_config
+from dashboard.state import data_config, model_config
 
 
 def sidebar() -> None:

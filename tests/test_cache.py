@@ -2,8 +2,8 @@ import numpy as np
 
 from ogdash.core.cache import DiskCache, cache_key
 from ogdash.data import moons
-from ogdash.models import ModelSpec
 from ogdash.engine.settings import GradientSettings
+from ogdash.models import ModelSpec
 from ogdash.pipeline import gradients, train_model
 
 

@@ -17,8 +17,8 @@ from ogdash import pipeline
 from ogdash.core.cache import DiskCache
 from ogdash.data.files import load_file
 from ogdash.detect.scoring import score
-from ogdash.engine.settings import GradientSettings
 from ogdash.distributed import SHARD_STAGE, extract_shard, merge_shards, shard_key
+from ogdash.engine.settings import GradientSettings
 from ogdash.models import ModelSpec
 
 SPEC = ModelSpec("mlp", (16, 16), 20)

@@ -675,11 +675,11 @@ def _markdown_shown(at) -> list[str]:
 def test_user_strings_are_escaped_on_every_page(app_env, monkeypatch):
     """Finding 9: reviewer names, class names and texts went into st.markdown unescaped: an image link in a
     reviewer name made the browser fetch an outside URL, and a class name became a link in the plot legend."""
+    import tempfile
+
     from streamlit.testing.v1 import AppTest
 
     from dashboard.nav import ROOT
-
-    import tempfile
 
     scratch = app_env.parent / "tmp"  # finding 11: the review page's reruns and downloads leave nothing here
     scratch.mkdir()

@@ -23,8 +23,15 @@ from sklearn.datasets import load_digits
 from ogdash.cli.main import main
 from ogdash.core.errors import OgdashError
 from ogdash.data import load_file, make_dataset
-from ogdash.labelstudio import (GIVEN_VERSION, decisions_from_tasks, import_decisions, label_config, make_tasks,
-                                read_export, unsure_ids)
+from ogdash.labelstudio import (
+    GIVEN_VERSION,
+    decisions_from_tasks,
+    import_decisions,
+    label_config,
+    make_tasks,
+    read_export,
+    unsure_ids,
+)
 from ogdash.review import DecisionStore
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

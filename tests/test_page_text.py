@@ -71,7 +71,7 @@ def test_lora_fine_tuning_runs_from_the_page(monkeypatch):
 
 
 def test_text_config_loads_as_text_splits(tmp_path, monkeypatch):
-    from dashboard import state
+    from dashboard import active as state
 
     monkeypatch.setenv("OGDASH_CACHE", str(tmp_path))
     cfg = {"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2, "seed": 0,

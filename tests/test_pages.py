@@ -97,7 +97,7 @@ def test_full_flow_on_digits(env):
 
 def flagged_ids(at):
     """The ids the active detector flags at the active budget, as the pages compute them."""
-    from dashboard.state import model_spec
+    from dashboard.active import model_spec
     from ogdash.detect.flags import flag
     from ogdash.detect.scoring import score
     from ogdash.pipeline import cached_gradients, cached_model

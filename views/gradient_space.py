@@ -1,22 +1,12 @@
+"""Gradient space: extract gradients, choose a detector and a budget, and see the flagged samples stand out."""
 import numpy as np
 import streamlit as st
 
 from dashboard import plots
+from dashboard.active import active_flags, active_gradients, active_model, active_model_key, active_splits, layer_choice
 from dashboard.escape import error
-from dashboard.state import (
-    BUDGET_RANGE,
-    active_flags,
-    active_gradients,
-    active_model,
-    active_splits,
-    bound,
-    key_of,
-    layer_choice,
-    memo,
-    model_key,
-    progress_bar,
-    view,
-)
+from dashboard.state import BUDGET_RANGE, bound, memo, progress_bar, view
+from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.detect.budget import suggest_budget
 from ogdash.detect.metrics import detection_metrics
@@ -68,7 +58,7 @@ def detector_label(name: str) -> str:
 
 def suggested():
     source = "probe" if grads.acts is not None else "model"  # the probe reads the last layer's inputs
-    return memo(key_of("suggested_budget", model_key(), layer_choice(), source),
+    return memo(cache_key("suggested_budget", active_model_key(), layer_choice(), source),
                 lambda: suggest_budget(grads, train.y, source=source))
 
 
@@ -115,7 +105,7 @@ with right:
         b.metric("Detection accuracy", f"{m['accuracy']:.1%}", help="flagged vs truly mislabeled, over all training samples")
 with left:
     with st.spinner(f"Computing the {layout.upper()} layout…"):
-        coords, axis = memo(key_of("layout", model_key(), layer_choice(), layout), lambda: layout_2d(grads, layout))
+        coords, axis = memo(cache_key("layout", active_model_key(), layer_choice(), layout), lambda: layout_2d(grads, layout))
     fig = plots.gradient_scatter(coords, train.ids, train.y, grads.predicted, scores, flags, train.classes, axis,
                                  train.source_list())
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso", "points"),

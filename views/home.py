@@ -1,3 +1,4 @@
+"""Home: what ogdash does and where to start."""
 import streamlit as st
 
 from dashboard.nav import existing_pages

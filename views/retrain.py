@@ -1,27 +1,14 @@
+"""Trim & retrain: compare each fix of the flags with a same-size random control over several seeds, then trim."""
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import plots
+from dashboard.active import active_flags, active_model, active_model_key, active_splits, active_suggestions, model_spec
 from dashboard.escape import error
 from dashboard.memo import file_keyed
-from dashboard.state import (
-    active_flags,
-    active_model,
-    active_splits,
-    active_suggestions,
-    data_config,
-    decisions_path,
-    disk_cache,
-    key_of,
-    memo,
-    model_config,
-    model_key,
-    model_spec,
-    progress_bar,
-    view,
-    whole_table,
-)
+from dashboard.state import data_config, decisions_path, disk_cache, memo, model_config, progress_bar, view, whole_table
+from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.detect.registry import DETECTORS
 from ogdash.retrain import ACTIONS, NONE, RANDOM, Fix, compare, fixes_from_flags, restored
@@ -83,14 +70,14 @@ if known and st.checkbox("Also restore every flipped label", value=True, key="re
                               "noise costs, and so the most any fix could win back."):
     fixes.append(restored(train))
 
-seconds = memo(key_of("train_seconds", model_key()))
+seconds = memo(cache_key("train_seconds", active_model_key()))
 arms = len(fixes) + 2  # the unchanged data and the random control
 fit_in_a_minute = 3 if seconds is None else int(np.clip(60 // (arms * seconds), 3, 10))
 seeds = st.slider("Seeds", 1, 10, fit_in_a_minute, help="each seed: the same initialisation for every fix; at "
                   "least 3 seeds are needed to tell a fix from chance")
 seed0 = int(mcfg.get("seed", 0))
 seed_list = list(range(seed0, seed0 + seeds))
-key = key_of("compare", file_keyed(data_config()), mcfg, [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes],
+key = cache_key("compare", file_keyed(data_config()), mcfg, [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes],
              seed_list)
 result = memo(key)
 if st.button("Retrain", type="primary", disabled=not fixes):

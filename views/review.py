@@ -1,30 +1,15 @@
-import json
-from pathlib import Path
-
+"""Review: suspected mislabels as cards, most detrimental first; every decision saved at once."""
 import numpy as np
 import streamlit as st
 
+from dashboard.active import active_flags, active_gradients, active_model, active_splits, active_suggestions
 from dashboard.escape import error
 from dashboard.gallery import card
-from dashboard.state import (
-    SHOW,
-    STATUS,
-    active_flags,
-    active_gradients,
-    active_model,
-    active_splits,
-    active_suggestions,
-    bound,
-    data_config,
-    decisions_path,
-    sync_url,
-    view,
-)
+from dashboard.review import decision_counts, exports
+from dashboard.state import SHOW, STATUS, bound, data_config, decisions_path, sync_url, view
 from ogdash.core.errors import OgdashError
 from ogdash.detect.registry import DETECTORS
-from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
-from ogdash.labelstudio import label_config, make_tasks
-from ogdash.review import DECISIONS, DecisionStore
+from ogdash.review import DecisionStore
 
 PAGE_SIZE = 12
 
@@ -128,55 +113,9 @@ def gallery():
                 card(train, int(p), suggest[p], float(scores[p]), decided.get(int(train.ids[p])), decide)
 
     st.divider()
-    st.subheader("Decisions so far")
-    counts = current["decision"].value_counts()
-    cols = st.columns(5)
-    for col, name in zip(cols, DECISIONS):
-        col.metric(name, int(counts.get(name, 0)))
-    if train.truth_known and len(current):  # injected noise: the truth is known, so say how the review went
-        known = current[current["sample_id"].isin(train.ids)]
-        acted = known.loc[known["decision"].isin(["remove", "relabel"]), "sample_id"].to_numpy()
-        cols[4].metric("truly mislabeled among reviewed",
-                       f"{int(train.noisy[train.positions(known['sample_id'].to_numpy())].sum())} / {len(known)}")
-        st.caption(f"Of the {len(acted)} samples marked remove or relabel, {int(train.noisy[train.positions(acted)].sum())} "
-                   "were truly mislabeled (known because the noise was injected).")
-    exports(current)
+    decision_counts(current, train)
+    exports(store, dataset, train, current, data_config(), flags, scores, suggest, v["detector"])
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
-
-
-def exports(current) -> None:
-    """Download buttons whose files are built when clicked, from the store as it is then (a decision stays fast)."""
-    st.subheader("Export")
-    history = lambda: with_sources(store.history(dataset), train)  # noqa: E731
-    now = lambda: store.current(dataset)  # noqa: E731
-    e = st.columns(4)
-    e[0].download_button("Decisions (.csv)", lambda: csv_bytes(history()), file_name="decisions.csv",
-                         disabled=not len(current))
-    e[1].download_button("Decisions (.json)", lambda: history().astype(object).where(history().notna(), None)
-                         .to_json(orient="records", indent=1), file_name="decisions.json", disabled=not len(current))
-    cfg = data_config()
-    if cfg["source"] == "files" and str(cfg["train"]).lower().endswith(".csv"):
-        e[2].download_button("Your CSV with clean_label", lambda: csv_bytes(cleaned_csv(cfg["train"], train, now())),
-                             file_name=f"{Path(cfg['train']).stem}_cleaned.csv")
-        st.caption("Your training CSV as given, with `decision` and `clean_label` columns: the new label for "
-                   "relabel, empty for remove, the given label otherwise.")
-    elif cfg["source"] == "imagefolder":
-        e[2].download_button("Folder changes (.csv)", lambda: csv_bytes(folder_changes(train, now())),
-                             file_name="folder_changes.csv", disabled=not len(current))
-        st.caption("`path,given,decision,new_label` for each decided image. `ogdash apply folder_changes.csv "
-                   "--folder YOUR_FOLDER --out CORRECTED` writes a corrected copy (relabelled images moved, removed "
-                   "ones left out); your folder is not touched.")
-    else:
-        cleaned = lambda: with_sources(store.cleaned_labels(dataset, train.ids, train.y)  # noqa: E731
-                                       .rename(columns={"id": "sample_id"}), train)
-        e[2].download_button("Cleaned labels (.csv)", lambda: csv_bytes(cleaned()), file_name="cleaned_labels.csv")
-        st.caption("Cleaned labels apply only your decisions: relabel gives the new label, remove leaves the label "
-                   "empty; keep, unsure and undecided samples keep their given label.")
-    e[3].download_button("Flagged for Label Studio (.json)", lambda: json.dumps(make_tasks(
-        train, train.ids[flags], suggest[flags].argmax(1), scores[flags], v["detector"])),
-        file_name="label_studio_tasks.json", disabled=not flags.any())
-    with st.expander("Label Studio: the labelling config for that import file (README, \"Label Studio\")"):
-        st.code(label_config(train), language="xml")
 
 
 gallery()

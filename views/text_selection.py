@@ -6,15 +6,13 @@ import torch
 from dashboard import text as text_ui
 from dashboard.escape import error
 from dashboard.memo import stamp
-from dashboard.state import data_root, disk_cache, key_of, memo, progress_bar, whole_table
-from dashboard.text import curves_figure
+from dashboard.state import data_root, disk_cache, memo, progress_bar
+from dashboard.text_results import review_link, show_results
 from dashboard.uploads import stage_upload, widget_limit_mb
+from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.experiments import textselect as ts
-
-
-
 
 st.title("Text data selection")
 st.markdown(
@@ -96,7 +94,7 @@ run_args = (data_args, tuple(methods), keep, epochs, n_seeds, head, finetune)
 
 
 def load_splits(progress=None):
-    return memo(key_of("ts_splits", *data_args),
+    return memo(cache_key("ts_splits", *data_args),
                 lambda: ts.load_text_splits(data, noise, data_seed, n_train, n_test, encoder, disk_cache(), progress))
 
 
@@ -106,7 +104,7 @@ if run:
         splits, note, enc_seconds = load_splits(progress)
         bar.empty()
         bar, progress = progress_bar("Scoring and retraining")
-        result = memo(key_of("ts_result", *run_args),
+        result = memo(cache_key("ts_result", *run_args),
                       lambda: ts.run_selection(splits, methods, keep, epochs, range(n_seeds), head, progress=progress,
                                                note=note, encode_seconds=enc_seconds, finetune=finetune,
                                                encoder=encoder))
@@ -119,59 +117,10 @@ if run:
         error(f"Could not run the experiment: {type(e).__name__}: {e}")
         st.stop()
 
-result = memo(key_of("ts_result", *run_args))
+result = memo(cache_key("ts_result", *run_args))
 if st.session_state.get("ts_last") != run_args or result is None:  # None: the memo made room for newer results
     st.info("Set the data and the methods, then press **Run the experiment**.")
     st.stop()
 splits, note, enc_seconds = load_splits()
-summary = result.summary()
-train = splits.train
-
-# ------------------------------------------------------------------ Figure 3
-st.subheader("Test accuracy per epoch (Figure 3)")
-st.caption(note)
-m = st.columns(4)
-m[0].metric("Training texts", f"{train.n:,}")
-m[1].metric("Truly mislabeled", f"{int(train.noisy.sum()):,}")
-m[2].metric("Kept per method", f"{int(round(keep * train.n)):,}")
-m[3].metric("Encoding", "cached" if enc_seconds == 0 else f"{enc_seconds:.1f} s",
-            help="Wall time to embed every training and test text; 0 when the embeddings came from the disk cache.")
-st.plotly_chart(curves_figure(result.curves, f"Keep {keep:.0%}, {epochs} epochs, {n_seeds} seed(s), "
-                                 f"{'LoRA-tuned encoder' if finetune == 'lora' else 'frozen encoder'}: mean ± std"),
-                width="stretch", key="ts_curves")
-
-st.subheader("Summary")
-whole_table(ts.format_summary(summary))
-st.caption(
-    f"Mean ± std over {n_seeds} seed(s). Final: test accuracy after the last epoch; best: the highest over epochs "
-    "(what the paper's CIFAR script reports). Kept truly mislabeled: how many of the kept training samples carry a "
-    f"flipped label ({train.noisy.mean():.0%} of a random selection, by construction). Seconds: for a method, the "
-    "time to score every training sample from the trained model, gradients and curvature included; for the two "
-    "reference rows, the "
-    "training time. Influence rows use the training set as the reference set; LiSSA uses "
-    + ("the Gauss-Newton curvature of the LoRA + head gradients (damped as DataInf does)." if finetune == "lora"
-       else "the head's exact Hessian.")
-)
-st.download_button("Curves (.csv)", result.curves.to_csv(index=False).encode(), "text_selection_curves.csv",
-                   "text/csv", key="ts_download")
-
-# ------------------------------------------------------------------ review
-st.subheader("Review these rows")
-st.markdown("Open this data in the review gallery: each card shows the text, its given label and the model's "
-            "suggestion, and your decisions go to the same decision store as images.")
-if st.button("Review these rows in the gallery", key="ts_review"):
-    # a CSV goes under "path", which a config read back from the URL must resolve under the data root
-    st.session_state["data_config"] = {"source": "text", "name": ts.ROTTEN_TOMATOES if source == "builtin" else None,
-                                       "path": None if source == "builtin" else data, "noise": noise,
-                                       "seed": data_seed, "n_train": n_train, "n_test": n_test, "encoder": encoder}
-    st.session_state["model_config"] = {"kind": head, "seed": 0, "hidden": [128]}
-    st.session_state["ts_review_set"] = True
-if st.session_state.get("ts_review_set"):
-    st.success("The text data and a head on its embeddings are now the active data and model. Extract gradients "
-               "on the Gradient space page, then open Review.")
-    c = st.columns(2)
-    try:
-        c[0].page_link("views/gradient_space.py", label="Gradient space", icon=":material/scatter_plot:")
-        c[1].page_link("views/review.py", label="Review", icon=":material/fact_check:")
-    except Exception:  # the page run on its own (no navigation): links are not available
-        pass
+show_results(result, splits, note, enc_seconds, keep, epochs, n_seeds, finetune)
+review_link(source, data, noise, data_seed, n_train, n_test, encoder, head)

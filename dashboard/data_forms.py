@@ -1,0 +1,154 @@
+"""The Data & model page's forms: one per data source, each returning the chosen data config (or None),
+and the summary of the active data."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from dashboard import plots
+from dashboard.active import describe_data
+from dashboard.escape import error, md
+from dashboard.gallery import feature_table
+from dashboard.memo import file_keyed
+from dashboard.state import PRESET_DATA, PRESET_MODEL, PRESET_TEXT, choose_data, data_config, data_root, memo
+from dashboard.uploads import stage_upload, widget_limit_mb
+from ogdash.core.cache import cache_key
+from ogdash.core.errors import OgdashError
+from ogdash.data.dataset import Splits
+from ogdash.data.files import resolve_under
+from ogdash.data.folders import nested_class_folders, non_image_files
+
+
+def builtin_form():
+    """Built-in data: the preset, digits and MNIST-5k with injected noise, or the synthetic sets."""
+    choice = None
+    c1, c2 = st.columns([3, 1])
+    c1.caption(f"**Preset, where noise hurts:** {PRESET_TEXT} Retrain there to see a fix pay (README, "
+               "\"What a fix is worth\").")
+    if c2.button("Use the preset", key="use_preset"):
+        choose_data(dict(PRESET_DATA), dict(PRESET_MODEL))
+    name = st.selectbox("Dataset", ["digits", "mnist5k", "moons", "blobs"],
+                        format_func={"digits": "Digits (1,797 8x8, scikit-learn)", "mnist5k": "MNIST-5k (5,000 28x28)",
+                                     "moons": "Half-moons (synthetic)", "blobs": "Linear blobs (synthetic)"}.get)
+    c1, c2, c3 = st.columns(3)
+    seed = c1.number_input("Seed", 0, 10_000, 0, key="data_seed")
+    if name in ("moons", "blobs"):
+        flip_mode = c2.selectbox("Flip mode", ["far", "uniform"])
+        if st.button("Use this data", key="use_builtin", type="primary"):
+            choice = {"source": "builtin", "name": name, "seed": int(seed), "flip_mode": flip_mode}
+    else:
+        rate = c2.slider("Injected label noise", 0.0, 0.5, 0.2, 0.05)
+        kind = c3.selectbox("Noise kind", ["uniform", "pairs"], help="pairs: 1↔7, 3↔8, 4↔9, 5↔6, as people confuse them")
+        if st.button("Use this data", key="use_builtin", type="primary"):
+            choice = {"source": "builtin", "name": name, "seed": int(seed), "noise_rate": float(rate),
+                      "noise_kind": kind}
+    return choice
+
+
+def files_form():
+    """Your .npz / .csv / .parquet / Hugging Face dataset: uploaded, or typed paths under the data root."""
+    choice = None
+    st.markdown("`.npz` with arrays `X`, `y` (optionally `y_true`, `classes`), or `.csv` with numeric feature "
+                "columns and a `label` column (optionally `id`, `true_label`), or `.parquet` / a Hugging Face dataset "
+                "folder (`save_to_disk`) with an image or numeric columns and a `label` or `ClassLabel` column. "
+                "Upload, or give paths under the data "
+                f"root `{data_root()}`. Every training sample is scored; without a test set, the share you set below "
+                "is held out as one (and not scored).")
+    c1, c2 = st.columns(2)
+    up_train = c1.file_uploader("Training set", type=["npz", "csv", "parquet"], max_upload_size=widget_limit_mb())
+    up_test = c2.file_uploader("Test set", type=["npz", "csv", "parquet"], max_upload_size=widget_limit_mb())
+    p_train = c1.text_input("…or training path", "")
+    p_test = c2.text_input("…or test path", "")
+    share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")
+    if st.button("Use these files", key="use_files"):
+        try:
+            # a typed path wins over an upload: it is what the too-large-upload message asks for
+            train = str(resolve_under(data_root(), p_train)) if p_train else stage_upload(up_train)
+            test = str(resolve_under(data_root(), p_test)) if p_test else stage_upload(up_test)
+            if not train:
+                raise OgdashError("give a training set: upload one or type its path.")
+            choice = {"source": "files", "train": train, "test": test, "test_share": float(share_files), "seed": 0}
+        except OgdashError as e:
+            error(e)
+    return choice
+
+
+def folder_form():
+    """An image folder (ImageFolder layout), with an optional test folder."""
+    choice = None
+    st.markdown("torchvision's `ImageFolder` layout: `ROOT/<class name>/<image files>`. Every training image is "
+                "scored. The test set is a second folder with the same class names; without one, the share you set "
+                "is held out (and not scored).")
+    c1, c2 = st.columns(2)
+    p_folder = c1.text_input("Training folder (under the data root)", "")
+    p_folder_test = c2.text_input("Test folder (optional)", "")
+    c1, c2, c3 = st.columns(3)
+    size = c1.number_input("Resize to", 8, 128, 32)
+    share_folder = c2.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="folder_share")
+    f_rate = c3.slider("Injected label noise (for a demo)", 0.0, 0.5, 0.0, 0.05, key="folder_noise")
+    if st.button("Use this folder", key="use_folder"):
+        try:
+            choice = {"source": "imagefolder", "path": str(resolve_under(data_root(), p_folder)), "size": int(size),
+                      "test": str(resolve_under(data_root(), p_folder_test)) if p_folder_test.strip() else None,
+                      "test_share": float(share_folder), "noise_rate": float(f_rate), "noise_kind": "uniform", "seed": 0}
+        except OgdashError as e:
+            error(e)
+    return choice
+
+
+def cifar_form():
+    """A local CIFAR-10/100 folder with optional CIFAR-N labels."""
+    choice = None
+    st.markdown("A folder holding `cifar-10-batches-py/` or `cifar-100-python/` (torchvision's local format), and "
+                "optionally a CIFAR-N label file (`CIFAR-10_human.pt` / `CIFAR-100_human.pt`, or an `.npz`). "
+                "Batches are read with a numpy-only unpickler; nothing else is ever unpickled.")
+    p_cifar = st.text_input("CIFAR folder (under the data root)", "")
+    p_noisy = st.text_input("CIFAR-N label file (optional)", "")
+    noise_key = st.selectbox("CIFAR-N labels", ["worse_label", "aggre_label", "random_label1", "noisy_label"])
+    if st.button("Use CIFAR", key="use_cifar"):
+        try:
+            choice = {"source": "cifar", "path": str(resolve_under(data_root(), p_cifar)),
+                      "noisy_labels": str(resolve_under(data_root(), p_noisy)) if p_noisy else None,
+                      "noise_key": noise_key if p_noisy else None}
+        except OgdashError as e:
+            error(e)
+    return choice
+
+
+def data_summary(splits: Splits) -> None:
+    """What the active data holds: counts, warnings about the folder, held-out samples, labels and examples."""
+    train = splits.train
+    st.subheader(md(describe_data(data_config())))
+    if data_config()["source"] == "imagefolder":
+        nested = nested_class_folders(data_config()["path"])
+        if nested:
+            st.warning(f"The class folders hold folders of their own ({md(', '.join(nested[:3]))}): is this one level too "
+                       "high? Give the folder whose sub-folders are the classes.")
+        skipped = memo(cache_key("skipped", file_keyed(data_config())), lambda: non_image_files(data_config()["path"]))
+        if skipped:
+            names = md(", ".join(p.name for p in skipped[:3])) + (", …" if len(skipped) > 3 else "")
+            st.warning(f"Skipped {len(skipped)} file(s) that are not images ({names}); convert them to an image "
+                       "format to include them, or remove them.")
+    m = st.columns(5)
+    m[0].metric("Training samples", train.n)
+    m[1].metric("Test samples", splits.test.n)
+    m[2].metric("Validation samples", 0 if splits.val is None else splits.val.n)
+    m[3].metric("Classes", train.n_classes)
+    if train.truth_known:  # injected noise: only then is the truth known
+        m[4].metric("Mislabeled (known, injected)", f"{train.noisy.mean():.1%}")
+    held_out = data_config()["source"] in ("files", "imagefolder") and not data_config().get("test")
+    if held_out:
+        st.info(f"No test set was given, so {splits.test.n} samples ({data_config().get('test_share', 0.2):.0%}, seeded) "
+                "are held out as the test set. They are **not scored**; give a test set to score every sample.")
+        with st.expander(f"The {splits.test.n} held-out samples"):
+            st.dataframe({"id": splits.test.ids, "source": splits.test.source_list(),
+                          "label": [splits.test.classes[c] for c in splits.test.y]}, hide_index=True, width="stretch")
+    st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
+    if train.kind == "image":  # the first image of each class (up to 8)
+        cols = st.columns(8)
+        for i, col in zip(np.unique(train.y, return_index=True)[1][:8], cols):
+            col.image(train.view(i), caption=md(f"{train.classes[train.y[i]]}: {train.source(i)}"), clamp=True, width="stretch")
+    else:
+        first = feature_table(train, range(min(8, train.n)))
+        first.insert(0, "label", [train.classes[c] for c in train.y[:8]])
+        st.dataframe(first, width="stretch")
