@@ -24,18 +24,11 @@ from collections import OrderedDict
 import numpy as np
 
 from ogdash.core.cache import file_stamp
+from ogdash.core.env import env_int
 
 DEFAULT_ENTRIES = 64
 DEFAULT_MB = 2048
 PATH_FIELDS = ("train", "test", "val", "path", "noisy_labels", "weights")
-
-
-def _setting(name: str, default: int) -> int:
-    try:
-        value = int(float(os.environ.get(name, default)))
-    except (TypeError, ValueError, OverflowError):
-        return default
-    return value if value > 0 else default
 
 
 class Memo:
@@ -48,7 +41,7 @@ class Memo:
 
     @classmethod
     def from_env(cls) -> "Memo":
-        return cls(_setting("OGDASH_MEMO_ENTRIES", DEFAULT_ENTRIES), _setting("OGDASH_MEMO_MB", DEFAULT_MB) << 20)
+        return cls(env_int("OGDASH_MEMO_ENTRIES", DEFAULT_ENTRIES), env_int("OGDASH_MEMO_MB", DEFAULT_MB) << 20)
 
     def get(self, key: str, compute=None):
         """The value for ``key`` (now the most recently used); on a miss ``compute()`` if given, else None."""

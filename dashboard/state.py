@@ -18,6 +18,7 @@ import streamlit as st
 from dashboard.memo import Memo
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
+from ogdash.review import default_store_path
 
 DEFAULT_DATA = {"source": "builtin", "name": "digits", "seed": 0, "noise_rate": 0.2, "noise_kind": "uniform"}
 DEFAULT_MODEL = {"kind": "cnn", "seed": 0}
@@ -50,8 +51,8 @@ def data_root() -> Path:
 
 
 def decisions_path() -> Path:
-    """The decision store lives apart from the cache, so clearing or moving the cache keeps every decision."""
-    return Path(os.environ.get("OGDASH_DECISIONS", Path.home() / ".local" / "share" / "ogdash" / "decisions.sqlite"))
+    """The decision store (``ogdash.review.default_store_path``)."""
+    return default_store_path()
 
 
 def max_upload_mb() -> float:

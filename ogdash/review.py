@@ -26,6 +26,7 @@ import csv
 import json
 import math
 import operator
+import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,6 +38,15 @@ from ogdash.core.errors import OgdashError
 
 DECISIONS = ("keep", "remove", "relabel", "unsure")
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this machine's clock an imported timestamp may be
+
+
+def default_store_path() -> Path:
+    """Where decisions live unless told otherwise: ``$OGDASH_DECISIONS``, else ~/.local/share/ogdash/decisions.sqlite.
+
+    Apart from the cache, so clearing or moving the cache keeps every decision.
+    """
+    return Path(os.environ.get("OGDASH_DECISIONS") or Path.home() / ".local" / "share" / "ogdash" / "decisions.sqlite")
+
 _INT64 = (-(2**63), 2**63 - 1)
 _FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]
 _SCHEMA = """

@@ -17,11 +17,7 @@ import numpy as np
 
 from ogdash.cli.args import Parser, fraction
 from ogdash.core.errors import OgdashError
-
-
-def default_decisions() -> Path:
-    """The decision store the dashboard uses: ``$OGDASH_DECISIONS``, else ~/.local/share/ogdash/decisions.sqlite."""
-    return Path(os.environ.get("OGDASH_DECISIONS") or Path.home() / ".local" / "share" / "ogdash" / "decisions.sqlite")
+from ogdash.review import default_store_path
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
@@ -100,7 +96,7 @@ def run_export(args) -> dict:
     train = load_splits(args.train, args.test, args.val, args.test_share, args.seed).train
     table = None if args.scores is None else _scores_table(args.scores, train)
     if args.unsure:
-        ids = unsure_ids(DecisionStore(args.decisions or default_decisions()), train.fingerprint(), args.reviewer)
+        ids = unsure_ids(DecisionStore(args.decisions or default_store_path()), train.fingerprint(), args.reviewer)
     else:
         ids = table.index[table["flagged"].astype(bool)].to_numpy(dtype=np.int64)
     suggested = scores = None
@@ -150,7 +146,7 @@ def run_import(args) -> dict:
         tasks, users = read_export(args.export), {}
     else:
         tasks, users = fetch_tasks(args.url, args.token, args.project)
-    store = DecisionStore(args.decisions or default_decisions())
+    store = DecisionStore(args.decisions or default_store_path())
     result = import_decisions(store, tasks, {**users, **_users(args.user)})
     return {**result.to_dict(), "decisions": str(store.path)}
 

@@ -16,34 +16,26 @@ A malformed or non-positive setting means the default.
 from __future__ import annotations
 
 import csv
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ogdash.core.env import env_int
 from ogdash.core.errors import OgdashError
 
 DEFAULT_MAX_ELEMENTS = 50_000_000
 DEFAULT_MAX_COLUMNS = 10_000
 
 
-def _setting(name: str, default: int) -> int:
-    try:
-        value = int(float(os.environ.get(name, default)))
-    except (TypeError, ValueError, OverflowError):
-        return default
-    return value if value > 0 else default
-
-
 def max_elements() -> int:
     """Values one loaded array may hold ($OGDASH_MAX_ELEMENTS, default 50,000,000)."""
-    return _setting("OGDASH_MAX_ELEMENTS", DEFAULT_MAX_ELEMENTS)
+    return env_int("OGDASH_MAX_ELEMENTS", DEFAULT_MAX_ELEMENTS)
 
 
 def max_columns() -> int:
     """Columns a CSV may have ($OGDASH_MAX_COLUMNS, default 10,000)."""
-    return _setting("OGDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
+    return env_int("OGDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
 
 
 def check_elements(count: int, what: str, where, itemsize: int = 4) -> None:
