@@ -11,12 +11,11 @@ Every score: higher = more detrimental.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 
-from ogdash.core.progress import Progress
+from ogdash.core.progress import Progress, Timer, report
 from ogdash.detect.registry import INFLUENCE, QUALITY, InfluenceInputs, family, method
 from ogdash.detect.scoring import score
 from ogdash.engine.gradients import extract_gradients
@@ -64,50 +63,48 @@ def method_scores(model, case, lissa_iterations: int = 1000, progress: Progress 
     """
     train = case.splits.train
     n = train.n
-    scores, seconds, info = {}, {}, {}
-    step = lambda f, msg: progress(f, msg) if progress else None  # noqa: E731
+    scores, info, timer = {}, {}, Timer()
+    step = lambda f, msg: report(progress, f, msg)  # noqa: E731
 
     step(0.0, "label quality")
-    t = time.perf_counter()
-    probs = predict_proba(model, train.X)
-    t_probs = time.perf_counter() - t
+    with timer("probs"):
+        probs = predict_proba(model, train.X)
     for m in family(QUALITY):
         for suffix, labels in (("", train.y), ("@predicted", probs.argmax(1))):
-            t = time.perf_counter()
-            scores[m.key + suffix] = label_quality_scores(probs, labels, m.key)
-            seconds[m.key + suffix] = t_probs + time.perf_counter() - t
+            with timer(m.key + suffix):
+                scores[m.key + suffix] = label_quality_scores(probs, labels, m.key)
 
     step(0.1, "gradients and the exact Hessian")
-    t = time.perf_counter()
-    G = extract_gradients(model, train, layer="all", device="cpu").dense.astype(np.float64)
-    t_grads = time.perf_counter() - t
-    t = time.perf_counter()
-    # fit() minimises mean loss + wd/2 |θ|²; the summed objective of exact_hessian is n times that.
-    H = exact_hessian(model, train.X, train.y, weight_decay=n * case.spec.weight_decay)
-    damping, eig_range = hessian_damping(H)
-    t_hess = time.perf_counter() - t
+    with timer("grads"):
+        G = extract_gradients(model, train, layer="all", device="cpu").dense.astype(np.float64)
+    with timer("hessian"):
+        # fit() minimises mean loss + wd/2 |θ|²; the summed objective of exact_hessian is n times that.
+        H = exact_hessian(model, train.X, train.y, weight_decay=n * case.spec.weight_decay)
+        damping, eig_range = hessian_damping(H)
     info.update(damping=damping, eigen_range=eig_range)
 
     inputs = InfluenceInputs(hessian=H, damping=damping, iterations=lissa_iterations, layer_slices=param_blocks(model))
     influence = family(INFLUENCE)
     for i, m in enumerate(influence):
         step(0.2 + 0.6 * i / len(influence), f"influence: {m.label}")
-        t = time.perf_counter()
-        scores[m.key] = m.compute(G, inputs)
-        seconds[m.key] = t_grads + (t_hess if m.needs_hessian else 0.0) + time.perf_counter() - t
+        with timer(m.key):
+            scores[m.key] = m.compute(G, inputs)
 
     step(0.85, "outlier gradients")
-    t = time.perf_counter()
-    g_train = extract_gradients(model, train, layer="last", device="cpu")
-    t_last = time.perf_counter() - t
-    t = time.perf_counter()
-    g_val = extract_gradients(model, case.val, layer="last", device="cpu")
-    t_val = time.perf_counter() - t
+    with timer("last"):
+        g_train = extract_gradients(model, train, layer="last", device="cpu")
+    with timer("val"):
+        g_val = extract_gradients(model, case.val, layer="last", device="cpu")
     for det, key in DETECTOR_METHODS.items():
-        inliers = method(det).needs_validation
-        t = time.perf_counter()
-        scores[key] = score(g_train, det, g_val if inliers else None, seed=case.seed)
-        seconds[key] = t_last + (t_val if inliers else 0.0) + time.perf_counter() - t
+        with timer(key):
+            scores[key] = score(g_train, det, g_val if method(det).needs_validation else None, seed=case.seed)
+
+    # each method's seconds include the shared inputs it needs
+    t = timer.seconds
+    seconds = {key: t["probs"] + t[key] for m in family(QUALITY) for key in (m.key, m.key + "@predicted")}
+    seconds.update({m.key: t["grads"] + (t["hessian"] if m.needs_hessian else 0.0) + t[m.key] for m in influence})
+    seconds.update({key: t["last"] + (t["val"] if method(det).needs_validation else 0.0) + t[key]
+                    for det, key in DETECTOR_METHODS.items()})
     info.update(grad_last=g_train.matrix().astype(np.float64), probs=probs)
     step(1.0, "scores done")
     return scores, seconds, info
