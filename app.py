@@ -1,6 +1,7 @@
 """ogdash dashboard: `streamlit run app.py` (or `make run`)."""
 import streamlit as st
 
+from dashboard.auth import locked, sign_in_gate
 from dashboard.escape import error
 from dashboard.nav import existing_pages
 from dashboard.sidebar import sidebar
@@ -8,7 +9,8 @@ from dashboard.state import link_problems, sync_url
 
 st.set_page_config(page_title="ogdash", page_icon=":material/scatter_plot:", layout="wide")
 pages = [st.Page(p.path, title=p.title, icon=p.icon, default=(i == 0)) for i, p in enumerate(existing_pages())]
-nav = st.navigation(pages)
+nav = st.navigation(pages, position="hidden" if locked() else "sidebar")  # signed out: not even the page list
+sign_in_gate()  # signed out with sign-in on: only the sign-in screen, and the run stops here
 sync_url()  # what the last run changed, in case it ended with st.stop()
 sidebar()
 for problem in link_problems():  # a shared link that did not pass the schema: said once, the defaults are used

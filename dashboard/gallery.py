@@ -18,9 +18,15 @@ def feature_table(ds, positions) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(names), index=[ds.source(p) for p in positions])
 
 
-def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, on_decide) -> None:
+def _said(ds, d: dict) -> str:
+    return d["decision"] + (f" → {md(ds.classes[int(d['new_label'])])}" if d["decision"] == "relabel" else "")
+
+
+def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, on_decide,
+         everyone: list[dict] = (), conflict: bool = False) -> None:
     """Draw sample ``pos`` of ``ds``; ``probs`` (C,) give its suggested label; ``on_decide(sample_id, decision,
-    new_label)`` records a choice."""
+    new_label)`` records a choice; ``everyone`` holds each reviewer's latest decision on it, ``conflict`` says
+    they differ."""
     sid = int(ds.ids[pos])
     given, suggested = int(ds.y[pos]), int(np.argmax(probs))
     view = ds.view(pos)
@@ -42,6 +48,9 @@ def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, o
         if decision:
             label = f" → {md(ds.classes[int(decision['new_label'])])}" if decision["decision"] == "relabel" else ""
             st.markdown(f"decided: {BADGE[decision['decision']]}{label} ({md(decision['reviewer'])})")
+            if len(everyone) > 1:  # who decided what, when several did
+                mark = ":red[**conflict**] · " if conflict else ""
+                st.markdown(mark + " · ".join(f"{md(d['reviewer'])}: {_said(ds, d)}" for d in everyone))
         else:
             st.caption("undecided")
         b = st.columns(3)

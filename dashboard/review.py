@@ -1,19 +1,47 @@
-"""The Review page's lower half: how the decisions stand, and the downloads built from them when clicked."""
+"""The Review page's helpers: who decides, how the decisions stand, conflicts, and the downloads built when clicked."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
+from dashboard.auth import identity, is_admin, may_review, sign_in_on
+from dashboard.escape import error, md
+from dashboard.state import bound, view
+from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.labelstudio import label_config, make_tasks
 from ogdash.review import DECISIONS, DecisionStore
 
 
-def decision_counts(current, train: Dataset) -> None:
+def reviewer() -> tuple[str, str]:
+    """Who decides on this page, and why nobody may ("" when someone may).
+
+    With sign-in on it is the signed-in identity (no name box, nothing in the address); off, the
+    name typed in the box, kept in the page's address.
+    """
+    if sign_in_on():
+        me = identity()
+        if not may_review():
+            st.warning(f"Signed in as **{md(me)}**, who is not in the reviewers list: you can look but not decide.")
+            return me, f"{me} is not in the reviewers list; nothing was saved. Ask an admin to add you."
+        st.caption(f"Deciding as **{md(me)}** (your sign-in); every decision records it.")
+        return me, ""
+    name = bound("reviewer", st.text_input, "Reviewer name",
+                 placeholder="who is deciding? (kept in the page's address)").strip()
+    view()["reviewer"] = name
+    return name, "" if name else "Enter your reviewer name first; nothing was saved."
+
+
+def conflict_ids(conflicts) -> set[int]:
+    return {int(i) for i in conflicts["sample_id"]}
+
+
+def decision_counts(current, train: Dataset, conflicts=None) -> None:
     """One metric per decision; with known truth, how many reviewed samples were truly mislabeled."""
     st.subheader("Decisions so far")
     counts = current["decision"].value_counts()
@@ -28,15 +56,18 @@ def decision_counts(current, train: Dataset) -> None:
         st.caption(f"Of the {len(acted)} samples marked remove or relabel, "
                    f"{int(train.noisy[train.positions(acted)].sum())} were truly mislabeled (known because the noise "
                    "was injected).")
+    if conflicts is not None and len(conflicts):
+        st.warning(f"**{len(conflict_ids(conflicts))} conflicts**: samples whose reviewers' latest decisions "
+                   "differ. Choose Status \"conflict\" above to see them, or download them below.")
 
 
 def exports(store: DecisionStore, dataset: str, train: Dataset, current, cfg: dict, flags: np.ndarray,
-            scores: np.ndarray, suggest: np.ndarray, detector: str) -> None:
+            scores: np.ndarray, suggest: np.ndarray, detector: str, conflicts=None) -> None:
     """Download buttons whose files are built when clicked, from the store as it is then (a decision stays fast)."""
     st.subheader("Export")
     history = lambda: with_sources(store.history(dataset), train)  # noqa: E731
     now = lambda: store.current(dataset)  # noqa: E731
-    e = st.columns(4)
+    e = st.columns(5)
     e[0].download_button("Decisions (.csv)", lambda: csv_bytes(history()), file_name="decisions.csv",
                          disabled=not len(current))
     e[1].download_button("Decisions (.json)", lambda: history().astype(object).where(history().notna(), None)
@@ -61,5 +92,26 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, cfg: di
     e[3].download_button("Flagged for Label Studio (.json)", lambda: json.dumps(make_tasks(
         train, train.ids[flags], suggest[flags].argmax(1), scores[flags], detector)),
         file_name="label_studio_tasks.json", disabled=not flags.any())
+    e[4].download_button("Conflicts (.csv)", lambda: csv_bytes(with_sources(store.conflicts(dataset), train)),
+                         file_name="conflicts.csv", disabled=conflicts is None or not len(conflicts),
+                         help="each reviewer's latest decision on every sample where reviewers disagree")
     with st.expander("Label Studio: the labelling config for that import file (README, \"Label Studio\")"):
         st.code(label_config(train), language="xml")
+
+
+def import_decisions(store: DecisionStore, dataset: str) -> None:
+    """Admins only (with sign-in off, the one local user): add a decisions export (.csv/.json) to this data."""
+    if not is_admin():
+        return
+    with st.expander("Import decisions (admins)"):
+        st.caption("A decisions export (.csv or .json) from this page or `ogdash`; its rows are added to this "
+                   "data's decisions with their reviewers and times. Importing a file twice adds nothing.")
+        up = st.file_uploader("Decisions file", type=["csv", "json"], key="import_decisions")
+        if up is not None and st.button("Import", key="import_go"):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"import{Path(up.name).suffix.lower()}"
+                path.write_bytes(up.getvalue())
+                try:
+                    st.success(f"Imported {store.import_(path, dataset=dataset)} new decisions.")
+                except OgdashError as e:
+                    error(e)

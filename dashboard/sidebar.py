@@ -2,6 +2,7 @@
 import streamlit as st
 
 from dashboard.active import describe_data, describe_model
+from dashboard.auth import who_box
 from dashboard.escape import md
 from dashboard.state import data_config, model_config
 
@@ -12,3 +13,4 @@ def sidebar() -> None:
         st.caption("ogdash · outlier gradient analysis")
         st.markdown(f"**Data:** {md(describe_data(data_config()))}  \n**Model:** {md(describe_model(model_config()))}")
         st.caption("Every score: higher = more detrimental.")
+        who_box()

@@ -128,7 +128,7 @@ def choose_data(cfg: dict, model_cfg: dict | None = None) -> None:
 
 BUDGET_RANGE = (0.01, 0.5)
 SHOW = ("flagged", "selection", "all")
-STATUS = ("all", "undecided", "keep", "remove", "relabel", "unsure")
+STATUS = ("all", "undecided", "keep", "remove", "relabel", "unsure", "conflict")
 
 
 def _ints(text: str) -> list[int]:

@@ -14,6 +14,8 @@ Conventions
   (threads) and several processes can save at once. ``record_many`` is atomic.
 - Only explicit human decisions change labels: ``keep``, ``unsure`` and undecided
   samples keep their given label.
+- Several reviewers may decide the same sample; :meth:`DecisionStore.by_reviewer` keeps each
+  one's latest and :meth:`DecisionStore.conflicts` lists the samples where those differ.
 - Imports never reorder history: a row dated in the future (beyond ``CLOCK_SKEW``)
   would outrank every decision made until then, so the whole file is refused; sample
   ids and labels must fit SQLite's 64-bit integers.
@@ -244,6 +246,31 @@ class DecisionStore:
             f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id "
             "ORDER BY timestamp DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
             "WHERE rank = 1 ORDER BY sample_id", (_check_dataset(dataset),))
+
+    def by_reviewer(self, dataset: str) -> pd.DataFrame:
+        """Each reviewer's latest decision per sample, sorted by sample_id then reviewer.
+
+        Same columns as :meth:`history`. With one reviewer this is :meth:`current`; with several it
+        shows who decided what, since :meth:`current` keeps only the latest across reviewers.
+        """
+        cols = ", ".join(_FIELDS[1:])
+        return self._query(
+            f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id, reviewer "
+            "ORDER BY timestamp DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            "WHERE rank = 1 ORDER BY sample_id, reviewer", (_check_dataset(dataset),))
+
+    def conflicts(self, dataset: str) -> pd.DataFrame:
+        """Samples on which reviewers disagree: their latest decisions differ (relabel to different
+        classes counts as different).
+
+        One row per reviewer of each such sample, with the columns of :meth:`by_reviewer`, sorted by
+        sample_id then reviewer; empty when everyone agrees. A reviewer who later changes their mind
+        to agree resolves the conflict.
+        """
+        mine = self.by_reviewer(dataset)
+        verdict = mine["decision"] + ":" + mine["new_label"].astype("string").fillna("")
+        differs = verdict.groupby(mine["sample_id"]).transform("nunique") > 1
+        return mine[differs].reset_index(drop=True)
 
     def export(self, dataset: str, path: str | Path, current_only: bool = False) -> Path:
         """Write the history (or only current decisions) of ``dataset`` to a .csv or .json file."""

@@ -239,3 +239,29 @@ def test_no_decisions_means_given_labels(store):
     out = store.cleaned_labels(DS, [0, 1], [3, 4])
     assert out["label"].tolist() == [3, 4]
     assert out["decision"].isna().all()
+
+
+def test_by_reviewer_and_conflicts(store):
+    store.record(DS, 1, "remove", "ana")
+    store.record(DS, 1, "keep", "ben")  # ana and ben disagree on 1
+    store.record(DS, 2, "relabel", "ana", new_label=3)
+    store.record(DS, 2, "relabel", "ben", new_label=4)  # same decision, different class: a conflict
+    store.record(DS, 3, "keep", "ana")
+    store.record(DS, 3, "keep", "ben")  # agree
+    store.record(DS, 4, "remove", "ana")
+    store.record(DS, 4, "keep", "ben")
+    store.record(DS, 4, "keep", "ana")  # ana changed her mind: agreed again
+    store.record(DS, 5, "unsure", "ana")  # one reviewer only
+    store.record("other", 1, "relabel", "cy", new_label=1)
+
+    mine = store.by_reviewer(DS)
+    assert list(mine.columns) == list(store.history(DS).columns)
+    assert list(zip(mine["sample_id"], mine["reviewer"], mine["decision"])) == [
+        (1, "ana", "remove"), (1, "ben", "keep"), (2, "ana", "relabel"), (2, "ben", "relabel"),
+        (3, "ana", "keep"), (3, "ben", "keep"), (4, "ana", "keep"), (4, "ben", "keep"), (5, "ana", "unsure")]
+
+    clash = store.conflicts(DS)
+    assert list(clash.columns) == list(mine.columns)
+    assert list(zip(clash["sample_id"], clash["reviewer"])) == [(1, "ana"), (1, "ben"), (2, "ana"), (2, "ben")]
+    assert clash["new_label"].tolist()[2:] == [3, 4]
+    assert store.conflicts("other").empty and store.conflicts("nothing-yet").empty

@@ -5,7 +5,7 @@ import streamlit as st
 from dashboard.active import active_flags, active_gradients, active_model, active_splits, active_suggestions
 from dashboard.escape import error
 from dashboard.gallery import card
-from dashboard.review import decision_counts, exports
+from dashboard.review import conflict_ids, decision_counts, exports, import_decisions, reviewer
 from dashboard.state import SHOW, STATUS, bound, data_config, decisions_path, sync_url, view
 from ogdash.core.errors import OgdashError
 from ogdash.detect.registry import DETECTORS
@@ -34,14 +34,13 @@ except OgdashError as e:
     st.stop()
 dataset = train.fingerprint()
 v = view()
-reviewer = bound("reviewer", st.text_input, "Reviewer name", placeholder="who is deciding? (kept in the page's address)")
-v["reviewer"] = reviewer.strip()
+me, refused = reviewer()  # the signed-in identity, or the name typed here when sign-in is off
 
 
 def saved(write) -> None:
     """Run one write to the store; a problem is shown on the next run and nothing is lost."""
-    if not v["reviewer"]:
-        st.session_state["review_error"] = "Enter your reviewer name first; nothing was saved."
+    if refused:
+        st.session_state["review_error"] = refused
         return
     try:
         write()
@@ -50,11 +49,11 @@ def saved(write) -> None:
 
 
 def decide(sample_id, decision, new_label=None):
-    saved(lambda: store.record(dataset, sample_id, decision, v["reviewer"], new_label=new_label))
+    saved(lambda: store.record(dataset, sample_id, decision, me, new_label=new_label))
 
 
 def decide_many(records):
-    saved(lambda: store.record_many(dataset, records, v["reviewer"]))
+    saved(lambda: store.record_many(dataset, records, me))
 
 
 @st.fragment
@@ -78,9 +77,15 @@ def gallery():
     pos = pos[np.argsort(-scores[pos], kind="stable")]
     current = store.current(dataset)
     decided = {int(r.sample_id): r._asdict() for r in current.itertuples()}
+    mine = store.by_reviewer(dataset)
+    who = {int(i): rows.to_dict("records") for i, rows in mine.groupby("sample_id")}  # who decided what
+    conflicts = store.conflicts(dataset)
+    clash = conflict_ids(conflicts)
     if classes:
         pos = pos[np.isin(train.y[pos], classes)]
-    if status != "all":
+    if status == "conflict":
+        pos = pos[np.isin(train.ids[pos], list(clash))]
+    elif status != "all":
         st_of = np.array([decided.get(int(i), {"decision": "undecided"})["decision"] for i in train.ids[pos]])
         pos = pos[st_of == status]
 
@@ -110,11 +115,13 @@ def gallery():
         cols = st.columns(3)
         for k, p in enumerate(shown):
             with cols[k % 3]:
-                card(train, int(p), suggest[p], float(scores[p]), decided.get(int(train.ids[p])), decide)
+                card(train, int(p), suggest[p], float(scores[p]), decided.get(int(train.ids[p])), decide,
+                     who.get(int(train.ids[p]), []), int(train.ids[p]) in clash)
 
     st.divider()
-    decision_counts(current, train)
-    exports(store, dataset, train, current, data_config(), flags, scores, suggest, v["detector"])
+    decision_counts(current, train, conflicts)
+    exports(store, dataset, train, current, data_config(), flags, scores, suggest, v["detector"], conflicts)
+    import_decisions(store, dataset)
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
 

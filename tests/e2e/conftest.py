@@ -43,19 +43,23 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def app_url(data_root):
     """Start the dashboard with its own cache, decision store and data root; stop it afterwards."""
-    home = data_root
-    port = _free_port()
     # A tiny upload limit, so the browser can prove an upload over it is refused (tests/e2e/test_browser.py).
+    yield from serve_app(data_root, {"OGDASH_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB)})
+
+
+def serve_app(home: Path, env: dict, args=(), port: int | None = None, host: str = "127.0.0.1"):
+    """Run `streamlit run app.py` with its cache, decision store and data root under ``home``; yield its URL."""
+    port = port or _free_port()
     env = {**os.environ, "OGDASH_CACHE": str(home / "cache"), "OGDASH_DECISIONS": str(home / "decisions.sqlite"),
-           "OGDASH_DATA_ROOT": str(home), "OGDASH_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), "PYTHONUNBUFFERED": "1"}
+           "OGDASH_DATA_ROOT": str(home), "PYTHONUNBUFFERED": "1", **env}
     log = open(home / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port),
                              "--browser.gatherUsageStats", "false",
                              # files edited while the suite runs must not put a "rerun?" prompt on the page
-                             "--server.fileWatcherType", "none", "--server.runOnSave", "false"],
+                             "--server.fileWatcherType", "none", "--server.runOnSave", "false", *args],
                             cwd=ROOT, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
         try:

@@ -1,0 +1,93 @@
+"""Who is using the dashboard: sign-in (Streamlit's own OpenID Connect), the reviewer's identity, and roles.
+
+Sign-in is on exactly when ``.streamlit/secrets.toml`` has an ``[auth]`` section; then every page needs
+it, and the reviewer is the signed-in identity (email, else the provider's ``sub``). Off, the dashboard
+is one person's session on this machine: they type a reviewer name and may do everything.
+
+Roles (only with sign-in on) come from ``[ogdash]`` in secrets.toml, else from the environment:
+``admins`` / ``$OGDASH_ADMINS`` may import decisions; ``reviewers`` / ``$OGDASH_REVIEWERS``, when given,
+are the only ones who may review (admins always may). Lists compare case-insensitively.
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from dashboard.escape import md
+
+
+def _secrets_section(name: str) -> dict:
+    if not st.secrets.load_if_toml_exists():  # no secrets file: no error box, just nothing configured
+        return {}
+    section = st.secrets.get(name)
+    return dict(section) if section else {}
+
+
+def sign_in_on() -> bool:
+    """True when an ``[auth]`` section configures Streamlit's sign-in."""
+    return bool(_secrets_section("auth"))
+
+
+def signed_in() -> bool:
+    return bool(st.user.get("is_logged_in"))
+
+
+def locked() -> bool:
+    """Sign-in is on and nobody is signed in: nothing but the sign-in screen may show."""
+    return sign_in_on() and not signed_in()
+
+
+def identity() -> str:
+    """The signed-in user's email, else their ``sub``; "" when nobody is signed in."""
+    if not signed_in():
+        return ""
+    return str(st.user.get("email") or st.user.get("sub") or "").strip()
+
+
+def _listed(name: str) -> set[str]:
+    value = _secrets_section("ogdash").get(name)
+    if value is None:
+        value = os.environ.get(f"OGDASH_{name.upper()}", "")
+    if isinstance(value, str):
+        value = value.split(",")
+    return {str(v).strip().lower() for v in value if str(v).strip()}
+
+
+def is_admin() -> bool:
+    """Sign-in off: the one local user is. On: the identity is in the admins list."""
+    if not sign_in_on():
+        return True
+    me = identity().lower()
+    return bool(me) and me in _listed("admins")
+
+
+def may_review() -> bool:
+    """Sign-in off: yes. On: signed in, and in the reviewers list when there is one (admins always)."""
+    if not sign_in_on():
+        return True
+    me = identity().lower()
+    reviewers = _listed("reviewers")
+    return bool(me) and (not reviewers or me in reviewers or is_admin())
+
+
+def sign_in_gate() -> None:
+    """With sign-in on and nobody signed in: draw only the sign-in screen and stop the run."""
+    if not locked():
+        return
+    st.title("ogdash")
+    st.markdown("This review dashboard is shared by a team. **Sign in** to see the data and record decisions.")
+    st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:")
+    st.stop()
+
+
+def who_box() -> None:
+    """The sidebar's account lines: who is signed in and a sign-out button, or that this is a local session."""
+    if sign_in_on():
+        role = "admin" if is_admin() else ("reviewer" if may_review() else "viewer (not in the reviewers list)")
+        st.markdown(f"Signed in as **{md(identity())}** · {role}")
+        st.button("Sign out", on_click=st.logout, icon=":material/logout:")
+    else:
+        st.caption("Single-user session on this machine: no sign-in, so anyone who reaches this address can "
+                   "review. To share it with a team, turn on sign-in (README, \"Running it for a team\").")
+
