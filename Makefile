@@ -34,6 +34,8 @@ $(LS_VENV)/.installed: requirements-labelstudio.txt
 labelstudio: $(LS_VENV)/.installed
 
 run: $(VENV)/.runtime
+	@if [ "$(HOST)" != "127.0.0.1" ] && ! grep -qs '^\[auth\]' .streamlit/secrets.toml; then \
+		echo "warning: HOST=$(HOST) without sign-in: anyone who reaches it can review (README, 'Running it for a team')" >&2; fi
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
 test: $(VENV)/.testing $(LS_VENV)/.installed

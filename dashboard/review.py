@@ -57,7 +57,8 @@ def decision_counts(current, train: Dataset, conflicts=None) -> None:
                    f"{int(train.noisy[train.positions(acted)].sum())} were truly mislabeled (known because the noise "
                    "was injected).")
     if conflicts is not None and len(conflicts):
-        st.warning(f"**{len(conflict_ids(conflicts))} conflicts**: samples whose reviewers' latest decisions "
+        n = len(conflict_ids(conflicts))
+        st.warning(f"**{n} conflict{'s' if n != 1 else ''}**: samples whose reviewers' latest decisions "
                    "differ. Choose Status \"conflict\" above to see them, or download them below.")
 
 

@@ -101,7 +101,7 @@ def test_two_reviewers_each_decision_carries_its_identity(browser, team):
     bob.get_by_role("button", name="Keep", exact=True).first.click()  # the same sample: a conflict
     settle(bob)
     bob.get_by_text("decided: keep (bob@example.org)").wait_for()
-    bob.get_by_text(re.compile(r"1 conflicts")).wait_for()
+    bob.get_by_text(re.compile(r"1 conflict: samples")).wait_for()
     bob.get_by_text(re.compile(r"conflict · ann@example.org: remove · bob@example.org: keep")).wait_for()
     shot(bob, "team_conflict")
 
