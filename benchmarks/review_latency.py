@@ -69,9 +69,8 @@ def server_times(dcfg: dict, mcfg: dict, n: int) -> list[float]:
     return times
 
 
-def browser_times(home: Path, dcfg: dict, mcfg: dict, n: int) -> tuple[list[float], float]:
-    from playwright.sync_api import sync_playwright
-
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    """The dashboard on a free loopback port over ``home`` (cache, decisions, data root): (process, url)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -80,15 +79,23 @@ def browser_times(home: Path, dcfg: dict, mcfg: dict, n: int) -> tuple[list[floa
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                "--server.address", "127.0.0.1", "--server.port", str(port),
                                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cwd=ROOT, env=env, stdout=open(home / "streamlit.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return server, url
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError(f"streamlit did not start; see {home / 'streamlit.log'}")
+
+
+def browser_times(home: Path, dcfg: dict, mcfg: dict, n: int) -> tuple[list[float], float]:
+    from playwright.sync_api import sync_playwright
+
+    server, url = start_server(home)
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                                          args=["--headless", "--no-sandbox", "--disable-gpu"])

@@ -20,14 +20,11 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -35,27 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 DECISIONS = ("keep", "remove", "unsure")
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OGDASH_CACHE": str(home / "cache"), "OGDASH_DECISIONS": str(home / "decisions.sqlite"),
-           "OGDASH_DATA_ROOT": str(home)}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.address", "127.0.0.1", "--server.port", str(port),
-                               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                              cwd=ROOT, env=env, stdout=open(home / "streamlit.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise RuntimeError(f"streamlit did not start; see {home / 'streamlit.log'}")
 
 
 async def reviewer(browser, url: str, me: str, n: int, times: list[float]):
@@ -116,7 +92,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="ogdash-team-load-"))
     os.environ.update(OGDASH_CACHE=str(home / "cache"), OGDASH_DECISIONS=str(home / "decisions.sqlite"),
                       OGDASH_DATA_ROOT=str(home))
-    from review_latency import prepare
+    from review_latency import prepare, start_server
 
     server = None
     try:
