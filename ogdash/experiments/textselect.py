@@ -42,7 +42,7 @@ import pandas as pd
 
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
-from ogdash.core.progress import Progress
+from ogdash.core.progress import Progress, Timer, report
 from ogdash.core.threads import one_thread
 from ogdash.data.dataset import Splits
 from ogdash.detect.flags import flag
@@ -150,33 +150,34 @@ def method_scores(runs, model, methods: Iterable[str], seed: int = 0, lissa_iter
     unknown = [k for k in methods if k not in METHOD_KEYS]
     if unknown:
         raise OgdashError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_KEYS)}.")
-    scores, seconds = {}, {}
-    t = time.perf_counter()
-    gs, blocks = runs.gradients(model)
-    t_grads = time.perf_counter() - t
+    scores, seconds, timer = {}, {}, Timer()
+    with timer("grads"):
+        gs, blocks = runs.gradients(model)
     G = curvature = None
-    t_dense = t_hess = 0.0
     for i, key in enumerate(methods):
-        if progress:
-            progress(i / len(methods), METHOD_LABELS[key])
+        report(progress, i / len(methods), METHOD_LABELS[key])
         entry = method(_DETECTOR_KEYS.get(key, key))
-        t = time.perf_counter()
         if entry.build is not None:
-            scores[key] = np.asarray(score(gs, entry.key, seed=seed), np.float64)
-            # the random floor reads no gradients
-            seconds[key] = (0.0 if entry.key == "random" else t_grads) + time.perf_counter() - t
+            with timer(key):
+                scores[key] = np.asarray(score(gs, entry.key, seed=seed), np.float64)
             continue
         if G is None:
-            G = gs.matrix().astype(np.float64)
-            t_dense = time.perf_counter() - t
-            t = time.perf_counter()
+            with timer("dense"):
+                G = gs.matrix().astype(np.float64)
         if entry.needs_hessian and curvature is None:
-            curvature = runs.curvature(model, G)
-            t_hess = time.perf_counter() - t
-            t = time.perf_counter()
+            with timer("hessian"):
+                curvature = runs.curvature(model, G)
         inputs = InfluenceInputs(**(curvature or {}), iterations=lissa_iterations, layer_slices=blocks)
-        scores[key] = entry.compute(G, inputs)
-        seconds[key] = t_grads + t_dense + (t_hess if entry.needs_hessian else 0.0) + time.perf_counter() - t
+        with timer(key):
+            scores[key] = entry.compute(G, inputs)
+    # each method's seconds include the shared inputs it needs (the random floor reads no gradients)
+    t = timer.seconds
+    for key in scores:
+        entry = method(_DETECTOR_KEYS.get(key, key))
+        shared = 0.0 if entry.key == "random" else t["grads"]
+        if entry.build is None:
+            shared += t.get("dense", 0.0) + (t.get("hessian", 0.0) if entry.needs_hessian else 0.0)
+        seconds[key] = shared + t[key]
     return scores, seconds
 
 
