@@ -88,8 +88,8 @@ def model_kinds(train) -> list[str]:
     """The architectures that can take this data: images → CNN or torchvision, feature rows → logistic
     regression or MLP (and the paper's 2-2-2-1 MLP for binary problems)."""
     if train.kind == "image":
-        return ["cnn", "torchvision"]
-    return ["logreg", "mlp"] + (["paper_mlp"] if train.n_classes == 2 else [])
+        return ["cnn", "torchvision", "custom"]
+    return ["logreg", "mlp"] + (["paper_mlp"] if train.n_classes == 2 else []) + ["custom"]
 
 
 def default_model(train) -> dict:
@@ -100,9 +100,13 @@ def model_fits(mcfg: dict, train) -> bool:
     return mcfg.get("kind") in model_kinds(train)
 
 
-def model_spec(mcfg: dict):
-    from ogdash.models.zoo import ModelSpec
+def model_spec(mcfg: dict, tune: str | None = None):
+    """The ModelSpec of a model choice; ``tune``: what a retrain of your network trains ('last' or 'all')."""
+    from ogdash.models.zoo import USER_KINDS, ModelSpec
 
+    if mcfg["kind"] in USER_KINDS:  # your network, from your weights (a frozen backbone with a new head: new_head)
+        return ModelSpec(mcfg["kind"], epochs=mcfg.get("epochs"), arch=mcfg["arch"], weights=mcfg["weights"],
+                         tune=tune or "last", new_head=bool(mcfg.get("new_head")))
     return ModelSpec(mcfg["kind"], tuple(mcfg.get("hidden", (16, 16))), mcfg.get("epochs"))
 
 
@@ -120,13 +124,16 @@ def active_model(train_if_missing: bool = False, progress=None):
     if hit is not None:
         return hit
     splits, mcfg = splits_for(data_config()), model_config()
-    if mcfg["kind"] == "torchvision":
+    if mcfg["kind"] in ("torchvision", "custom") and not mcfg.get("new_head"):  # your trained network, as it is
         from ogdash.models.train import check_fits, load_torchvision
+        from ogdash.models.zoo import build_model
 
-        # the weights file is read and checked before the model is built (an architecture can weigh gigabytes)
-        model = load_torchvision(mcfg["arch"], splits.train.n_classes, mcfg["weights"])
-        # someone's checkpoint may expect other inputs: say so here, not pages later
-        check_fits(model, splits.train.X, splits.train.n_classes, f"{mcfg['arch']} with {Path(mcfg['weights']).name}")
+        name = f"{mcfg['arch']} with {Path(mcfg['weights']).name}"
+        if mcfg["kind"] == "torchvision":  # the file is checked before the model is built (it can weigh gigabytes)
+            model = load_torchvision(mcfg["arch"], splits.train.n_classes, mcfg["weights"])
+        else:
+            model = build_model(model_spec(mcfg), splits.train.X.shape[1:], splits.train.n_classes)
+        check_fits(model, splits.train.X, splits.train.n_classes, name)  # say so here, not pages later
     else:
         spec, seed = model_spec(mcfg), int(mcfg.get("seed", 0))
         model = cached_model(spec, splits.train, seed, disk_cache())
@@ -134,14 +141,15 @@ def active_model(train_if_missing: bool = False, progress=None):
             if not train_if_missing:
                 return None
             t0 = time.perf_counter()
-            model = train_model(spec, splits.train, seed, disk_cache(), progress)
+            model = train_model(spec, splits.train, seed, disk_cache(), progress, val=splits.val)
             memo(cache_key("train_seconds", key), lambda: time.perf_counter() - t0)
     return memo(key, lambda: model)
 
 
 def describe_model(mcfg: dict) -> str:
-    if mcfg["kind"] == "torchvision":
-        return f"{mcfg['arch']} ({Path(mcfg['weights']).name})"
+    if mcfg["kind"] in ("torchvision", "custom"):
+        head = ", new head trained here" if mcfg.get("new_head") else ""
+        return f"{mcfg['arch']} ({Path(mcfg['weights']).name}{head})"
     hidden = f" {'-'.join(map(str, mcfg.get('hidden', (16, 16))))}" if mcfg["kind"] == "mlp" else ""
     return f"{mcfg['kind']}{hidden} (seed {mcfg.get('seed', 0)})"
 

@@ -152,3 +152,43 @@ def data_summary(splits: Splits) -> None:
         first = feature_table(train, range(min(8, train.n)))
         first.insert(0, "label", [train.classes[c] for c in train.y[:8]])
         st.dataframe(first, width="stretch")
+
+
+def your_network_form(mcfg: dict, kind: str, c1, c2, c3) -> dict:
+    """The fields of your own network: its architecture or factory, its weights, and whether it is a frozen
+    backbone whose new head is trained here."""
+    same = mcfg.get("kind") == kind
+    if kind == "torchvision":
+        arch = c1.text_input("Architecture name", mcfg.get("arch", "resnet18") if same else "resnet18")
+    else:
+        arch = c1.text_input("Factory (package.module:factory)", mcfg.get("arch", "") if same else "",
+                             placeholder="examples.own_network:classifier",
+                             help="factory() takes no arguments and returns your nn.Module; its package must be "
+                                  "allowed by whoever runs the dashboard (OGDASH_MODEL_MODULES; examples always is)")
+    weights = c2.text_input("Weights file (.safetensors or .pt, under the data root)", mcfg.get("weights", "") if same
+                            else "")
+    use = c3.radio("Use it", ["as it is", "frozen backbone + new head"], index=int(bool(mcfg.get("new_head")) and same),
+                   help="as it is: your trained network is analysed, and Trim & retrain fine-tunes it from your "
+                        "weights. Frozen backbone: a new last layer for these classes is trained here on its "
+                        "features (computed once and cached).")
+    st.caption("Weights load with safetensors or `torch.load(weights_only=True)`: a checkpoint that carries code is "
+               "refused. The gradients are those of the network's last `nn.Linear`.")
+    out = {"arch": arch.strip(), "weights": weights.strip(), "new_head": use != "as it is"}
+    if out["new_head"]:
+        out["seed"] = int(st.number_input("Seed (the new head's initialisation)", 0, 10_000, int(mcfg.get("seed", 0))))
+    return out
+
+
+def checked_network(cfg: dict) -> dict:
+    """Your network's settings with the weights resolved under the data root and a factory checked against the
+    allowed packages; OgdashError says what is wrong."""
+    from dashboard.schema import factory
+
+    if not cfg["arch"] or not cfg["weights"]:
+        raise OgdashError("give the architecture and the weights file.")
+    if cfg["kind"] == "custom":
+        try:
+            factory(cfg["arch"])
+        except ValueError as e:
+            raise OgdashError(f"{cfg['arch']}: {e}.") from None
+    return {**cfg, "weights": str(resolve_under(data_root(), cfg["weights"]))}

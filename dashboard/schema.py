@@ -118,6 +118,37 @@ def _architectures():
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
+def allowed_modules() -> tuple[str, ...]:
+    """The packages whose factories the dashboard may build ($OGDASH_MODEL_MODULES, comma-separated).
+
+    Naming ``package.module:factory`` runs that code, so a link or a page can only name code
+    the person running the dashboard allowed; ``examples`` (this repository's example) always is.
+    """
+    import os
+
+    extra = [m.strip() for m in os.environ.get("OGDASH_MODEL_MODULES", "").split(",") if m.strip()]
+    return ("examples", *extra)
+
+
+def factory(v):
+    """``package.module:factory`` inside an allowed package (``allowed_modules``)."""
+    from ogdash.models.user import is_factory
+
+    if not isinstance(v, str) or not is_factory(v):
+        raise ValueError(f"{_short(v)} is not package.module:factory")
+    module = v.partition(":")[0]
+    if not any(module == m or module.startswith(m + ".") for m in allowed_modules()):
+        raise ValueError(f"{module} is not an allowed package (the person running the dashboard allows them with "
+                         "OGDASH_MODEL_MODULES)")
+    return v
+
+
+def _bool(v):
+    if not isinstance(v, bool):
+        raise ValueError(f"{_short(v)} is not true or false")
+    return v
+
+
 # source -> {field: (required, check)}; a check is a function of the value (paths also take the root).
 # Lists of choices are looked up when a link is read, so the schema never drifts from the code.
 _NOISE_FIELDS = {"noise_rate": (False, _float(*NOISE)), "noise_kind": (False, _one_of(("uniform", "pairs")))}
@@ -138,13 +169,15 @@ DATA = {
 }
 _MODEL_COMMON = {"seed": (False, _int(*SEED)), "epochs": (False, _optional(_int(*EPOCHS))),
                  "hidden": (False, _hidden)}  # the text page gives every head its hidden width
+_YOURS = {"weights": (True, _path("file", (".safetensors", ".pt", ".pth", ".bin"))), "new_head": (False, _bool),
+          "seed": (False, _int(*SEED)), "epochs": (False, _optional(_int(*EPOCHS)))}
 MODEL = {
     "logreg": _MODEL_COMMON,
     "mlp": _MODEL_COMMON,
     "cnn": _MODEL_COMMON,
     "paper_mlp": _MODEL_COMMON,
-    "torchvision": {"arch": (True, lambda v: _one_of(_architectures())(v)),
-                    "weights": (True, _path("file", (".safetensors", ".pt", ".pth", ".bin")))},
+    "torchvision": {"arch": (True, lambda v: _one_of(_architectures())(v)), **_YOURS},
+    "custom": {"arch": (True, factory), **_YOURS},
 }
 
 

@@ -5,7 +5,7 @@ server is picked up by the dashboard without recomputing anything.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
 from ogdash.engine.settings import GradientSettings
 from ogdash.models.train import accuracy, fit
+from ogdash.models.user import last_linear
 from ogdash.models.zoo import ModelSpec, build_model, weights_key
 
 
@@ -41,16 +42,54 @@ def cached_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCach
 
 
 def train_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache | None = None,
-                progress: Progress = None, device=None) -> torch.nn.Module:
-    """The model ``fit`` would train, loaded from the cache when it was trained before."""
+                progress: Progress = None, device=None, val: Dataset | None = None) -> torch.nn.Module:
+    """The model ``fit`` would train, loaded from the cache when it was trained before.
+
+    A last-layer fine-tune of your network (``spec.tune == "last"``) trains its last layer
+    on the backbone's features, computed once and cached (``backbone_dataset``). ``val``:
+    a set whose accuracy the progress reports (it never changes the model).
+    """
     model = cached_model(spec, train, seed, cache)
     if model is not None:
         return model
-    model = fit(spec, train.X, train.y, train.n_classes, seed, progress, device)
+    if spec.user and spec.tune == "last":
+        feats = [backbone_dataset(spec, ds, cache, device) if ds is not None else None for ds in (train, val)]
+        head = train_model(spec.head_spec(), feats[0], seed, cache, progress, device, feats[1])
+        model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
+        last_linear(model)[1].load_state_dict(head.state_dict())
+        model.eval()
+    else:
+        model = fit(spec, train.X, train.y, train.n_classes, seed, progress, device,
+                    None if val is None else (val.X, val.y))
     if cache is not None:
         cache.save("models", model_key(spec, train, seed),
                    {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
     return model
+
+
+def backbone_dataset(spec: ModelSpec, ds: Dataset, cache: DiskCache | None = None, device=None,
+                     progress: Progress = None) -> Dataset:
+    """``ds`` with each input replaced by your network's backbone features (its last layer's inputs).
+
+    Computed once per (network, weights, data) and kept in the disk cache: a frozen backbone
+    with a head trained here, and every retrain of that head, reuse them.
+    """
+    from ogdash.core.cache import file_digest
+    from ogdash.models.train import default_device, prepare
+    from ogdash.models.user import backbone_features
+
+    key = cache_key("features", spec.arch, file_digest(spec.weights) if spec.weights else None, ds.fingerprint())
+    hit = None if cache is None else cache.load("features", key, mmap=False)
+    if hit is not None:
+        H = np.asarray(hit["features"])
+    else:
+        # the backbone with a throwaway head: your file's head (maybe for other classes) is not needed here
+        model = build_model(replace(spec, new_head=True), ds.X.shape[1:], ds.n_classes, 0)
+        H = backbone_features(prepare(model, torch.device(device) if device else default_device(), ds.X.ndim == 4),
+                              ds.X, progress=progress)
+        if cache is not None:
+            cache.save("features", key, {"features": H})
+    return replace(ds, X=H, feature_names=None, _fingerprint=[])
 
 
 def gradients_key(model, ds: Dataset, settings: GradientSettings = GradientSettings()) -> str:
@@ -146,15 +185,17 @@ class ScanResult:
 
 
 def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(), cache: DiskCache | None = None,
-         progress: Progress = None, device=None) -> ScanResult:
+         progress: Progress = None, device=None, model: torch.nn.Module | None = None) -> ScanResult:
     """Train (or load) the model, extract training gradients, score and flag them.
 
-    ``budget='auto'`` flags the suggested budget (``ogdash.detect.budget.suggest_budget``),
-    which the result then carries as ``suggested_budget``.
+    ``model``: a trained network to analyse as it is (your own, see ``ogdash.models.user``);
+    by default ``spec`` is trained. ``budget='auto'`` flags the suggested budget
+    (``ogdash.detect.budget.suggest_budget``), which the result then carries as ``suggested_budget``.
     """
     timer, seed, budget = Timer(), settings.seed, settings.budget
     with timer("train"):
-        model = train_model(spec, splits.train, seed, cache, progress, device)
+        if model is None:
+            model = train_model(spec, splits.train, seed, cache, progress, device, splits.val)
     with timer("gradients"):
         g_train = gradients(model, splits.train, settings.gradients, cache, device=device)
         g_val = None

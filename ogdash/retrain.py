@@ -25,7 +25,7 @@ from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits
 from ogdash.models.train import accuracy, per_class_accuracy
 from ogdash.models.zoo import ModelSpec
-from ogdash.pipeline import train_model
+from ogdash.pipeline import backbone_dataset, train_model
 
 ACTIONS = {"remove": "remove the flagged samples",
            "relabel": "relabel the flagged samples to the suggested label",
@@ -179,6 +179,10 @@ def compare(splits: Splits, spec: ModelSpec, fixes, seeds=(0, 1, 2), cache: Disk
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise OgdashError("give at least one seed.")
+    if spec.user and spec.tune == "last":  # every arm trains your network's last layer on features computed once
+        splits = Splits(*(None if ds is None else backbone_dataset(spec, ds, cache, device)
+                          for ds in (splits.train, splits.test, splits.val)))
+        train, test, spec = splits.train, splits.test, spec.head_spec()
     steps = spec.total_steps(train.n)  # the full set's step budget, for every retrain
     fixed = replace(spec, steps=steps)
     sizes = [len(set(f.remove) | set(f.relabel)) for f in fixes]

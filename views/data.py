@@ -11,11 +11,18 @@ from dashboard.active import (
     model_summary,
     splits_for,
 )
-from dashboard.data_forms import builtin_form, cifar_form, data_summary, files_form, folder_form
+from dashboard.data_forms import (
+    builtin_form,
+    checked_network,
+    cifar_form,
+    data_summary,
+    files_form,
+    folder_form,
+    your_network_form,
+)
 from dashboard.escape import error
-from dashboard.state import choose_data, data_root, model_config, progress_bar
+from dashboard.state import choose_data, model_config, progress_bar
 from ogdash.core.errors import OgdashError
-from ogdash.data.files import resolve_under
 
 st.title("Data & model")
 st.caption("Choose the data and the model; every other page works on this choice.")
@@ -50,13 +57,12 @@ kinds = model_kinds(train)  # only architectures that can take this data are off
 kind = st.selectbox("Architecture", kinds, index=kinds.index(mcfg["kind"]) if mcfg.get("kind") in kinds else 0,
                     format_func={"logreg": "Logistic regression", "mlp": "MLP", "cnn": "Small CNN (images)",
                                  "paper_mlp": "Paper's 2-2-2-1 MLP (binary)",
-                                 "torchvision": "torchvision architecture + your weights"}.get)
+                                 "torchvision": "torchvision architecture + your weights",
+                                 "custom": "Your own network (package.module:factory) + your weights"}.get)
 c1, c2, c3 = st.columns(3)
 new = {"kind": kind}
-if kind == "torchvision":
-    new["arch"] = c1.text_input("Architecture name", mcfg.get("arch", "resnet18"))
-    new["weights"] = c2.text_input("Weights file (.safetensors or .pt, under the data root)", mcfg.get("weights", ""))
-    st.caption("Weights load with safetensors or `torch.load(weights_only=True)`: a checkpoint that carries code is refused.")
+if kind in ("torchvision", "custom"):
+    new.update(your_network_form(mcfg, kind, c1, c2, c3))
 else:
     if kind == "mlp":
         widths = c1.text_input("Hidden widths", ",".join(map(str, mcfg.get("hidden", (16, 16)))))
@@ -71,12 +77,13 @@ else:
     new["epochs"] = int(epochs) or None
     new["seed"] = int(c3.number_input("Seed (initialisation)", 0, 10_000, int(mcfg.get("seed", 0))))
 
-if st.button("Train model" if kind != "torchvision" else "Load model", type="primary"):
+loads = kind in ("torchvision", "custom") and not new.get("new_head")  # your network as it is: nothing to train
+if st.button("Load model" if loads else "Train model", type="primary"):
     previous = st.session_state.get("model_config")
-    bar, cb = progress_bar("Training" if kind != "torchvision" else "Loading")
+    bar, cb = progress_bar("Loading" if loads else "Training")
     try:
-        if kind == "torchvision":
-            new["weights"] = str(resolve_under(data_root(), new["weights"]))
+        if kind in ("torchvision", "custom"):
+            new = checked_network(new)
         st.session_state["model_config"] = new
         active_model(train_if_missing=True, progress=cb)
         st.rerun()  # the sidebar and the URL name the new model at once

@@ -26,9 +26,13 @@ if splits is None or active_model() is None:
     st.info("Train a model on the **Data & model** page first.")
     st.stop()
 mcfg = model_config()
-if mcfg["kind"] == "torchvision":
-    st.warning("Retraining needs a model from the zoo; a torchvision model with your weights is only analysed here.")
-    st.stop()
+tune = None
+if mcfg["kind"] in ("torchvision", "custom"):  # your network: every retrain starts from your weights
+    tune = st.radio("Fine-tune", ["last", "all"], horizontal=True,
+                    format_func={"last": "last layer (on the frozen backbone's features, fast)",
+                                 "all": "all layers (slow on a CPU)"}.get,
+                    help="Every arm, the unchanged data included, starts from your weights and trains the same "
+                         "steps with the same seed's batch order.")
 train = splits.train
 try:
     flagged = active_flags()  # from the detector and budget in the page's address: no other page need be open
@@ -77,13 +81,13 @@ seeds = st.slider("Seeds", 1, 10, fit_in_a_minute, help="each seed: the same ini
                   "least 3 seeds are needed to tell a fix from chance")
 seed0 = int(mcfg.get("seed", 0))
 seed_list = list(range(seed0, seed0 + seeds))
-key = cache_key("compare", file_keyed(data_config()), mcfg, [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes],
-             seed_list)
+key = cache_key("compare", file_keyed(data_config()), file_keyed(mcfg), tune,
+                [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes], seed_list)
 result = memo(key)
 if st.button("Retrain", type="primary", disabled=not fixes):
     bar, cb = progress_bar("Retraining")
     try:
-        result = memo(key, lambda: compare(splits, model_spec(mcfg), fixes, seed_list, disk_cache(), cb))
+        result = memo(key, lambda: compare(splits, model_spec(mcfg, tune), fixes, seed_list, disk_cache(), cb))
     except OgdashError as e:
         error(e)
     bar.empty()
@@ -111,7 +115,9 @@ if train.truth_known:
     table["truly mislabeled touched"] = ["" if r["truly_noisy"] is None else str(r["truly_noisy"]) for r in rows]
     table["relabelled correctly"] = ["" if r["corrected"] is None else str(r["corrected"]) for r in rows]
 whole_table(table)
-st.caption(f"Seeds {result.seeds}; every model trained for {result.steps} steps; {result.seconds:.0f} s. "
+start = (f"every model started from your weights ({mcfg['arch']}) and fine-tuned "
+         f"{'its last layer' if tune == 'last' else 'all layers'}" if tune else "every model trained")
+st.caption(f"Seeds {result.seeds}; {start} for {result.steps} steps; {result.seconds:.0f} s. "
            + ("One seed: no spread measured, so differences may be chance." if one else
               "Mean ± std over seeds; 'vs control' compares each seed's fix with the same seed's random removal of as "
               "many samples as the fix touches."))

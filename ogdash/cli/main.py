@@ -5,6 +5,7 @@ Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
 from ogdash.cli.extract import add_extract_parser, summary_line
@@ -18,7 +19,9 @@ from ogdash.core.progress import Timer
 from ogdash.data.files import load_splits
 from ogdash.detect.flags import budget_count
 from ogdash.detect.registry import DETECTORS, RECOMMENDED, method
-from ogdash.models.zoo import MODEL_KINDS, ModelSpec
+from ogdash.models.train import check_fits
+from ogdash.models.user import is_factory
+from ogdash.models.zoo import MODEL_KINDS, TUNES, USER_KINDS, ModelSpec, build_model
 from ogdash.retrain import ACTIONS
 
 
@@ -41,9 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-share", type=fraction, default=0.2, help="share held out as the test set when there is no "
                                                                      "--test (default 0.2)")
     s.add_argument("--val", help="validation set (inliers for OneClassSVM); default: 10%% held out of --train")
-    s.add_argument("--model", required=True, choices=MODEL_KINDS)
+    s.add_argument("--model", required=True, choices=MODEL_KINDS + USER_KINDS,
+                   help="a model trained here, or your network (torchvision or custom) with --arch and --weights")
     s.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
-    s.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
+    s.add_argument("--epochs", type=int, help="training epochs (default: a budget that depends on the model and the "
+                                              "data's size)")
+    s.add_argument("--arch", help="your network: a torchvision architecture (resnet18) or package.module:factory, "
+                                  "where factory() returns your nn.Module")
+    s.add_argument("--weights", help="your network's weights (.safetensors, or a tensors-only torch checkpoint)")
+    s.add_argument("--new-head", action="store_true",
+                   help="your network is a frozen backbone: train a new last layer for these classes on its "
+                        "features (computed once and cached), then scan that")
+    s.add_argument("--tune", choices=TUNES, default="last",
+                   help="with --retrain on your network: fine-tune its last layer (default) or all layers, from "
+                        "your weights")
     s.add_argument("--detector", choices=list(DETECTORS), default=RECOMMENDED,
                    help=f"default: {RECOMMENDED}, the best in the detection benchmark")
     s.add_argument("--budget", type=_budget, default=0.05,
@@ -88,9 +102,9 @@ def run_scan(args) -> dict:
         splits = holdout_validation(splits, 0.1, args.seed)
     if args.budget != "auto":
         budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
-    spec = ModelSpec(args.model, args.hidden, args.epochs)
+    spec, model = model_choice(args, splits.train)
     cache = None if args.no_cache else DiskCache(args.cache)
-    res = scan(splits, spec, ScanSettings(args.detector, args.budget, args.seed), cache=cache)
+    res = scan(splits, spec, ScanSettings(args.detector, args.budget, args.seed), cache=cache, model=model)
     out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": args.test is None,
            "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,
@@ -126,6 +140,27 @@ def run_scan(args) -> dict:
             df["true_label"] = splits.train.y_true
         df.to_csv(args.out, index=False)
     return out
+
+
+def model_choice(args, train) -> tuple[ModelSpec, object]:
+    """The spec to train or retrain, and your network as it is when it is to be analysed untrained (else None)."""
+    if args.model not in USER_KINDS:
+        if args.arch or args.weights or args.new_head:
+            raise OgdashError("--arch, --weights and --new-head are for your own network (--model torchvision or "
+                              "custom).")
+        return ModelSpec(args.model, args.hidden, args.epochs), None
+    if not args.arch or not args.weights:
+        raise OgdashError(f"--model {args.model} needs --arch and --weights.")
+    if (args.model == "custom") != is_factory(args.arch):
+        raise OgdashError("--model custom takes --arch package.module:factory; --model torchvision takes an "
+                          "architecture name like resnet18.")
+    spec = ModelSpec(args.model, epochs=args.epochs, arch=args.arch, weights=args.weights, tune=args.tune,
+                     new_head=args.new_head)
+    if args.new_head:
+        return spec, None  # the head is trained here, on the backbone's features
+    model = build_model(spec, train.X.shape[1:], train.n_classes)
+    check_fits(model, train.X, train.n_classes, f"{args.arch} with {Path(args.weights).name}")
+    return spec, model
 
 
 def format_scan(result: dict) -> str:

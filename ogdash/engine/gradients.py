@@ -30,6 +30,7 @@ from ogdash.data.dataset import Dataset
 from ogdash.engine.projection import SparseProjector
 from ogdash.models.losses import per_sample_loss, probabilities
 from ogdash.models.train import default_device, prepare, to_input
+from ogdash.models.user import last_linear
 
 
 @dataclass(eq=False)
@@ -138,17 +139,6 @@ def outer_flat(e: np.ndarray, h: np.ndarray, bias: bool) -> np.ndarray:
     """Rows ``[vec(e hᵀ), e]`` in torch's (weight, bias) order, shape (n, K·H [+K])."""
     w = (e[:, :, None] * h[:, None, :]).reshape(len(e), -1)
     return np.concatenate([w, e], axis=1) if bias else w
-
-
-def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The model's last linear layer: ``model.head`` if it has one, else the last nn.Linear."""
-    head = getattr(model, "head", None)
-    if isinstance(head, nn.Linear):
-        return "head", head
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise OgdashError("the model has no nn.Linear layer; choose parameters for the generic gradient path.")
-    return linears[-1]
 
 
 def _chunks(n, chunk_size):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,47 +48,96 @@ def prepare(model: nn.Module, device, image_input: bool) -> nn.Module:
 
 
 def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0,
-        progress: Progress = None, device=None) -> nn.Module:
+        progress: Progress = None, device=None, val: tuple | None = None) -> nn.Module:
     """Build a model from ``spec`` with initialisation seed ``seed`` and train it.
 
     The same seed gives the same initial weights and the same batch order, so a
-    retrain on a trimmed set differs from the original only by the data.
+    retrain on a trimmed set differs from the original only by the data. Your network
+    (``spec.user``) starts from your weights; with ``tune="last"`` only its last linear
+    layer trains, on the frozen backbone's features computed once. ``val``: (X, y) whose
+    accuracy the progress reports; it never changes the training.
     """
     spec = spec.resolved(len(y))
     device = torch.device(device) if device else default_device()
     model = prepare(build_model(spec, X.shape[1:], n_classes, seed), device, X.ndim == 4)
+    if spec.user and spec.tune == "last":
+        from ogdash.models.user import backbone_features, last_linear
+
+        head = last_linear(model)[1]
+        features = lambda A: backbone_features(model, A)  # noqa: E731
+        train_steps(head, features(X), y, spec, seed, progress, device,
+                    None if val is None else (features(val[0]), val[1]))
+    else:
+        train_steps(model, X, y, spec, seed, progress, device, val)
+    return model.eval()
+
+
+def train_steps(model: nn.Module, X: np.ndarray, y: np.ndarray, spec: ModelSpec, seed: int, progress: Progress = None,
+                device=None, val: tuple | None = None) -> None:
+    """Train ``model`` in place for ``spec.total_steps`` Adam steps on (X, y), batches drawn with ``seed``.
+
+    The progress says the epoch, the loss, the validation accuracy (when ``val`` is given)
+    and the time left, about twice a second.
+    """
     Xt = to_input(X, device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     n = len(yt)
     bs = spec.batch_size or n
     total = spec.total_steps(n)  # a step budget (spec.steps) or the epochs' steps
-    epochs = math.ceil(total / math.ceil(n / bs))
-    step = 0
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen).to(device) if bs < n else None
-        for start in range(0, n, bs):
-            if step == total:
-                break
-            idx = order[start:start + bs] if order is not None else slice(None)
-            loss = per_sample_loss(model(Xt[idx]), yt[idx]).mean()
-            if not torch.isfinite(loss):
-                raise OgdashError(f"training diverged at epoch {epoch + 1} (loss is {loss.item()}); "
-                                  "lower the learning rate or check the inputs.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-        if progress is not None and (epoch % max(1, epochs // 50) == 0 or epoch == epochs - 1):
-            progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}, loss {loss.item():.4f}")
+    per_epoch = math.ceil(n / bs)
+    epochs = math.ceil(total / per_epoch)
+    with _threads_for(params, X, device):
+        step, val_acc, t0, last, last_val = 0, None, time.perf_counter(), 0.0, 0.0
+        model.train()
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=gen).to(device) if bs < n else None
+            for start in range(0, n, bs):
+                if step == total:
+                    break
+                idx = order[start:start + bs] if order is not None else slice(None)
+                loss = per_sample_loss(model(Xt[idx]), yt[idx]).mean()
+                if not torch.isfinite(loss):
+                    raise OgdashError(f"training diverged at epoch {epoch + 1} (loss is {loss.item()}); "
+                                      "lower the learning rate or check the inputs.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                if progress is None:
+                    continue
+                now = time.perf_counter()
+                if val is not None and (start + bs >= n or step == total) and (now - last_val > 1 or step == total):
+                    val_acc, last_val = accuracy(model, *val), now  # at an epoch's end, at most once a second
+                    model.train()
+                if now - last > 0.5 or step == total:
+                    last = now
+                    left = (now - t0) / step * (total - step)
+                    progress(step / total, f"epoch {epoch + 1}/{epochs}, loss {loss.item():.4f}"
+                             + ("" if val_acc is None else f", validation accuracy {val_acc:.1%}")
+                             + ("" if step == total else f", about {_duration(left)} left"))
     # the last step can still blow the weights up after a finite loss; never hand on a NaN model
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise OgdashError("training diverged in the last epoch (weights became NaN or infinite); "
                           "lower the learning rate or check the inputs.")
     model.eval()
-    return model
+
+
+def _threads_for(params, X: np.ndarray, device):
+    """One CPU thread for small models on feature rows (heads, MLPs): their steps are too small to split, and on a
+    busy machine spinning OpenMP threads made them up to 30x slower (``ogdash.core.threads``)."""
+    import contextlib
+
+    from ogdash.core.threads import one_thread
+
+    small = X.ndim == 2 and sum(p.numel() for p in params) < 1_000_000 and torch.device(device).type == "cpu"
+    return one_thread() if small else contextlib.nullcontext()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def check_fits(model: nn.Module, X: np.ndarray, n_classes: int, name: str = "the model") -> None:
