@@ -348,6 +348,9 @@ BAD_LINKS = [
     ({"model": {"kind": "torchvision", "arch": "vit_h_14", "weights": "missing.pt"}},
      r"weights: missing\.pt is not an existing file under the data root"),
     ({"model": {"kind": "torchvision", "arch": "not_a_net", "weights": "small.pt"}}, r"arch: 'not_a_net' is not one"),
+    # naming package.module:factory runs that code: a link may only name packages the operator allowed
+    ({"model": {"kind": "custom", "arch": "os:abort", "weights": "small.pt"}}, r"arch: os is not an allowed package"),
+    ({"model": {"kind": "custom", "arch": "resnet18", "weights": "small.pt"}}, r"arch: 'resnet18' is not package"),
     ({"model": {"kind": "mlp", "hidden": [10**9]}}, r"hidden: 1000000000 is not a whole number from 1 to 4,096"),
     ({"model": {"kind": "mlp", "epochs": 10**12}}, r"epochs: 1000000000000 is not a whole number"),
 ]

@@ -176,3 +176,35 @@ def test_pages_scan_and_retrain_your_torchvision_network(yours, tmp_path, monkey
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("started from your weights" in c.value for c in at.caption)
     assert len(at.dataframe) >= 1
+
+
+def test_page_trains_a_new_head_on_your_backbone(tmp_path, monkeypatch):
+    """Your own network (a factory in an allowed package) as a frozen backbone: the Data page trains a new head; a
+    factory outside the allowed packages is refused in one line and the previous model stays."""
+    import streamlit as st
+    from examples.own_network import backbone
+
+    st.cache_resource.clear()
+    for name, value in (("OGDASH_DECISIONS", tmp_path / "d.sqlite"), ("OGDASH_DATA_ROOT", tmp_path),
+                        ("OGDASH_CACHE", tmp_path / "cache")):
+        monkeypatch.setenv(name, str(value))
+    torch.manual_seed(0)
+    save_weights(backbone(), tmp_path / "backbone.safetensors")
+    s = splits_of(channels=1, side=28)
+    for name, ds in (("train", s.train), ("test", s.test)):
+        np.savez(tmp_path / f"{name}.npz", X=ds.X, y=ds.y)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["data"] = json.dumps({"source": "files", "train": "train.npz", "test": "test.npz"})
+    at.run()
+    at.switch_page("views/data.py").run()
+    next(w for w in at.selectbox if w.label == "Architecture").set_value("custom").run()
+    next(w for w in at.text_input if w.label.startswith("Weights file")).set_value("backbone.safetensors")
+    next(w for w in at.radio if w.label == "Use it").set_value("frozen backbone + new head").run()
+    next(w for w in at.text_input if w.label.startswith("Factory")).set_value("os:getcwd")
+    next(b for b in at.button if b.label == "Train model").click().run()
+    assert len(at.error) == 1 and "os is not an allowed package" in at.error[0].value and not at.exception
+    next(w for w in at.text_input if w.label.startswith("Factory")).set_value("examples.own_network:backbone")
+    next(b for b in at.button if b.label == "Train model").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["model_config"]["new_head"] is True
+    assert any(m.label == "Test accuracy" for m in at.metric)
