@@ -192,3 +192,13 @@ def checked_network(cfg: dict) -> dict:
         except ValueError as e:
             raise OgdashError(f"{cfg['arch']}: {e}.") from None
     return {**cfg, "weights": str(resolve_under(data_root(), cfg["weights"]))}
+
+
+def training_budget(spec, n_train: int) -> str:
+    """What training will do, in a line: steps, passes over the data and batch size."""
+    r = spec.resolved(n_train)
+    steps = spec.total_steps(n_train)
+    per_epoch = -(-n_train // r.batch_size) if r.batch_size else 1
+    how = "the default budget for this size" if spec.epochs is None else f"{spec.epochs} epochs"
+    return (f"Training: {steps:,} steps of {'the full batch' if not r.batch_size else f'{r.batch_size} samples'} "
+            f"({steps / per_epoch:.3g} passes over {n_train:,} samples; {how}).")

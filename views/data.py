@@ -8,6 +8,7 @@ from dashboard.active import (
     default_model,
     model_fits,
     model_kinds,
+    model_spec,
     model_summary,
     splits_for,
 )
@@ -18,6 +19,7 @@ from dashboard.data_forms import (
     data_summary,
     files_form,
     folder_form,
+    training_budget,
     your_network_form,
 )
 from dashboard.escape import error
@@ -76,6 +78,7 @@ else:
     epochs = c2.number_input("Epochs (0 = default)", 0, 10_000, int(mcfg.get("epochs") or 0))
     new["epochs"] = int(epochs) or None
     new["seed"] = int(c3.number_input("Seed (initialisation)", 0, 10_000, int(mcfg.get("seed", 0))))
+    st.caption(training_budget(model_spec(new), train.n))
 
 loads = kind in ("torchvision", "custom") and not new.get("new_head")  # your network as it is: nothing to train
 if st.button("Load model" if loads else "Train model", type="primary"):
