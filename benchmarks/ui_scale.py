@@ -68,23 +68,30 @@ class Session:
     def runs(self) -> list[float]:
         return [float(m) for m in re.findall(r"^ogdash-run \S+ ([\d.]+)$", self.log.read_text(), re.M)]
 
-    def idle(self, timeout: float, before: int | None = None) -> None:
+    def idle(self, timeout: float, before: int | None = None) -> dict:
         """Wait until the script run the last action caused has been logged (when ``before`` is the log's count
-        before it), the browser shows Streamlit idle, no further run started, and a frame is painted."""
+        before it), the browser shows Streamlit idle, no further run started, and a frame is painted. Returns when
+        (perf_counter) the last run was logged, the page went idle and the frame was painted."""
         from conftest import SCRIPT_DONE, assert_no_exception
 
         deadline = time.perf_counter() + timeout
         while before is not None and len(self.runs()) <= before:
             if time.perf_counter() > deadline:
                 raise TimeoutError("the app logged no script run")
-            time.sleep(0.05)
+            time.sleep(0.02)
+        marks = {"logged": time.perf_counter()}
         while True:
             count = len(self.runs())
-            self.page.wait_for_function(SCRIPT_DONE, timeout=max(1.0, deadline - time.perf_counter()) * 1000)
+            self.page.wait_for_function(SCRIPT_DONE, timeout=max(1.0, deadline - time.perf_counter()) * 1000,
+                                        polling=50)
+            marks["idle"] = time.perf_counter()
             self.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            marks["painted"] = time.perf_counter()
             if len(self.runs()) == count:  # no rerun (st.rerun, a widget's echo) ended meanwhile
                 break
+            marks["logged"] = time.perf_counter()
         assert_no_exception(self.page)
+        return marks
 
     def do(self, action, timeout: float = 300) -> None:
         """An untimed action that makes the app rerun (typing into a field, then leaving it)."""
@@ -98,14 +105,24 @@ class Session:
         before = len(self.runs())
         t = time.perf_counter()
         action()
-        self.idle(timeout, None if fragment else before)
+        marks = self.idle(timeout, None if fragment else before)
         if done is not None:
             done()
         took = time.perf_counter() - t
         server = self.runs()[before:]
         self.rows.append((name, took, sum(server) if server else None))
-        print(f"  {name}: {took:.2f} s (server {sum(server):.2f} s in {len(server)} run(s))", flush=True)
+        print(f"  {name}: {took:.2f} s (server {sum(server):.2f} s in {len(server)} run(s); from the click: last run "
+              f"logged {marks['logged'] - t:.2f}, page idle {marks['idle'] - t:.2f}, painted {marks['painted'] - t:.2f})",
+              flush=True)
         return took
+
+
+def shot(page, folder: Path, name: str) -> None:
+    """The whole page (``tests/e2e/conftest.py``'s ``shot``: the viewport grows to the content) into ``folder``."""
+    import conftest
+
+    conftest.SHOTS = folder
+    conftest.shot(page, name)
 
 
 def browser_run(home: Path, url: str, train: Path, test: Path, epochs: int, shots: Path | None) -> Session:
@@ -142,7 +159,7 @@ def browser_run(home: Path, url: str, train: Path, test: Path, epochs: int, shot
         s.step("extract gradients (+ first scores, PCA, plot)",
                lambda: page.get_by_role("button", name="Extract gradients").click(), plot.wait_for)
         if shots:
-            page.screenshot(path=str(shots / f"gradient_{n}_pca.png"), full_page=True)
+            shot(page, shots, f"gradient_{n}_pca")
 
         def choose(box: str, option):
             page.get_by_test_id("stSelectbox").filter(has_text=box).click()
@@ -156,7 +173,7 @@ def browser_run(home: Path, url: str, train: Path, test: Path, epochs: int, shot
         s.step("budget 5% → 6%", nudge, lambda: page.get_by_text(re.compile(r"budget cut: top \d+")).first.wait_for())
         s.step("layout → UMAP (first: computed)", lambda: choose("Layout", re.compile("^UMAP")), plot.wait_for)
         if shots:
-            page.screenshot(path=str(shots / f"gradient_{n}_umap.png"), full_page=True)
+            shot(page, shots, f"gradient_{n}_umap")
         s.step("layout → PCA (memoised)", lambda: choose("Layout", "PCA"), plot.wait_for)
         s.step("layout → UMAP (memoised)", lambda: choose("Layout", re.compile("^UMAP")), plot.wait_for)
         s.step("open Review", lambda: nav.get_by_role("link", name="Review").click(),
@@ -256,6 +273,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             if not args.no_server:
+                os.environ.pop("OGDASH_RUN_TIMES")
                 server[n] = server_times(train, test, args.epochs)
         finally:
             shutil.rmtree(home, ignore_errors=True)
