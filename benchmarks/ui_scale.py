@@ -111,8 +111,9 @@ class Session:
         took = time.perf_counter() - t
         server = self.runs()[before:]
         self.rows.append((name, took, sum(server) if server else None))
-        print(f"  {name}: {took:.2f} s (server {sum(server):.2f} s in {len(server)} run(s); from the click: last run "
-              f"logged {marks['logged'] - t:.2f}, page idle {marks['idle'] - t:.2f}, painted {marks['painted'] - t:.2f})",
+        print(f"  {name}: {took:.2f} s (server {sum(server):.2f} s in {len(server)} run(s); from the click: last "
+              f"run logged {marks['logged'] - t:.2f}, page idle {marks['idle'] - t:.2f}, painted "
+              f"{marks['painted'] - t:.2f})",
               flush=True)
         return took
 
@@ -222,8 +223,9 @@ def server_times(train: Path, test: Path, epochs: int, reps: int = 3) -> dict[st
     timed("Review: next page", [lambda p=p: at.number_input(key="_gpage").set_value(p).run() for p in (2, 3, 4)])
     timed("Review: status filter", [lambda s=s: at.selectbox(key="_status").set_value(s).run()
                                     for s in ("undecided", "all", "undecided")])
-    timed("Review: one decision (whole page)", [lambda: next(b for b in at.button if b.key and b.key.startswith("keep_"))
-                                                .click().run() for _ in range(reps)])
+    def keep():
+        next(b for b in at.button if b.key and b.key.startswith("keep_")).click().run()
+    timed("Review: one decision (whole page)", [keep] * reps)
     return out
 
 

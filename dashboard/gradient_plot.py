@@ -73,8 +73,8 @@ def scatter(coords, axis: str, train, predicted, scores, flags):
                                      train.sources, shown)
         note = plots.sample_note(flags, shown)
         if len(train.classes) > plots.LEGEND_MAX:
-            note += (" " if note else "") + (f"{len(train.classes)} classes: colours repeat every {len(plots.PALETTE)}, "
-                                             "so the legend lists the points, not each class; hover a point for its "
-                                             "labels.")
+            note += (" " if note else "") + (f"{len(train.classes)} classes: colours repeat every "
+                                             f"{len(plots.PALETTE)}, so the legend lists the points, not each class; "
+                                             "hover a point for its labels.")
         return fig, note
     return memo(scores_key("scatter", view()["budget"], view()["layout"]), build)

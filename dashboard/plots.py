@@ -88,7 +88,8 @@ def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis
         fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=name, customdata=custom[m],
                                    text=where[m], hovertext=labels[m], hovertemplate=hover, marker=marker))
     fig.add_trace(go.Scattergl(x=xy[flags, 0], y=xy[flags, 1], mode="markers", name="flagged",
-                               customdata=custom[flags], text=where[flags], hovertext=labels[flags], hovertemplate=hover,
+                               customdata=custom[flags], text=where[flags], hovertext=labels[flags],
+                               hovertemplate=hover,
                                marker=dict(size=10, symbol="x", color=colour[flags], **scale,
                                            line=dict(width=1.5, color="black"))))
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), dragmode="select",

@@ -52,8 +52,9 @@ def test_scatter_carries_the_ids_of_the_points_it_draws(n_classes):
     scores, coords = rng.random(n), rng.normal(size=(n, 2))
     flags = scores > 0.9
     shown = plots.plot_sample(flags, cap=1000)
-    fig = plots.gradient_scatter(coords, ids, given, predicted, scores, flags, [f"<b>c{k}</b>" for k in range(n_classes)],
-                                 "PCA", [f"line {i + 2}" for i in range(n)], shown)
+    classes = [f"<b>c{k}</b>" for k in range(n_classes)]
+    fig = plots.gradient_scatter(coords, ids, given, predicted, scores, flags, classes, "PCA",
+                                 [f"line {i + 2}" for i in range(n)], shown)
     spec = json.loads(fig.to_json())
     drawn = {}
     for trace in spec["data"]:
@@ -61,7 +62,7 @@ def test_scatter_carries_the_ids_of_the_points_it_draws(n_classes):
         x = _array(trace["x"])
         for (sid, score), xv, text in zip(custom, x, trace["text"]):
             drawn[int(sid)] = (score, xv, text)
-    assert len(drawn) == len(shown) <= 1000 + 0  # at most the cap, when the flagged fit in it
+    assert len(drawn) == len(shown) <= 1000  # at most the cap, when the flagged fit in it
     pos = {int(i): p for p, i in enumerate(ids)}
     for sid, (score, xv, text) in drawn.items():
         p = pos[sid]  # an id of the data, with its own score, position and source
@@ -124,3 +125,20 @@ def test_gradient_page_at_30000_samples_sends_a_sampled_plot(tmp_path, monkeypat
     assert caption and f"all {n_flagged:,} flagged and a random {plots.PLOT_CAP - n_flagged:,} of the " \
                       f"{n - n_flagged:,} others" in caption[0]
     assert any(c.value.startswith(f"{n} gradients") for c in at.caption)
+
+
+def test_layouts_at_scale_are_kept_on_disk_and_umap_fits_a_seeded_subset(tmp_path):
+    from ogdash.core.cache import DiskCache
+    from ogdash.engine import layout2d
+
+    G = np.random.default_rng(0).normal(size=(3000, 12)).astype(np.float32)
+    calls = []
+    cache = DiskCache(tmp_path / "cache")
+    coords, axis = layout2d.cached_layout(G, "pca", cache, "grads-key", progress=lambda f, m: calls.append(f))
+    again, axis2 = layout2d.cached_layout(np.zeros((3000, 12)), "pca", cache, "grads-key")  # loaded, not computed
+    np.testing.assert_array_equal(coords, again)
+    assert axis == axis2 and axis.startswith("PCA") and coords.shape == (3000, 2)
+    subset = layout2d.umap_subset(50_000)
+    assert len(subset) == layout2d.UMAP_FIT_MAX and np.all(np.diff(subset) > 0)
+    np.testing.assert_array_equal(subset, layout2d.umap_subset(50_000))
+    assert layout2d.umap_subset(layout2d.UMAP_FIT_MAX) is None

@@ -67,7 +67,8 @@ c1, c2, c3 = st.columns(3)
 detector = bound("detector", c1.selectbox, "Detector", detectors, format_func=detector_label,
                  help=f"Recommended: {DETECTORS[RECOMMENDED]}, the best detector in the detection benchmark (README).")
 budget = bound("budget", c2.slider, "Budget (fraction flagged)", *BUDGET_RANGE, step=0.01)
-layout = bound("layout", c3.selectbox, "Layout", ["pca", "umap"], format_func=lambda m: gradient_plot.layout_label(m, grads.n),
+layout = bound("layout", c3.selectbox, "Layout", ["pca", "umap"],
+               format_func=lambda m: gradient_plot.layout_label(m, grads.n),
                help="A 2-D gradient is drawn as is. A layout is computed once per model and kept on disk.")
 if detector in ENSEMBLES:
     st.caption(describe(detector))

@@ -63,8 +63,8 @@ def _umap(X: np.ndarray, seed: int, progress: Progress) -> tuple[np.ndarray, str
     out[fit_on] = reducer.embedding_
     rest = np.setdiff1d(np.arange(len(X)), fit_on)
     for start in range(0, len(rest), TRANSFORM_CHUNK):
-        report(progress, 0.5 + 0.5 * start / len(rest), f"placing samples {start:,}–{min(start + TRANSFORM_CHUNK, len(rest)):,}"
-               f" of the other {len(rest):,}")
+        end = min(start + TRANSFORM_CHUNK, len(rest))
+        report(progress, 0.5 + 0.5 * start / len(rest), f"placing samples {start:,}–{end:,} of {len(rest):,} others")
         part = rest[start:start + TRANSFORM_CHUNK]
         out[part] = reducer.transform(X[part])
     return out, f"UMAP of the gradients (fitted on a random {len(fit_on):,} of {len(X):,}, the others placed by it)"
