@@ -65,6 +65,17 @@ def histogram(scores, flags):
                 lambda: plots.score_histogram(scores, float(np.min(scores[flags])), int(flags.sum())))
 
 
+def selected_ids(event) -> list[int]:
+    """The sample ids of the points a box or lasso selected (``customdata[0]``), sorted."""
+    out = set()
+    for p in (event.selection.points if event else []):
+        c = p.get("customdata")
+        c = c.get("0") if isinstance(c, dict) else (c[0] if isinstance(c, (list, tuple)) and c else None)
+        if c is not None:  # a typed array's row arrives as {"0": id, ...}; the plot sends lists
+            out.add(int(c))
+    return sorted(out)
+
+
 def scatter(coords, axis: str, train, predicted, scores, flags):
     """The gradient plot (every flagged sample, a seeded sample of the others above the cap) and its caption."""
     def build():

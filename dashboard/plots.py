@@ -66,10 +66,12 @@ def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis
     ids, given, predicted = np.asarray(ids)[shown], np.asarray(given)[shown], np.asarray(predicted)[shown]
     xy, scores, flags = np.asarray(coords, dtype=np.float32)[shown], np.asarray(scores)[shown], np.asarray(flags)[shown]
     names = [html(c) for c in classes]
-    # ids travel as float64 (exact to 2**53); larger ones as strings, so a selection reads them back intact
+    # [id, score] as JSON numbers (ids beyond 2**53, which JavaScript would round, as strings). Not a typed
+    # (binary) array: a selected point's row of one would come back as {"0": id, "1": score}, not a list.
     exact = len(ids) == 0 or int(np.abs(ids).max()) < 2**53
-    custom = np.stack([ids.astype(np.float64 if exact else object), np.round(scores, 4).astype(np.float64)
-                       if exact else scores.round(4).astype(object)], axis=1)
+    custom = np.empty((len(ids), 2), dtype=object)
+    custom[:, 0] = ids.tolist() if exact else ids.astype(str).tolist()
+    custom[:, 1] = np.round(scores.astype(np.float64), 4).tolist()
     # the hover's line breaks live in the template, once, not in every point's strings
     where = (np.char.add("id ", ids.astype(str)).astype(object) if sources is None else
              np.asarray([f"{html(sources[p])}, id {i}" for p, i in zip(shown.tolist(), ids.tolist())], dtype=object))
@@ -87,11 +89,12 @@ def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis
                                                else dict(color=PALETTE[c % len(PALETTE)])))
         fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=name, customdata=custom[m],
                                    text=where[m], hovertext=labels[m], hovertemplate=hover, marker=marker))
+    many = flags.sum() > 1000  # smaller crosses, so thousands of them leave the other points visible
     fig.add_trace(go.Scattergl(x=xy[flags, 0], y=xy[flags, 1], mode="markers", name="flagged",
                                customdata=custom[flags], text=where[flags], hovertext=labels[flags],
                                hovertemplate=hover,
-                               marker=dict(size=10, symbol="x", color=colour[flags], **scale,
-                                           line=dict(width=1.5, color="black"))))
+                               marker=dict(size=7 if many else 10, symbol="x", color=colour[flags], **scale,
+                                           line=dict(width=1 if many else 1.5, color="black"))))
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), dragmode="select",
                       legend_title_text="given label" if per_class else "", title=axis_title, title_font_size=13,
                       legend=dict(orientation="v") if per_class else dict(orientation="h", y=-0.05))

@@ -142,3 +142,17 @@ def test_layouts_at_scale_are_kept_on_disk_and_umap_fits_a_seeded_subset(tmp_pat
     assert len(subset) == layout2d.UMAP_FIT_MAX and np.all(np.diff(subset) > 0)
     np.testing.assert_array_equal(subset, layout2d.umap_subset(50_000))
     assert layout2d.umap_subset(layout2d.UMAP_FIT_MAX) is None
+
+
+def test_a_selection_reads_the_ids_back():
+    from types import SimpleNamespace
+
+    from dashboard.gradient_plot import selected_ids
+
+    fig = plots.gradient_scatter(np.zeros((3, 2)), np.array([7, 2**60, 9]), np.array([0, 1, 0]), np.array([0, 0, 1]),
+                                 np.array([0.1, 0.9, 0.5]), np.array([False, True, False]), ["a", "b"], "PCA")
+    rows = [r for t in json.loads(fig.to_json())["data"] for r in t["customdata"]]  # plain lists, as a selection sends
+    event = SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": r} for r in rows]))
+    assert selected_ids(event) == [7, 9, 2**60]  # an id beyond 2**53 travels as a string, intact
+    assert selected_ids(SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": {"0": 4.0, "1": 0.2}}]))) == [4]
+    assert selected_ids(None) == []

@@ -108,7 +108,7 @@ with left:
     if note:
         st.caption(note)
 
-selected = sorted({int(p["customdata"][0]) for p in (event.selection.points if event else [])})
+selected = gradient_plot.selected_ids(event)
 if selected != st.session_state.get("_plot_selection", []):  # a new box or lasso, not the one already taken
     st.session_state["_plot_selection"] = selected
     if selected:
