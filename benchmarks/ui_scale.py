@@ -15,6 +15,20 @@ A step is done when the page shows what the step should show and Streamlit is id
 (``OGDASH_RUN_TIMES``); a decision reruns only the gallery fragment, which the app does not log, so
 its server time is measured in Streamlit's AppTest instead (``server_times``: a whole Review page rerun,
 an upper bound). Screenshots of the gradient page go under ``--shots``.
+
+On 2 shared cores (load average 4-8), Chromium headless with software WebGL, 100 classes x 128 features,
+Epochs field 5 (seconds, browser / server):
+
+    step                               5,000           50,000
+    load the files                     1.8 / 0.4       2.0 / 0.7
+    train (5 epochs)                  14.6 / 4.9     133.5 / 119.9
+    extract (+ first scores, PCA)     12.9 / 11.0     65.2 / 61.0
+    detector change (first scores)     2.2 / 0.2       4.0 / 0.5
+    budget change                      2.2 / 0.2       3.7 / 0.8
+    layout -> UMAP (computed)         64.0 / 62.2     93.9 / 90.4   (50k: fitted on 10,000, the rest placed)
+    layout -> PCA / UMAP (memoised)    1.9 / 0.05      3.6 / 0.3
+    open Review                        2.5 / 0.3       2.3 / 0.4
+    one decision                       0.6 / -         0.9 / -
 """
 from __future__ import annotations
 
