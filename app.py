@@ -1,4 +1,8 @@
 """ogdash dashboard: `streamlit run app.py` (or `make run`)."""
+import os
+import sys
+import time
+
 import streamlit as st
 
 from dashboard.auth import locked, sign_in_gate
@@ -7,15 +11,21 @@ from dashboard.nav import existing_pages
 from dashboard.sidebar import sidebar
 from dashboard.state import link_problems, sync_url
 
-st.set_page_config(page_title="ogdash", page_icon=":material/scatter_plot:", layout="wide")
-pages = [st.Page(p.path, title=p.title, icon=p.icon, default=(i == 0)) for i, p in enumerate(existing_pages())]
-nav = st.navigation(pages, position="hidden" if locked() else "sidebar")  # signed out: not even the page list
-sign_in_gate()  # signed out with sign-in on: only the sign-in screen, and the run stops here
-sync_url()  # what the last run changed, in case it ended with st.stop()
-sidebar()
-for problem in link_problems():  # a shared link that did not pass the schema: said once, the defaults are used
-    error(problem)
+started, nav = time.perf_counter(), None
 try:
-    nav.run()
-finally:
-    sync_url()  # after the page ran, also when it stopped early: the URL always holds what is on screen
+    st.set_page_config(page_title="ogdash", page_icon=":material/scatter_plot:", layout="wide")
+    pages = [st.Page(p.path, title=p.title, icon=p.icon, default=(i == 0)) for i, p in enumerate(existing_pages())]
+    nav = st.navigation(pages, position="hidden" if locked() else "sidebar")  # signed out: not even the page list
+    sign_in_gate()  # signed out with sign-in on: only the sign-in screen, and the run stops here
+    sync_url()  # what the last run changed, in case it ended with st.stop()
+    sidebar()
+    for problem in link_problems():  # a shared link that did not pass the schema: said once, the defaults are used
+        error(problem)
+    try:
+        nav.run()
+    finally:
+        sync_url()  # after the page ran, also when it stopped early: the URL always holds what is on screen
+finally:  # every run, also one cut short by a click or st.rerun
+    if os.environ.get("OGDASH_RUN_TIMES"):  # each run's server time, for benchmarks/ui_scale.py to read in the log
+        print(f"ogdash-run {(nav.url_path or 'home') if nav else '-'} {time.perf_counter() - started:.3f}",
+              file=sys.stderr, flush=True)

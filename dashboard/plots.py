@@ -14,39 +14,104 @@ from dashboard.escape import html
 PALETTE = qualitative.Plotly + qualitative.D3
 
 
-def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis_title: str, sources=None) -> go.Figure:
-    """Gradient space: one WebGL trace per given label, flagged samples drawn as black-ringed crosses.
+# Above this many samples the gradient plot draws every flagged one and a seeded random sample of the others.
+PLOT_CAP = 20_000
+# Up to this many classes each has its own legend entry (a trace); above it one trace holds them all.
+LEGEND_MAX = 20
 
-    The hover names each sample's source (file path, CSV line) beside its id.
+
+def plot_sample(flags: np.ndarray, cap: int = PLOT_CAP, seed: int = 0) -> np.ndarray:
+    """Sorted positions the gradient plot draws: all of them up to ``cap``; above it every flagged one and a seeded
+    random sample of the others, so at most ``cap`` in all, except that at least ``cap // 4`` others are kept
+    (when the flagged alone fill the cap). Each sample has a fixed random rank, so a budget change keeps the
+    same sample of the others, less those now flagged."""
+    flags = np.asarray(flags, dtype=bool)
+    n = len(flags)
+    if n <= cap:
+        return np.arange(n)
+    flagged, others = np.flatnonzero(flags), np.flatnonzero(~flags)
+    k = min(len(others), max(cap - len(flagged), cap // 4))
+    rank = np.random.default_rng(seed).permutation(n)
+    keep = others[np.argsort(rank[others], kind="stable")[:k]]
+    return np.sort(np.concatenate([flagged, keep]))
+
+
+def sample_note(flags: np.ndarray, shown: np.ndarray) -> str:
+    """What the plot leaves out, or "" when it draws every sample."""
+    flags = np.asarray(flags, dtype=bool)
+    if len(shown) == len(flags):
+        return ""
+    n_flagged = int(flags.sum())
+    return (f"Showing all {n_flagged:,} flagged and a random {len(shown) - n_flagged:,} of the "
+            f"{len(flags) - n_flagged:,} others ({len(shown):,} of {len(flags):,} samples; the plot draws at most "
+            f"about {PLOT_CAP:,}). Scores, flags and the review gallery cover every sample.")
+
+
+def _colorscale() -> list:
+    """A stepwise colour scale: value k (0..len(PALETTE)-1) is ``PALETTE[k]``, so colours travel as small ints."""
+    k = len(PALETTE)
+    return [[pos, c] for i, c in enumerate(PALETTE) for pos in (i / k, (i + 1) / k)]
+
+
+def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis_title: str, sources=None,
+                     shown=None) -> go.Figure:
+    """Gradient space: WebGL points coloured by given label, flagged samples drawn as black-ringed crosses.
+
+    Only the positions ``shown`` are drawn (default: all; see ``plot_sample``). Each point carries
+    ``customdata = [sample id, score]`` (numbers, sent as binary); its hover text names the source
+    (file path, CSV line), the given and the predicted label. Up to ``LEGEND_MAX`` classes each
+    has a trace and a legend entry; above that one trace holds them all, coloured by label.
     """
+    shown = np.arange(len(ids)) if shown is None else np.asarray(shown)
+    ids, given, predicted = np.asarray(ids)[shown], np.asarray(given)[shown], np.asarray(predicted)[shown]
+    xy, scores, flags = np.asarray(coords, dtype=np.float32)[shown], np.asarray(scores)[shown], np.asarray(flags)[shown]
+    names = [html(c) for c in classes]
+    # [id, score] as JSON numbers (ids beyond 2**53, which JavaScript would round, as strings). Not a typed
+    # (binary) array: a selected point's row of one would come back as {"0": id, "1": score}, not a list.
+    exact = len(ids) == 0 or int(np.abs(ids).max()) < 2**53
+    custom = np.empty((len(ids), 2), dtype=object)
+    custom[:, 0] = ids.tolist() if exact else ids.astype(str).tolist()
+    custom[:, 1] = np.round(scores.astype(np.float64), 4).tolist()
+    # the hover's line breaks live in the template, once, not in every point's strings
+    where = (np.char.add("id ", ids.astype(str)).astype(object) if sources is None else
+             np.asarray([f"{html(sources[p])}, id {i}" for p, i in zip(shown.tolist(), ids.tolist())], dtype=object))
+    labels = np.asarray([f"given {names[g]}, predicted {names[p]}" for g, p in zip(given.tolist(), predicted.tolist())],
+                        dtype=object)
+    hover = "%{text}<br>%{hovertext}<br>score %{customdata[1]:.4f} (higher = more detrimental)<extra></extra>"
+    colour = (given % len(PALETTE)).astype(np.int8)
+    scale = dict(colorscale=_colorscale(), cmin=-0.5, cmax=len(PALETTE) - 0.5, showscale=False)  # k: mid-band k
     fig = go.Figure()
-    classes = [html(c) for c in classes]
-    names = np.asarray(classes, dtype=object)
-    where = np.asarray([f"id {i}" for i in ids] if sources is None else
-                       [f"{html(src)} · id {i}" for src, i in zip(sources, ids)], dtype=object)
-    custom = np.stack([ids, names[given], names[predicted], np.round(scores, 4), where], axis=1)
-    hover = ("%{customdata[4]}<br>given %{customdata[1]}<br>predicted %{customdata[2]}"
-             "<br>score %{customdata[3]} (higher = more detrimental)<extra></extra>")
-    for c in np.unique(given):
-        m = (given == c) & ~flags
-        fig.add_trace(go.Scattergl(x=coords[m, 0], y=coords[m, 1], mode="markers", name=f"{classes[c]}",
-                                   customdata=custom[m], hovertemplate=hover,
-                                   marker=dict(size=6, opacity=0.6, color=PALETTE[c % len(PALETTE)])))
-    fig.add_trace(go.Scattergl(x=coords[flags, 0], y=coords[flags, 1], mode="markers", name="flagged",
-                               customdata=custom[flags], hovertemplate=hover,
-                               marker=dict(size=10, symbol="x", color=[PALETTE[c % len(PALETTE)] for c in given[flags]],
-                                           line=dict(width=1.5, color="black"))))
+    per_class = len(classes) <= LEGEND_MAX
+    for c in (np.unique(given) if per_class else [None]):
+        m = ~flags if c is None else (given == c) & ~flags
+        name = f"samples ({len(classes)} classes; colour: given label)" if c is None else names[c]
+        marker = dict(size=6, opacity=0.6, **(dict(color=colour[m], **scale) if c is None
+                                               else dict(color=PALETTE[c % len(PALETTE)])))
+        fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=name, customdata=custom[m],
+                                   text=where[m], hovertext=labels[m], hovertemplate=hover, marker=marker))
+    many = flags.sum() > 1000  # smaller crosses, so thousands of them leave the other points visible
+    fig.add_trace(go.Scattergl(x=xy[flags, 0], y=xy[flags, 1], mode="markers", name="flagged",
+                               customdata=custom[flags], text=where[flags], hovertext=labels[flags],
+                               hovertemplate=hover,
+                               marker=dict(size=7 if many else 10, symbol="x", color=colour[flags], **scale,
+                                           line=dict(width=1 if many else 1.5, color="black"))))
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), dragmode="select",
-                      legend_title_text="given label", title=axis_title, title_font_size=13)
+                      legend_title_text="given label" if per_class else "", title=axis_title, title_font_size=13,
+                      legend=dict(orientation="v") if per_class else dict(orientation="h", y=-0.05))
     return fig
 
 
-def score_histogram(scores, threshold: float, n_flagged: int) -> go.Figure:
-    """Histogram of the scores with the flagging threshold (higher = more detrimental)."""
-    fig = go.Figure(go.Histogram(x=scores, nbinsx=60, marker_color="#636EFA", name="samples"))
+def score_histogram(scores, threshold: float, n_flagged: int, bins: int = 60) -> go.Figure:
+    """Histogram of the scores with the flagging threshold (higher = more detrimental), binned here: the browser
+    gets ``bins`` bars, not one value per sample."""
+    scores = np.asarray(scores, dtype=np.float64)
+    counts, edges = np.histogram(scores[np.isfinite(scores)], bins=bins)
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), marker_color="#636EFA",
+                           name="samples", customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+                           hovertemplate="%{customdata[0]:.4g} to %{customdata[1]:.4g}: %{y} samples<extra></extra>"))
     fig.add_vline(x=threshold, line_color="crimson", line_dash="dash",
                   annotation_text=f"budget cut: top {n_flagged}", annotation_position="top")
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, bargap=0,
                       xaxis_title="score (higher = more detrimental)", yaxis_title="samples")
     return fig
 

@@ -1,18 +1,15 @@
 """Gradient space: extract gradients, choose a detector and a budget, and see the flagged samples stand out."""
-import numpy as np
 import streamlit as st
 
-from dashboard import plots
+from dashboard import gradient_plot
 from dashboard.active import active_flags, active_gradients, active_model, active_model_key, active_splits, layer_choice
 from dashboard.escape import error
 from dashboard.state import BUDGET_RANGE, bound, memo, progress_bar, view
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.detect.budget import suggest_budget
-from ogdash.detect.metrics import detection_metrics
 from ogdash.detect.registry import DETECTORS, ENSEMBLES, RECOMMENDED, describe
 from ogdash.engine.gradients import selectable_layers
-from ogdash.engine.layout2d import layout_2d
 
 st.title("Gradient space")
 st.markdown("Each training sample's loss gradient is a point. Samples that hurt the model are a minority "
@@ -70,8 +67,9 @@ c1, c2, c3 = st.columns(3)
 detector = bound("detector", c1.selectbox, "Detector", detectors, format_func=detector_label,
                  help=f"Recommended: {DETECTORS[RECOMMENDED]}, the best detector in the detection benchmark (README).")
 budget = bound("budget", c2.slider, "Budget (fraction flagged)", *BUDGET_RANGE, step=0.01)
-layout = bound("layout", c3.selectbox, "Layout", ["pca", "umap"], format_func={"pca": "PCA", "umap": "UMAP (slower)"}.get,
-               help="A 2-D gradient is drawn as is.")
+layout = bound("layout", c3.selectbox, "Layout", ["pca", "umap"],
+               format_func=lambda m: gradient_plot.layout_label(m, grads.n),
+               help="A 2-D gradient is drawn as is. A layout is computed once per model and kept on disk.")
 if detector in ENSEMBLES:
     st.caption(describe(detector))
 try:
@@ -93,10 +91,9 @@ c2.button("Use suggested budget", on_click=use_suggested, args=(value,), disable
 
 left, right = st.columns([2, 1])
 with right:
-    cut = float(np.min(scores[flags]))
-    st.plotly_chart(plots.score_histogram(scores, cut, int(flags.sum())), width="stretch")
+    st.plotly_chart(gradient_plot.histogram(scores, flags), width="stretch")
     if train.truth_known and train.noisy.any():  # injected noise: only then is there a truth to score against
-        m = detection_metrics(flags, scores, train.noisy)
+        m = gradient_plot.metrics(flags, scores, train.noisy)
         st.markdown("**Against the known true labels** (the noise was injected)")
         a, b = st.columns(2)
         a.metric("Precision", f"{m['precision']:.2f}")
@@ -104,14 +101,14 @@ with right:
         a.metric("AUROC", f"{m['auroc']:.3f}")
         b.metric("Detection accuracy", f"{m['accuracy']:.1%}", help="flagged vs truly mislabeled, over all training samples")
 with left:
-    with st.spinner(f"Computing the {layout.upper()} layout…"):
-        coords, axis = memo(cache_key("layout", active_model_key(), layer_choice(), layout), lambda: layout_2d(grads, layout))
-    fig = plots.gradient_scatter(coords, train.ids, train.y, grads.predicted, scores, flags, train.classes, axis,
-                                 train.source_list())
+    coords, axis = gradient_plot.active_layout(grads, train, layout)
+    fig, note = gradient_plot.scatter(coords, axis, train, grads.predicted, scores, flags)
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso", "points"),
                             key="gradient_plot")
+    if note:
+        st.caption(note)
 
-selected = sorted({int(p["customdata"][0]) for p in (event.selection.points if event else [])})
+selected = gradient_plot.selected_ids(event)
 if selected != st.session_state.get("_plot_selection", []):  # a new box or lasso, not the one already taken
     st.session_state["_plot_selection"] = selected
     if selected:
