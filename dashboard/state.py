@@ -131,6 +131,9 @@ SHOW = ("flagged", "selection", "all")
 STATUS = ("all", "undecided", "keep", "remove", "relabel", "unsure", "conflict")
 
 
+SELECTION_IN_URL = 2_000  # a larger selection stays in the session only: its address would not fit a request line
+
+
 def _ints(text: str) -> list[int]:
     out = [int(t) for t in text.split(",", 10_000) if t.strip()]
     if len(out) > 10_000 or any(not -(2**63) <= i < 2**63 for i in out):  # ids are int64
@@ -205,7 +208,7 @@ def sync_url() -> None:
     v = view()
     for name, (default, _) in _view_fields().items():
         text = _to_text(v[name])
-        if text != _to_text(default):
+        if text != _to_text(default) and not (name == "sel" and len(v[name]) > SELECTION_IN_URL):
             params[name] = text
     st.query_params.from_dict(params)
 

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import plots
 from dashboard.nav import ROOT
+from dashboard.state import SELECTION_IN_URL
 from ogdash.detect.flags import budget_count
 
 
@@ -125,6 +126,14 @@ def test_gradient_page_at_30000_samples_sends_a_sampled_plot(tmp_path, monkeypat
     assert caption and f"all {n_flagged:,} flagged and a random {plots.PLOT_CAP - n_flagged:,} of the " \
                       f"{n - n_flagged:,} others" in caption[0]
     assert any(c.value.startswith(f"{n} gradients") for c in at.caption)
+
+    # a box over most of the plot: the selection stays in the session, and its address would not fit a request line
+    at.session_state["view"]["sel"] = list(range(SELECTION_IN_URL + 1))
+    at.run()
+    assert "sel" not in at.query_params and "not kept in the page's address" in at.success[0].value
+    at.session_state["view"]["sel"] = [1, 2, 3]
+    at.run()
+    assert at.query_params["sel"] in ("1,2,3", ["1,2,3"])
 
 
 def test_layouts_at_scale_are_kept_on_disk_and_umap_fits_a_seeded_subset(tmp_path):

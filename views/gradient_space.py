@@ -4,7 +4,7 @@ import streamlit as st
 from dashboard import gradient_plot
 from dashboard.active import active_flags, active_gradients, active_model, active_model_key, active_splits, layer_choice
 from dashboard.escape import error
-from dashboard.state import BUDGET_RANGE, bound, memo, progress_bar, view
+from dashboard.state import BUDGET_RANGE, SELECTION_IN_URL, bound, memo, progress_bar, view
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.detect.budget import suggest_budget
@@ -115,7 +115,9 @@ if selected != st.session_state.get("_plot_selection", []):  # a new box or lass
         v["sel"], v["show"] = selected, "selection"  # the gallery opens on the selection
 if v["sel"]:
     c1, c2 = st.columns([3, 1])
-    c1.success(f"{len(v['sel'])} samples selected (box or lasso on the plot). They are waiting in the review gallery.")
+    c1.success(f"{len(v['sel'])} samples selected (box or lasso on the plot). They are waiting in the review gallery."
+               + (f" Over {SELECTION_IN_URL:,}, a selection is not kept in the page's address: a reload or a shared "
+                  "link forgets it." if len(v["sel"]) > SELECTION_IN_URL else ""))
     if c2.button("Clear selection"):
         v["sel"], v["show"] = [], "flagged"
         st.rerun()
