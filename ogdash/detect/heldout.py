@@ -15,7 +15,7 @@ standardised inputs. One pass over the data gives every fold's ``h^T h`` and
 solve. Its scores become probabilities through a softmax with one temperature per
 fold, fitted (by likelihood) on the leave-one-out scores of that fold's own fit rows,
 so no part of a sample's probabilities depends on its label. It replaced a
-scikit-learn logistic regression per fold (over 100 times slower at that size) with the
+scikit-learn logistic regression per fold (about 30 times slower at that size) with the
 same or better AUROC on the detection benchmark (README, "Detection benchmark").
 """
 from __future__ import annotations
