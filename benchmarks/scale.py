@@ -6,10 +6,17 @@
    (100 x 512) last layers: from factors (ogdash) against the paper's dense
    pipeline (materialise the gradients, scikit-learn SparseRandomProjection,
    then the detector). Seconds and peak memory per detector; each variant runs in
-   its own process so peak memory is its own.
+   its own process so peak memory is its own. The held-out margin (the default
+   detector) refits the last layer on its inputs, so it has the factored path only.
 3. Detection quality: on MNIST-5k with 20% injected noise, AUROC from factored /
    sketched gradients against the dense computation.
-Usage: python benchmarks/scale.py [--n 50000] [--skip-dense-cifar100] [--quality-only]
+4. End to end at scale: a tabular set of n x 128 features, 100 classes (scikit-learn's
+   make_classification), 20% uniform label noise, a clean test set of n / 5, through
+   ``ogdash.pipeline.scan`` with the suggested budget: seconds per stage, test
+   accuracy, AUROC of the default detector, L2 and IsolationForest, and the suggested
+   budget (estimate, interval, reliable or not) against the true noise rate.
+Usage: python benchmarks/scale.py [--n 50000] [--part 1,2,3,4] [--skip-dense-cifar100] [--quality-only]
+       [--steps 2000] [--cache]
 """
 import argparse
 import json
@@ -70,7 +77,7 @@ def one_variant(args):
     base = reset_peak()
     t = time.perf_counter()
     if path == "factored":
-        score(train, detector, val, seed=0)
+        score(train, detector, val, seed=0, labels=np.argmin(e, 1))  # the given label: e's one negative entry
     else:  # the paper's pipeline: dense gradients, sparse random projection, detector
         from sklearn.ensemble import IsolationForest
         from sklearn.random_projection import SparseRandomProjection
@@ -142,17 +149,19 @@ def extraction():
 
 def scoring(n, skip_dense_big):
     print(f"\n2. Scoring {n} samples ({N_VAL} validation samples for OneClassSVM; projections to {PROJ} dims)")
-    print(f"{'last layer':12} {'detector':9} {'ogdash (factors)':>24} {'dense pipeline':>24} {'speed-up':>9}")
+    print(f"{'last layer':12} {'detector':14} {'ogdash (factors)':>24} {'dense pipeline':>24} {'speed-up':>9}")
     for K, label in ((10, "10 x 512"), (100, "100 x 512")):
-        for det in ("l1", "l2", "iforest", "ocsvm"):
+        for det in ("l1", "l2", "iforest", "ocsvm", "heldout_margin"):
             f = child({"K": K, "H": 512, "n": n, "detector": det, "path": "factored"})
-            if K == 100 and skip_dense_big:
+            if det == "heldout_margin":
+                d = {"error": "n/a (factors only)"}
+            elif K == 100 and skip_dense_big:
                 d = {"error": "skipped"}
             else:
                 d = child({"K": K, "H": 512, "n": n, "detector": det, "path": "dense"})
             fmt = lambda r: r.get("error") or f"{r['seconds']:7.2f} s {r['peak_mb']:7.0f} MB"  # noqa: E731
             ratio = f"{d['seconds'] / f['seconds']:8.1f}x" if "seconds" in f and "seconds" in d else ""
-            print(f"{label:12} {det:9} {fmt(f):>24} {fmt(d):>24} {ratio:>9}")
+            print(f"{label:12} {det:14} {fmt(f):>24} {fmt(d):>24} {ratio:>9}")
 
 
 def quality():
@@ -196,6 +205,44 @@ def quality():
     print(f"   (mean ± std over seeds 0-4 of the forest and of the sketch / projection, {PROJ} dims)")
 
 
+def tabular(n, steps, use_cache):
+    from sklearn.datasets import make_classification
+    from sklearn.metrics import roc_auc_score
+
+    from ogdash.core.cache import DiskCache
+    from ogdash.data.images import split_with_noise
+    from ogdash.detect.registry import RECOMMENDED
+    from ogdash.detect.scoring import score
+    from ogdash.models import ModelSpec
+    from ogdash.pipeline import ScanSettings, scan
+
+    n_test = n // 5
+    X, y = make_classification(n_samples=n + n_test, n_features=128, n_informative=64, n_classes=100,
+                               n_clusters_per_class=1, class_sep=2.0, random_state=0)
+    splits = split_with_noise("tabular", X, y, tuple(map(str, range(100))), test_fraction=n_test / (n + n_test),
+                              noise_rate=0.2, seed=0)
+    spec = ModelSpec("mlp", hidden=(512,), steps=steps or None)
+    print(f"\n4. Tabular, {splits.train.n} x 128, 100 classes, 20% uniform noise, {splits.test.n} clean test samples; "
+          f"MLP (512,), {spec.total_steps(splits.train.n)} steps; scan with the suggested budget"
+          + (" (model from the disk cache)" if use_cache else ""))
+    res = scan(splits, spec, ScanSettings(budget="auto"), cache=DiskCache() if use_cache else None)
+    noisy = splits.train.noisy
+    print("   seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items())
+          + f"; test accuracy {res.accuracy_before:.3f}")
+    aurocs = {RECOMMENDED: roc_auc_score(noisy, res.scores)}
+    for det in ("l2", "iforest"):
+        t = time.perf_counter()
+        aurocs[det] = roc_auc_score(noisy, score(res.grads, det, seed=0))
+        aurocs[det + " seconds"] = time.perf_counter() - t
+    print("   AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in aurocs.items() if "seconds" not in k)
+          + " (scoring " + ", ".join(f"{k.split()[0]} {v:.1f} s" for k, v in aurocs.items() if "seconds" in k) + ")")
+    b = res.suggested_budget
+    print(f"   suggested budget {b.fraction:.1%} ({b.level:.0%} interval {b.low:.1%}–{b.high:.1%}; own error "
+          f"{b.own_error:.1%}; {'reliable' if b.reliable else 'UNRELIABLE'}) against the true rate {noisy.mean():.1%}")
+    if b.warning:
+        print(f"   {b.warning}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         print(json.dumps(one_variant(json.loads(sys.argv[2]))))
@@ -206,13 +253,21 @@ if __name__ == "__main__":
                     help="skip the dense CIFAR-100 baseline (peak ~19.6 GB at n=50,000; skipped by itself when less "
                          "memory is available)")
     ap.add_argument("--quality-only", action="store_true", help="only part 3 (detection quality)")
+    ap.add_argument("--part", default="1,2,3,4", help="which parts to run, e.g. 2 or 2,4")
+    ap.add_argument("--steps", type=int, default=2000, help="part 4: MLP training steps (0: the spec's default)")
+    ap.add_argument("--cache", action="store_true", help="part 4: reuse the model and gradients from the disk cache")
     a = ap.parse_args()
-    if not a.quality_only:
+    parts = {"3"} if a.quality_only else set(a.part.split(","))
+    if "1" in parts:
         extraction()
+    if "2" in parts:
         need_gb = 21 * a.n / 50_000  # the dense 100 x 512 baseline peaked at 19.6 GB for 50,000 samples
         available_gb = _status_mb_meminfo("MemAvailable:") / 1024
         skip = a.skip_dense_cifar100 or available_gb < need_gb
         if skip and not a.skip_dense_cifar100:
             print(f"\n(the dense 100 x 512 baseline needs ~{need_gb:.0f} GB; {available_gb:.0f} GB available: skipped)")
         scoring(a.n, skip)
-    quality()
+    if "3" in parts:
+        quality()
+    if "4" in parts:
+        tabular(a.n, a.steps, a.cache)

@@ -207,7 +207,7 @@ def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(
     with timer("score"):
         scores = score(g_train, settings.detector, g_val, seed, labels=splits.train.y)
         suggested = None
-        if budget == "auto":
+        if budget == "auto":  # the held-out probe's refit is remembered: score() and this share one
             suggested = suggest_budget(g_train, splits.train.y, seed=seed)
             budget = suggested.budget
         flags = flag(scores, budget)

@@ -80,8 +80,8 @@ def test_suggest_budget_from_gradients_with_known_noise(rng, source):
     assert abs(est.fraction - rate) <= 0.3 * rate  # the benchmark's criterion
     assert est.low <= est.fraction <= est.high
     d = est.to_dict()
-    assert set(d) == {"fraction", "low", "high", "level", "count", "source"}
-    assert "bootstrap interval" in est.describe()
+    assert set(d) == {"fraction", "low", "high", "level", "count", "source", "own_error", "reliable", "warning"}
+    assert est.reliable and d["warning"] == "" and "interval" in est.describe()
 
 
 def test_probe_never_sees_the_label_it_judges(rng):
@@ -101,6 +101,24 @@ def test_probe_never_sees_the_label_it_judges(rng):
     P = probabilities(gs, y, "probe")
     assert P.shape == (n, K) and np.allclose(P.sum(1), 1)
     assert np.mean(P[flipped].argmax(1) == y_true[flipped]) > 0.85  # held out: the true class
+
+
+def test_a_classifier_often_wrong_itself_makes_the_estimate_unreliable(rng):
+    """The classifier is sure of the true class for 60% of the samples and unsure of everything for the rest:
+    its own mistakes are many, so the estimate is marked unreliable and its interval widened to hold the truth."""
+    K, n, rate = 10, 3000, 0.1
+    y_true = rng.integers(0, K, n)
+    y = noisy_labels(rng, y_true, rate, K)
+    strong = estimate_budget(model_probs(rng, y_true, K), y, n_boot=50)
+    assert strong.reliable and strong.own_error < 0.05 and strong.warning == ""
+    P = model_probs(rng, y_true, K)
+    lost = rng.random(n) < 0.4
+    P[lost] = rng.dirichlet(np.full(K, 5.0), lost.sum())  # knows nothing about these
+    weak = estimate_budget(P, y, n_boot=50)
+    assert not weak.reliable and weak.own_error > 0.1
+    assert weak.low <= rate <= weak.high
+    assert "Unreliable" in weak.warning and weak.warning in weak.describe()
+    assert weak.to_dict()["reliable"] is False and weak.to_dict()["warning"] == weak.warning
 
 
 def test_bad_inputs(rng):

@@ -63,3 +63,88 @@ def test_detection_metrics_match_hand_count():
     assert m["precision"] == 0.5 and m["recall"] == 0.5
     assert m["accuracy"] == 0.8  # 8 of 10 samples correctly flagged/not flagged
     assert 0.5 < m["auroc"] < 1
+
+
+def clustered(rng, n, K, H, spread=1.0, flip=0.1):
+    """Last-layer inputs clustered by true class, and given labels with a share ``flip`` changed."""
+    y_true = rng.integers(0, K, n)
+    h = rng.normal(0, 1, size=(K, H))[y_true] + spread * rng.normal(size=(n, H))
+    y = y_true.copy()
+    wrong = rng.choice(n, int(flip * n), replace=False)
+    y[wrong] = (y[wrong] + rng.integers(1, K, len(wrong))) % K
+    return h.astype(np.float32), y, y_true
+
+
+def test_heldout_fold_never_sees_its_own_labels(rng):
+    """A fold's probabilities come from the other folds' labels only: relabelling its rows changes none of them."""
+    from ogdash.detect.heldout import _cross_fit, _folds
+
+    h, y, _ = clustered(rng, 400, 4, 6)
+    parts = _folds(y, 5, seed=0)
+    P = _cross_fit(h, y, parts, seed=0)
+    relabelled = y.copy()
+    relabelled[parts[0]] = rng.integers(0, 4, len(parts[0]))
+    Q = _cross_fit(h, relabelled, parts, seed=0)
+    np.testing.assert_allclose(Q[parts[0]], P[parts[0]], atol=1e-6)  # float32 sums: equal up to rounding
+    assert not np.allclose(Q[parts[1]], P[parts[1]])  # the other folds did see those labels
+
+
+def test_heldout_probabilities_rank_like_the_logistic_refit(rng):
+    """The closed-form refit ranks samples as the scikit-learn logistic regression it replaced did."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ogdash.detect.heldout import heldout_margin, heldout_probabilities
+
+    h, y, y_true = clustered(rng, 1200, 5, 10, spread=1.0, flip=0.15)
+    old = np.zeros((len(y), 5))
+    for fit_rows, held in StratifiedKFold(5, shuffle=True, random_state=0).split(h, y):
+        head = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000)).fit(h[fit_rows], y[fit_rows])
+        old[held] = head.predict_proba(h[held])
+    new = heldout_probabilities(h, y)
+    assert spearmanr(heldout_margin(new, y), heldout_margin(old, y)).statistic > 0.9
+    assert np.mean(new.argmax(1) == old.argmax(1)) > 0.95
+
+
+def test_heldout_probabilities_shape_classes_and_binary(rng):
+    from ogdash.detect.heldout import heldout_probabilities
+
+    h, y, y_true = clustered(rng, 300, 2, 4, spread=0.5)
+    P = heldout_probabilities(h, y)
+    assert P.shape == (300, 2) and np.allclose(P.sum(1), 1) and np.mean(P.argmax(1) == y_true) > 0.95
+    y3 = np.where(y == 1, 3, 0)  # classes 1 and 2 given to nobody: probability 0
+    P = heldout_probabilities(h, y3)
+    assert P.shape == (300, 4) and np.all(P[:, 1:3] == 0) and np.allclose(P.sum(1), 1)
+    assert np.all((P >= 0) & (P <= 1))
+    with pytest.raises(OgdashError, match="two given classes"):
+        heldout_probabilities(h, np.zeros(300, int))
+    with pytest.raises(OgdashError, match="at least two samples"):
+        heldout_probabilities(h, np.r_[np.zeros(299, int), 1])
+
+
+def test_one_refit_serves_score_suggestions_and_budget(rng, monkeypatch):
+    """Scoring, suggesting and budgeting the same gradients refit the last layer once."""
+    from ogdash.detect import heldout
+    from ogdash.detect.budget import suggest_budget
+
+    h, y, _ = clustered(rng, 300, 3, 5)
+    P = np.full((300, 3), 1 / 3)
+    e = P.copy()
+    e[np.arange(300), y] -= 1
+    gs = GradientSet(np.arange(300), P, np.zeros(300), "head", errors=e.astype(np.float32), acts=h, bias=True)
+    calls = []
+    refit = heldout._refit
+    monkeypatch.setattr(heldout, "_refit", lambda *a: calls.append(1) or refit(*a))
+    monkeypatch.setattr(heldout, "_last", None)
+    s = score(gs, "heldout_margin", labels=y, seed=3)
+    suggested = heldout.suggestions(gs, y, seed=3)
+    suggest_budget(gs, y, seed=3, n_boot=10)
+    assert len(calls) == 1
+    np.testing.assert_allclose(heldout.heldout_margin(suggested, y), s)
+    suggested[:] = 0  # callers get their own copy
+    heldout.suggestions(gs, y, seed=4)  # another seed, other labels: refitted
+    heldout.suggestions(gs, (y + 1) % 3, seed=3)
+    assert len(calls) == 3

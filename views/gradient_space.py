@@ -87,6 +87,8 @@ c1.markdown(f"**Suggested budget: {estimate.fraction:.1%}** ({estimate.level:.0%
                else "the model's own probabilities") + ", without any true labels."
             + ("" if value == round(estimate.budget, 2) else f" The slider goes from {BUDGET_RANGE[0]:.0%} "
                f"to {BUDGET_RANGE[1]:.0%}, so it would be set to {value:.0%}."))
+if not estimate.reliable:
+    c1.warning(estimate.warning)
 c2.button("Use suggested budget", on_click=use_suggested, args=(value,), disabled=abs(budget - value) < 1e-9)
 
 left, right = st.columns([2, 1])

@@ -1,14 +1,26 @@
 """Held-out gradients: each sample's last-layer gradient from a last layer that never saw its label.
 
 A model that has fitted a wrong label gives that sample a small gradient.
-:func:`heldout_probabilities` refits the last layer (a logistic regression on its
-inputs ``h``, the network below kept as it is) on the other folds, so each sample's
-logit gradient ``e = p - onehot(y)``, the bias part of its last-layer gradient, comes
-from a last layer that never saw its label. :class:`HeldOutMargin`, the recommended
-detector, scores by that gradient's normalized margin; the same probabilities give
-the suggested labels (:func:`suggestions`). Higher = more detrimental.
+:func:`heldout_probabilities` refits the last layer on its inputs ``h`` (the network
+below kept as it is) without each fold, so each sample's logit gradient
+``e = p - onehot(y)``, the bias part of its last-layer gradient, comes from a last
+layer that never saw its label. :class:`HeldOutMargin`, the recommended detector,
+scores by that gradient's normalized margin; the same probabilities give the suggested
+labels (:func:`suggestions`) and the suggested budget. Higher = more detrimental.
+
+The refit is closed-form, so it stays cheap at scale (50,000 x 512 inputs, 100 classes:
+about a second on two cores): a ridge regression of the one-hot labels on the
+standardised inputs. One pass over the data gives every fold's ``h^T h`` and
+``h^T onehot(y)``; a fold's fit is the totals minus its own part, then one (H+1)-square
+solve. Its scores become probabilities through a softmax with one temperature per
+fold, fitted (by likelihood) on the leave-one-out scores of that fold's own fit rows,
+so no part of a sample's probabilities depends on its label. It replaced a
+scikit-learn logistic regression per fold (about 30 times slower at that size) with the
+same or better AUROC on the detection benchmark (README, "Detection benchmark").
 """
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 
@@ -18,37 +30,124 @@ from ogdash.detect.base import check_fitted, require_labels
 from ogdash.engine.gradients import GradientSet
 from ogdash.influence.quality import label_quality_scores
 
-PROBE_C = 0.1  # inverse L2 strength of the refitted last layer: too weak to memorise a wrong label
+PROBE_RIDGE = 10.0  # L2 strength of the refitted last layer (standardised inputs): too strong to memorise a label
 PROBE_FOLDS = 5
+CALIBRATION_ROWS = 1000  # fit rows per fold whose leave-one-out scores fit its temperature
+
+_last = None  # (weak reference to acts, labels, folds, seed, probabilities) of the last refit
 
 
 def heldout_probabilities(acts, labels, folds: int = PROBE_FOLDS, seed: int = 0) -> np.ndarray:
     """Out-of-fold class probabilities (n, C) of the last layer refitted on its inputs ``acts`` (n, H).
 
-    Each row comes from a logistic regression (standardised inputs, L2 with
-    ``C = PROBE_C``) fitted on the other folds, so it never saw that sample's label.
-    C = max label + 1; classes nobody was given get probability 0. Folds are
-    stratified by label and seeded; classes smaller than ``folds`` shrink them.
+    Each row comes from a ridge regression of the one-hot labels on the standardised
+    inputs (L2 strength ``PROBE_RIDGE``), fitted on the other folds, and a softmax
+    whose temperature is fitted on those folds too (see the module docstring), so it
+    never saw that sample's label. C = max label + 1; classes nobody was given get
+    probability 0. Folds are stratified by label and seeded; classes smaller than
+    ``folds`` shrink them. The last result is remembered: asking again for the same
+    ``acts`` array (treated as read-only), labels, folds and seed refits nothing.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    global _last
+    y = validate.labels(labels, len(acts))
+    last = _last  # one read: another thread may replace it
+    if last is not None and last[0]() is acts and np.array_equal(last[1], y) and last[2:4] == (folds, seed):
+        return last[4].copy()
+    P = _refit(acts, y, folds, seed)
+    try:
+        _last = (weakref.ref(acts), y, folds, seed, P)
+    except TypeError:  # a list or another object without weak references: nothing to remember it by
+        _last = None
+    return P.copy()
 
-    X = np.asarray(acts, dtype=np.float64)
-    y = validate.labels(labels, len(X))
-    present = np.bincount(y)[np.bincount(y) > 0]
-    if len(present) < 2:
+
+def _refit(acts, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Out-of-fold probabilities (n, max label + 1): seeded stratified folds, then :func:`_cross_fit`."""
+    return _cross_fit(acts, y, _folds(y, folds, seed), seed)
+
+
+def _folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """Rows of each fold: stratified by label, seeded; at most as many folds as the smallest given class."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y)
+    if np.count_nonzero(counts) < 2:
         raise OgdashError("refitting the last layer needs at least two given classes.")
-    folds = int(min(folds, present.min()))
+    folds = int(min(folds, counts[counts > 0].min()))
     if folds < 2:
         raise OgdashError("every given class needs at least two samples to refit the last layer without them.")
+    return [held for _, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)]
+
+
+def _cross_fit(acts, y: np.ndarray, parts: list[np.ndarray], seed: int) -> np.ndarray:
+    """Probabilities (n, max label + 1) of each fold's rows from the ridge fit and temperature without that fold."""
+    import torch  # its matrix products are the fastest here (float32 sums of products, float64 solves)
+
+    classes = np.flatnonzero(np.bincount(y))
+    order = np.concatenate(parts)  # rows sorted by fold: each fold is one slice
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    X = torch.from_numpy(_standardised(np.asarray(acts)[order]))
+    column = np.searchsorted(classes, y[order])  # each label's column among the given classes
+    folds = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    # one pass: each fold's part of h^T h and of h^T onehot(y) (the sum of its rows' h per class)
+    grams = [X[f].T @ X[f] for f in folds]
+    sums = [torch.zeros(len(classes), X.shape[1]).index_add_(0, torch.from_numpy(column[f]), X[f]) for f in folds]
+    gram, total = sum(grams), sum(sums)
+    penalty = torch.full((X.shape[1],), PROBE_RIDGE, dtype=torch.float64)
+    penalty[-1] = 1e-6  # the bias column: (almost) unpenalised
+    rng = np.random.default_rng(seed)
     out = np.zeros((len(y), int(y.max()) + 1))
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        head = make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=1000))
-        head.fit(X[fit_rows], y[fit_rows])
-        out[np.ix_(held, head.classes_)] = head.predict_proba(X[held])
+    for k, f in enumerate(folds):
+        # the fit without fold k: the totals minus its part, one Cholesky factorisation
+        factor = torch.linalg.cholesky((gram - grams[k]).double() + torch.diag(penalty))
+        W = torch.cholesky_solve((total - sums[k]).T.double(), factor)
+        fit_rows = np.r_[0:f.start, f.stop:len(y)]
+        cal = np.sort(rng.choice(fit_rows, min(CALIBRATION_ROWS, len(fit_rows)), replace=False))
+        temperature = _temperature(_leave_one_out(X[cal].double(), column[cal], W, factor), column[cal])
+        out[np.ix_(order[f], classes)] = _softmax(temperature * (X[f] @ W.float()).double().numpy())
     return out
+
+
+def _standardised(acts) -> np.ndarray:
+    """Inputs (n, H) as float32, each column centred and scaled to unit variance (labels unused), then a 1s column."""
+    X = np.asarray(acts, dtype=np.float32)
+    centre, scale = X.mean(0), X.std(0)
+    X = (X - centre) / np.where(scale > 0, scale, 1)
+    return np.hstack([X, np.ones((len(X), 1), dtype=np.float32)])
+
+
+def _leave_one_out(X, column, W, factor) -> np.ndarray:
+    """Each fit row's ridge scores from the same fit without that row: y - (y - s) / (1 - leverage), exactly.
+
+    X, column: those rows' inputs and label columns; W: the fit's weights; factor: the
+    Cholesky factor L of its regularised h^T h, so the leverage x^T (L L^T)^-1 x is |L^-1 x|^2.
+    """
+    import torch
+
+    leverage = (torch.linalg.solve_triangular(factor, X.T, upper=False) ** 2).sum(0)
+    Y = torch.nn.functional.one_hot(torch.from_numpy(column), W.shape[1]).double()
+    return (Y - (Y - X @ W) / (1 - leverage)[:, None]).numpy()
+
+
+def _temperature(S, column) -> float:
+    """The T > 0 under which softmax(T S) best predicts the labels (mean log-likelihood; a 1-D convex problem)."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(S))
+
+    def loss(log_t):
+        Z = np.exp(log_t) * S
+        top = Z.max(1)
+        return np.mean(np.log(np.exp(Z - top[:, None]).sum(1)) + top - Z[rows, column])
+
+    fit = minimize_scalar(loss, bounds=(-10.0, 10.0), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(fit.x))
+
+
+def _softmax(Z) -> np.ndarray:
+    Z = np.asarray(Z, dtype=np.float64)
+    Z = np.exp(Z - Z.max(1, keepdims=True))
+    return Z / Z.sum(1, keepdims=True)
 
 
 def heldout_gradients(grads: GradientSet, labels, folds: int = PROBE_FOLDS, seed: int = 0) -> GradientSet:
