@@ -16,7 +16,7 @@
    accuracy, AUROC of the default detector, L2 and IsolationForest, and the suggested
    budget (estimate, interval, reliable or not) against the true noise rate.
 Usage: python benchmarks/scale.py [--n 50000] [--part 1,2,3,4] [--skip-dense-cifar100] [--quality-only]
-       [--steps 2000] [--cache]
+       [--steps 0] [--cache]
 """
 import argparse
 import json
@@ -254,7 +254,7 @@ if __name__ == "__main__":
                          "memory is available)")
     ap.add_argument("--quality-only", action="store_true", help="only part 3 (detection quality)")
     ap.add_argument("--part", default="1,2,3,4", help="which parts to run, e.g. 2 or 2,4")
-    ap.add_argument("--steps", type=int, default=2000, help="part 4: MLP training steps (0: the spec's default)")
+    ap.add_argument("--steps", type=int, default=0, help="part 4: MLP training steps (default 0: the default budget)")
     ap.add_argument("--cache", action="store_true", help="part 4: reuse the model and gradients from the disk cache")
     a = ap.parse_args()
     parts = {"3"} if a.quality_only else set(a.part.split(","))
