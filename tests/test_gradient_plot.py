@@ -125,7 +125,7 @@ def test_gradient_page_at_30000_samples_sends_a_sampled_plot(tmp_path, monkeypat
     caption = [c.value for c in at.caption if c.value.startswith("Showing all")]
     assert caption and f"all {n_flagged:,} flagged and a random {plots.PLOT_CAP - n_flagged:,} of the " \
                       f"{n - n_flagged:,} others" in caption[0]
-    assert any(c.value.startswith(f"{n} gradients") for c in at.caption)
+    assert any(c.value.startswith(f"{n:,} gradients") for c in at.caption)
 
     # a box over most of the plot: the selection stays in the session, and its address would not fit a request line
     at.session_state["view"]["sel"] = list(range(SELECTION_IN_URL + 1))

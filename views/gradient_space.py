@@ -44,7 +44,7 @@ if pair is None:
     st.info("Press **Extract gradients**; they are cached on disk, so this happens once per model and layer.")
     st.stop()
 grads, val_grads = pair
-st.caption(f"{grads.n} gradients of {grads.dim} coordinates ({'kept as factors e ⊗ h' if grads.factored else 'dense'}).")
+st.caption(f"{grads.n:,} gradients of {grads.dim:,} coordinates ({'kept as factors e ⊗ h' if grads.factored else 'dense'}).")
 
 detectors = list(DETECTORS)
 
