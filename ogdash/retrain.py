@@ -144,8 +144,12 @@ class Comparison:
             return f"Did not beat chance: {text}; {change}."
         if (gain > 0).all():
             return f"Beat chance and improved the model: {text}; {change}."
+        better = int((gain > 0).sum())
+        if gain.mean() > 0:  # better on average, not on every seed: say so rather than "did not improve"
+            return (f"Beat chance, and improved the model on {better} of {S} seeds only: {text}; {change}. Use more "
+                    "seeds to tell whether it pays.")
         return (f"Beat chance, but did not improve the model: {text}; {change}. The noise costs this model little, "
-                "so removing samples mostly removes data.")
+                "so the fix mostly changes what the model trains on without winning accuracy back.")
 
     def to_rows(self) -> list[dict]:
         """One plain dict per row (the CLI's JSON and the page's table)."""

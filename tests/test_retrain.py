@@ -84,6 +84,9 @@ def test_verdict_words():
     assert comparison([0.79, 0.78, 0.79], [0.7, 0.7, 0.7]).verdict("remove").startswith(
         "Beat chance, but did not improve the model")
     assert comparison([0.9, 0.79, 0.86], [0.8, 0.8, 0.8]).verdict("remove").startswith("Did not beat chance")
+    # better than the unchanged data on average but not on every seed: said as such, not as "did not improve"
+    assert comparison([0.9, 0.79, 0.86], [0.7, 0.7, 0.7]).verdict("remove").startswith(
+        "Beat chance, and improved the model on 2 of 3 seeds only: +15.0 points against 5 random removals")
     one = Comparison([0], 10, [Row(NONE, "", np.array([0.8]), np.zeros((1, 2)), 0, 0, ()),
                                Row("remove", "", np.array([0.9]), np.zeros((1, 2)), 5, 0, ()),
                                Row(RANDOM, "", np.array([0.7]), np.zeros((1, 2)), 5, 0, ())], 0.0)
