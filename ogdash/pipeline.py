@@ -22,7 +22,6 @@ from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
 from ogdash.engine.settings import GradientSettings
 from ogdash.models.train import accuracy, fit
-from ogdash.models.user import last_linear
 from ogdash.models.zoo import ModelSpec, build_model, weights_key
 
 
@@ -52,15 +51,12 @@ def train_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache
     model = cached_model(spec, train, seed, cache)
     if model is not None:
         return model
-    if spec.user and spec.tune == "last":
-        feats = [backbone_dataset(spec, ds, cache, device) if ds is not None else None for ds in (train, val)]
-        head = train_model(spec.head_spec(), feats[0], seed, cache, progress, device, feats[1])
-        model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
-        last_linear(model)[1].load_state_dict(head.state_dict())
-        model.eval()
-    else:
-        model = fit(spec, train.X, train.y, train.n_classes, seed, progress, device,
-                    None if val is None else (val.X, val.y))
+    features = None
+    if spec.user and spec.tune == "last":  # the backbone's features from the disk cache (computed once)
+        features = tuple(None if ds is None else backbone_dataset(spec, ds, cache, device, progress).X
+                         for ds in (train, val))
+    model = fit(spec, train.X, train.y, train.n_classes, seed, progress, device,
+                None if val is None else (val.X, val.y), features)
     if cache is not None:
         cache.save("models", model_key(spec, train, seed),
                    {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})

@@ -126,11 +126,30 @@ def test_factory_errors_are_one_line(tmp_path):
         ModelSpec("torchvision")
 
 
+def write_files(root, splits) -> None:
+    """train.npz and test.npz under ``root``, as a user would have them."""
+    for name, ds in (("train", splits.train), ("test", splits.test)):
+        np.savez(root / f"{name}.npz", X=ds.X, y=ds.y)
+
+
+def data_page(root, monkeypatch, splits) -> AppTest:
+    """The Data & model page of a fresh app whose data root holds ``splits`` as train.npz / test.npz (opened by link)."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    for name, value in (("OGDASH_DECISIONS", root / "decisions.sqlite"), ("OGDASH_DATA_ROOT", root),
+                        ("OGDASH_CACHE", root / "cache")):
+        monkeypatch.setenv(name, str(value))
+    write_files(root, splits)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["data"] = json.dumps({"source": "files", "train": "train.npz", "test": "test.npz"})
+    at.run()
+    return at.switch_page("views/data.py").run()
+
+
 def test_cli_scans_and_retrains_your_network(yours, tmp_path, capsys):
     spec, _ = yours
-    s = splits_of()
-    for name, ds in (("train", s.train), ("test", s.test)):
-        np.savez(tmp_path / f"{name}.npz", X=ds.X, y=ds.y)
+    write_files(tmp_path, splits_of())
     args = ["scan", "--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "test.npz"), "--model",
             "torchvision", "--arch", ARCH, "--weights", spec.weights, "--epochs", "2", "--budget", "6",
             "--retrain", "--seeds", "1", "--json", "--cache", str(tmp_path / "cache")]
@@ -143,20 +162,8 @@ def test_cli_scans_and_retrains_your_network(yours, tmp_path, capsys):
 
 def test_pages_scan_and_retrain_your_torchvision_network(yours, tmp_path, monkeypatch):
     """Data & model loads the network from its weights; Trim & retrain fine-tunes it, beside the random control."""
-    import streamlit as st
-
     spec, _ = yours
-    st.cache_resource.clear()
-    monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
-    monkeypatch.setenv("OGDASH_DATA_ROOT", str(tmp_path))
-    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path / "cache"))
-    s = splits_of()
-    for name, ds in (("train", s.train), ("test", s.test)):
-        np.savez(tmp_path / f"{name}.npz", X=ds.X, y=ds.y)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.query_params["data"] = json.dumps({"source": "files", "train": "train.npz", "test": "test.npz"})
-    at.run()
-    at.switch_page("views/data.py").run()
+    at = data_page(tmp_path, monkeypatch, splits_of())
     next(w for w in at.selectbox if w.label == "Architecture").set_value("torchvision").run()
     next(w for w in at.text_input if w.label == "Architecture name").set_value(ARCH)
     next(w for w in at.text_input if w.label.startswith("Weights file")).set_value("mine.safetensors")
@@ -181,22 +188,11 @@ def test_pages_scan_and_retrain_your_torchvision_network(yours, tmp_path, monkey
 def test_page_trains_a_new_head_on_your_backbone(tmp_path, monkeypatch):
     """Your own network (a factory in an allowed package) as a frozen backbone: the Data page trains a new head; a
     factory outside the allowed packages is refused in one line and the previous model stays."""
-    import streamlit as st
     from examples.own_network import backbone
 
-    st.cache_resource.clear()
-    for name, value in (("OGDASH_DECISIONS", tmp_path / "d.sqlite"), ("OGDASH_DATA_ROOT", tmp_path),
-                        ("OGDASH_CACHE", tmp_path / "cache")):
-        monkeypatch.setenv(name, str(value))
     torch.manual_seed(0)
     save_weights(backbone(), tmp_path / "backbone.safetensors")
-    s = splits_of(channels=1, side=28)
-    for name, ds in (("train", s.train), ("test", s.test)):
-        np.savez(tmp_path / f"{name}.npz", X=ds.X, y=ds.y)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.query_params["data"] = json.dumps({"source": "files", "train": "train.npz", "test": "test.npz"})
-    at.run()
-    at.switch_page("views/data.py").run()
+    at = data_page(tmp_path, monkeypatch, splits_of(channels=1, side=28))
     next(w for w in at.selectbox if w.label == "Architecture").set_value("custom").run()
     next(w for w in at.text_input if w.label.startswith("Weights file")).set_value("backbone.safetensors")
     next(w for w in at.radio if w.label == "Use it").set_value("frozen backbone + new head").run()

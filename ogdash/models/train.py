@@ -48,13 +48,14 @@ def prepare(model: nn.Module, device, image_input: bool) -> nn.Module:
 
 
 def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0,
-        progress: Progress = None, device=None, val: tuple | None = None) -> nn.Module:
+        progress: Progress = None, device=None, val: tuple | None = None, features: tuple | None = None) -> nn.Module:
     """Build a model from ``spec`` with initialisation seed ``seed`` and train it.
 
     The same seed gives the same initial weights and the same batch order, so a
     retrain on a trimmed set differs from the original only by the data. Your network
     (``spec.user``) starts from your weights; with ``tune="last"`` only its last linear
-    layer trains, on the frozen backbone's features computed once. ``val``: (X, y) whose
+    layer trains, on the frozen backbone's features computed once (``features``: those of X
+    and of val's X when already computed, e.g. from the disk cache). ``val``: (X, y) whose
     accuracy the progress reports; it never changes the training.
     """
     spec = spec.resolved(len(y))
@@ -63,10 +64,8 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int
     if spec.user and spec.tune == "last":
         from ogdash.models.user import backbone_features, last_linear
 
-        head = last_linear(model)[1]
-        features = lambda A: backbone_features(model, A)  # noqa: E731
-        train_steps(head, features(X), y, spec, seed, progress, device,
-                    None if val is None else (features(val[0]), val[1]))
+        H, Hv = features or (backbone_features(model, X), None if val is None else backbone_features(model, val[0]))
+        train_steps(last_linear(model)[1], H, y, spec, seed, progress, device, None if val is None else (Hv, val[1]))
     else:
         train_steps(model, X, y, spec, seed, progress, device, val)
     return model.eval()
