@@ -11,7 +11,7 @@ from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import load_file
 from ogdash.data.folders import safe_unpickle
-from ogdash.experiments.text_data import load_text_csv
+from ogdash.data.text import load_text_csv
 from ogdash.review import DecisionStore
 
 SECRET = "aws_secret_access_key=AKIAEXAMPLESECRET"
@@ -603,11 +603,12 @@ def test_a_new_seed_does_not_encode_the_texts_again(tmp_path):
     """Finding 14 (confirmed): embeddings were cached under the hash of the seeded selection, so a link with a text
     source re-encoded up to 12.6k texts per distinct seed. They are now cached per text."""
     from ogdash.core.cache import DiskCache
+    from ogdash.data.encoders import HashingEncoder
     from ogdash.experiments import textselect as ts
 
     encoded = []
 
-    class Counting(ts.HashingEncoder):
+    class Counting(HashingEncoder):
         def encode(self, texts, progress=None):
             encoded.append(len(texts))
             return super().encode(texts, progress)

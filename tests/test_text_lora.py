@@ -7,9 +7,9 @@ import torch
 
 from ogdash.cli import text as text_cli
 from ogdash.core.errors import OgdashError
-from ogdash.experiments import text_data
+from ogdash.data import text as text_data
 from ogdash.experiments import textselect as ts
-from ogdash.experiments.text_encoders import HashingEncoder, TinyBertEncoder
+from ogdash.data.encoders import HashingEncoder, TinyBertEncoder
 from ogdash.experiments.text_lora import TextLoraSettings, TextLoraTuner, lora_modules
 from ogdash.models.losses import per_sample_loss
 from ogdash.models.zoo import ModelSpec

@@ -8,9 +8,9 @@ import pytest
 from ogdash.cli import text as text_cli
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
-from ogdash.experiments import text_data
+from ogdash.data import text as text_data
 from ogdash.experiments import textselect as ts
-from ogdash.experiments.text_encoders import HashingEncoder
+from ogdash.data.encoders import HashingEncoder
 
 POS = ["a wonderful moving film", "great acting and a smart script", "funny warm and brilliant",
        "a delight from start to finish", "beautiful and clever storytelling", "superb touching performances"]

