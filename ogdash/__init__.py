@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 _API = {
     "ogdash.core.cache": ("DiskCache", "cache_key"),
     "ogdash.core.errors": ("OgdashError",),
-    "ogdash.data": ("Dataset", "Splits", "blobs", "digits", "load_file", "load_splits", "make_dataset", "mnist5k",
-                    "moons"),
+    "ogdash.data": ("DataSpec", "Dataset", "Splits", "blobs", "digits", "load_file", "load_splits", "make_dataset",
+                    "mnist5k", "moons"),
     "ogdash.detect.flags": ("flag",),
     "ogdash.detect.metrics": ("detection_metrics",),
     "ogdash.detect.registry": ("DETECTORS", "make_detector"),
@@ -25,16 +25,17 @@ _API = {
     "ogdash.engine.gradients": ("GradientSet", "extract_gradients"),
     "ogdash.models": ("ModelSpec", "fit", "load_weights", "save_weights"),
     "ogdash.engine.settings": ("GradientSettings",),
-    "ogdash.pipeline": ("ScanResult", "ScanSettings", "holdout_validation", "scan", "train_model"),
+    "ogdash.pipeline": ("Scan", "ScanResult", "ScanSettings", "find_issues", "holdout_validation", "scan",
+                        "train_model"),
     "ogdash.retrain": ("RetrainReport", "trim", "trim_and_retrain"),
 }
 _HOME = {name: module for module, names in _API.items() for name in names}
 
-__all__ = ["DiskCache", "cache_key", "Dataset", "Splits", "blobs", "digits", "load_file", "load_splits",
+__all__ = ["DiskCache", "cache_key", "DataSpec", "Dataset", "Splits", "blobs", "digits", "load_file", "load_splits",
            "make_dataset", "mnist5k", "moons", "DETECTORS", "flag", "make_detector", "score", "OgdashError",
            "GradientSet", "extract_gradients", "detection_metrics", "ModelSpec", "fit", "load_weights",
-           "save_weights", "ScanResult", "ScanSettings", "GradientSettings", "holdout_validation", "scan",
-           "train_model", "RetrainReport", "trim", "trim_and_retrain"]
+           "save_weights", "Scan", "ScanResult", "ScanSettings", "find_issues", "GradientSettings",
+           "holdout_validation", "scan", "train_model", "RetrainReport", "trim", "trim_and_retrain"]
 
 
 def __getattr__(name: str):
@@ -52,7 +53,7 @@ def __dir__():
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from ogdash.core.cache import DiskCache, cache_key
     from ogdash.core.errors import OgdashError
-    from ogdash.data import Dataset, Splits, blobs, digits, load_file, load_splits, make_dataset, mnist5k, moons
+    from ogdash.data import DataSpec, Dataset, Splits, blobs, digits, load_file, load_splits, make_dataset, mnist5k, moons
     from ogdash.detect.flags import flag
     from ogdash.detect.metrics import detection_metrics
     from ogdash.detect.registry import DETECTORS, make_detector
@@ -60,5 +61,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from ogdash.engine.gradients import GradientSet, extract_gradients
     from ogdash.models import ModelSpec, fit, load_weights, save_weights
     from ogdash.engine.settings import GradientSettings
-    from ogdash.pipeline import ScanResult, ScanSettings, holdout_validation, scan, train_model
+    from ogdash.pipeline import Scan, ScanResult, ScanSettings, find_issues, holdout_validation, scan, train_model
     from ogdash.retrain import RetrainReport, trim, trim_and_retrain

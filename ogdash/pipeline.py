@@ -1,28 +1,44 @@
-"""The stages wired together with the disk cache: train → gradients → scores → flags.
+"""THE scan: data and a model in; the model, gradients, held-out probabilities, scores, flags and the
+suggested budget out, each stage computed once and cached.
 
-The CLI and the pages both call these, so a scan computed headless on a GPU
-server is picked up by the dashboard without recomputing anything.
+:class:`Scan` is the one way the CLI, the pages and a Python user run the stages: built from a
+``DataSpec`` (or ``Splits``), a ``ModelSpec`` (or your trained network) and ``ScanSettings``,
+it computes each stage on first use and keeps it in its ``stages`` store (a dict by default;
+the dashboard gives its process-wide, bounded memo, so every page and tab shares one scan), under
+a key made of what the stage depends on. Models, gradients and layouts are also kept in the disk
+cache (``DiskCache``), so a scan computed headless on a GPU server is picked up by the dashboard
+without recomputing anything. :func:`scan` runs every stage at once; :func:`find_issues` is the
+array-first entry: ``find_issues(X, labels)``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ogdash.core.cache import DiskCache, cache_key
+from ogdash.core.cache import DiskCache, cache_key, file_stamp
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress, Timer
-from ogdash.data.dataset import Dataset, Splits
-from ogdash.detect.budget import BudgetEstimate, suggest_budget
-from ogdash.detect.flags import flag
+from ogdash.core.threads import at_most
+from ogdash.data.dataset import Dataset, Splits, hold_out_validation, make_dataset
+from ogdash.data.spec import DataSpec
+from ogdash.detect.budget import BudgetEstimate, estimate_budget
+from ogdash.detect.flags import budget_count, flag
+from ogdash.detect.heldout import suggestions
 from ogdash.detect.metrics import detection_metrics
-from ogdash.detect.registry import DETECTORS, RECOMMENDED, method
+# the detectors' vocabulary, for the CLI and the pages (which call the scan, never the stages)
+from ogdash.detect.registry import DETECTORS, ENSEMBLES, RECOMMENDED, Method, describe, method  # noqa: F401
 from ogdash.detect.scoring import score
-from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, to_arrays
+from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, selectable_layers, to_arrays
+from ogdash.engine.layout2d import LAYOUTS, UMAP_FIT_MAX, cached_layout, layout_2d  # noqa: F401
 from ogdash.engine.settings import GradientSettings
-from ogdash.models.train import accuracy, fit
+from ogdash.models.train import accuracy, check_fits, confusion, fit, load_torchvision
 from ogdash.models.zoo import ModelSpec, build_model, weights_key
+
+holdout_validation = hold_out_validation  # the public name since the first release
 
 
 def model_key(spec: ModelSpec, train: Dataset, seed: int) -> str:
@@ -123,90 +139,347 @@ def gradients(model, ds: Dataset, settings: GradientSettings = GradientSettings(
     return from_arrays(cache.load("gradients", key))
 
 
-def holdout_validation(splits: Splits, fraction: float = 0.1, seed: int = 0) -> Splits:
-    """Move a seeded fraction of the training set into a validation set (if there is none)."""
-    if splits.val is not None:
-        return splits
-    if not 0 < fraction < 0.5:
-        raise OgdashError(f"validation fraction must be in (0, 0.5); got {fraction}.")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(splits.train.n)
-    k = max(1, int(round(fraction * splits.train.n)))
-    return Splits(splits.train.subset(np.sort(order[k:])), splits.test, splits.train.subset(np.sort(order[:k])))
 
+# ---------------------------------------------------------------- the scan
 
 @dataclass(frozen=True)
 class ScanSettings:
-    """What a scan does besides the data and the model.
+    """What a scan does besides the data and the model, checked when made.
 
-    detector: a detector key (``ogdash.detect`` registry; default the recommended one).
-    budget: a fraction 0 < b < 1 or a count b >= 1 of samples to flag, or ``"auto"`` for the
-    suggested budget. seed: training, projection and detector seed. layer, projection_dim:
-    which gradients (see :class:`GradientSettings`).
+    detector: a detector key (``DETECTORS``; default the recommended one), resolved to its registry
+    entry once (``entry``). budget: a fraction 0 < b < 1 or a count b >= 1 of samples to flag, or
+    ``"auto"`` for the suggested budget. seed: seeds training, folds and detectors. gradients:
+    which gradients (:class:`GradientSettings`: the layer, an optional projection and its seed).
     """
 
     detector: str = RECOMMENDED
     budget: float | str = 0.05
     seed: int = 0
-    layer: str = "last"
-    projection_dim: int | None = None
+    gradients: GradientSettings = GradientSettings()
+    entry: Method = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if isinstance(self.budget, str) and self.budget != "auto":
-            raise OgdashError(f"budget must be a number or 'auto'; got {self.budget!r}.")
+        if self.budget != "auto":
+            if isinstance(self.budget, str):
+                raise OgdashError(f"budget must be a number or 'auto'; got {self.budget!r}.")
+            budget_count(self.budget, 2**62)  # its form: a fraction, or a whole count (checked against n later)
         if self.detector not in DETECTORS:  # before anything is trained
             raise OgdashError(f"unknown detector {self.detector!r}; choose one of {', '.join(DETECTORS)}.")
-
-    @property
-    def gradients(self) -> GradientSettings:
-        return GradientSettings(self.layer, self.projection_dim, self.seed)
+        object.__setattr__(self, "entry", method(self.detector))
+        if not isinstance(self.gradients, GradientSettings):
+            raise OgdashError("gradients must be GradientSettings(layer, projection_dim, seed).")
 
     def to_dict(self) -> dict:
         """A stable, JSON-able form."""
-        return asdict(self)
+        return {"detector": self.detector, "budget": self.budget, "seed": self.seed,
+                "gradients": self.gradients.to_dict()}
 
 
 @dataclass
 class ScanResult:
-    """Everything one scan produced; ``scores`` follow higher = more detrimental."""
+    """Everything one scan produced; ``scores`` follow higher = more detrimental.
+
+    probabilities: (n, C) each training sample's class probabilities from a model that never saw its
+    label (the last layer refitted without it), where the gradients allow; the suggested labels are
+    their argmax. accuracy_before: on the test set (None without one). detection: precision, recall
+    and AUROC against the true labels, only when they are known. notes: what the scan decided for you.
+    """
 
     model: torch.nn.Module
     grads: GradientSet
     scores: np.ndarray
     flags: np.ndarray
-    accuracy_before: float
+    accuracy_before: float | None
     detection: dict | None
     seconds: dict = field(default_factory=dict)
     suggested_budget: BudgetEstimate | None = None  # set when the budget was 'auto'
+    probabilities: np.ndarray | None = None
+    notes: list = field(default_factory=list)
+
+
+class _Stages:
+    """The default store of a scan's stages: a plain dict with the memo's ``get``/``put``."""
+
+    def __init__(self):
+        self._items = {}
+
+    def get(self, key: str, compute=None):
+        if key not in self._items and compute is not None:
+            self._items[key] = compute()
+        return self._items.get(key)
+
+    def put(self, key: str, value) -> None:
+        self._items[key] = value
+
+
+class Scan:
+    """One data set scanned with one model: each stage computed on first use, once, and cached.
+
+    data: a ``DataSpec`` (loaded on first use) or ``Splits``. model: a ``ModelSpec`` (trained here,
+    or your network loaded as it is: ``ModelSpec('torchvision'|'custom', arch=..., weights=...)``),
+    a zoo kind name such as ``"mlp"``, or a trained ``nn.Module`` to analyse as it is. settings:
+    :class:`ScanSettings`. cache: a ``DiskCache`` for models, gradients and layouts (None: none).
+    stages: where stage results are kept (anything with ``get(key, compute)`` and ``put(key, value)``,
+    such as the dashboard's memo; default a dict of this scan's own). data_key, model_key: strings
+    that name the data and the model in stage keys (default: from the spec and its files' stamps,
+    or the data's content).
+
+    Every training sample is scored; nothing is moved out of training behind your back. A detector
+    that needs inliers (OneClassSVM) fits on the validation set when there is one, else on the
+    training gradients themselves (``notes`` says so).
+    """
+
+    def __init__(self, data, model="mlp", settings: ScanSettings = ScanSettings(), cache: DiskCache | None = None,
+                 device=None, stages=None, data_key: str | None = None, model_key: str | None = None):
+        if not isinstance(data, (DataSpec, Splits)):
+            raise OgdashError("data must be a DataSpec or Splits; for arrays use ogdash.find_issues(X, labels).")
+        self.data, self.settings, self.cache, self.device = data, settings, cache, device
+        self.spec = ModelSpec(model) if isinstance(model, str) else model if isinstance(model, ModelSpec) else None
+        self.network = model if isinstance(model, torch.nn.Module) else None
+        if self.spec is None and self.network is None:
+            raise OgdashError("model must be a ModelSpec, a model kind such as 'mlp', or a trained nn.Module.")
+        self.stages = _Stages() if stages is None else stages
+        self._data_key, self._model_key = data_key, model_key
+
+    # ---------------------------------------------------------------- keys
+
+    @property
+    def data_key(self) -> str:
+        if self._data_key is None:
+            if isinstance(self.data, DataSpec):
+                self._data_key = cache_key("data", self.data.to_dict(), [file_stamp(p) for p in self.data.paths()])
+            else:
+                s = self.data
+                self._data_key = cache_key("data", *[None if d is None else d.fingerprint()
+                                                     for d in (s.train, s.test, s.val)])
+        return self._data_key
+
+    @property
+    def model_key(self) -> str:
+        if self._model_key is None:
+            self._model_key = (weights_key(self.network) if self.network is not None
+                               else cache_key(self.spec.key(), self.settings.seed))
+        return self._model_key
+
+    def key(self, stage: str, *more) -> str:
+        """The store key of ``stage`` (and ``more``: a detector, a budget, a layout), made of what it depends on."""
+        if stage == "splits":
+            return cache_key(stage, self.data_key)
+        if stage in ("model", "train_seconds", "summary"):
+            return cache_key(stage, self.data_key, self.model_key)
+        return cache_key(stage, self.data_key, self.model_key, self.settings.gradients.to_dict(),
+                         self.settings.seed, *more)
+
+    # ---------------------------------------------------------------- data and model
+
+    def splits(self, progress: Progress = None) -> Splits:
+        """The training, test and validation data (a ``DataSpec`` is loaded here, once)."""
+        if isinstance(self.data, Splits):
+            return self.data
+        return self.stages.get(self.key("splits"), lambda: self.data.load(self.cache, progress))
+
+    @property
+    def train(self) -> Dataset:
+        return self.splits().train
+
+    def model(self, compute: bool = True, progress: Progress = None) -> torch.nn.Module | None:
+        """The model: your network as it is, else trained (or loaded from the disk cache).
+
+        compute=False: None when it would have to be trained (the dashboard trains on a click).
+        """
+        key = self.key("model")
+        hit = self.stages.get(key)
+        if hit is not None:
+            return hit
+        if self.network is not None:
+            model = self.network
+        elif self.spec.user and not self.spec.new_head:
+            model = self._your_network()
+        else:
+            splits, seed = self.splits(), self.settings.seed
+            model = cached_model(self.spec, splits.train, seed, self.cache)
+            if model is None:
+                if not compute:
+                    return None
+                start = time.perf_counter()
+                model = train_model(self.spec, splits.train, seed, self.cache, progress, self.device, splits.val)
+                self.stages.put(self.key("train_seconds"), time.perf_counter() - start)
+        self.stages.put(key, model)
+        return model
+
+    def _your_network(self) -> torch.nn.Module:
+        """Your trained network as it is, checked against the data here rather than pages later."""
+        spec, train = self.spec, self.train
+        if spec.kind == "torchvision":  # the file is checked before the model is built (it can weigh gigabytes)
+            model = load_torchvision(spec.arch, train.n_classes, spec.weights)
+        else:
+            model = build_model(spec, train.X.shape[1:], train.n_classes)
+        check_fits(model, train.X, train.n_classes, f"{spec.arch} with {Path(spec.weights).name}")
+        return model
+
+    def train_seconds(self) -> float | None:
+        """How long training took in this process (None when the model was loaded)."""
+        return self.stages.get(self.key("train_seconds"))
+
+    def accuracy(self) -> float | None:
+        """The model's accuracy on the test set (None without one)."""
+        test = self.splits().test
+        return None if test is None else self.summary()["test"]
+
+    def summary(self) -> dict:
+        """Train and test accuracy and the test set's confusion matrix (test entries None without a test set)."""
+        def compute():
+            model, s = self.model(), self.splits()
+            k = s.train.n_classes
+            return {"train": accuracy(model, s.train.X, s.train.y),
+                    "test": None if s.test is None else accuracy(model, s.test.X, s.test.y),
+                    "confusion": None if s.test is None else confusion(model, s.test.X, s.test.y, k)}
+        return self.stages.get(self.key("summary"), compute)
+
+    def layers(self) -> list[str]:
+        """The layers whose gradients can be scored: ``last`` (the closed form) and the model's own."""
+        return ["last"] + [name for name in selectable_layers(self.model()) if name != "head"]
+
+    # ---------------------------------------------------------------- gradients and what follows from them
+
+    def gradients(self, compute: bool = True, progress: Progress = None) -> GradientSet | None:
+        """The training set's per-sample gradients (compute=False: None unless extracted before)."""
+        key = self.key("grads")
+        hit = self.stages.get(key)
+        if hit is not None:
+            return hit
+        model = self.model(compute)
+        if model is None:
+            return None
+        gs, train = self.settings.gradients, self.train
+        found = cached_gradients(model, train, gs, self.cache)
+        if found is None:
+            if not compute:
+                return None
+            found = gradients(model, train, gs, self.cache, progress, self.device)
+        self.stages.put(key, found)
+        return found
+
+    def validation_gradients(self) -> GradientSet | None:
+        """The validation set's gradients (None without a validation set)."""
+        val = self.splits().val
+        if val is None or val.n == 0:
+            return None
+        return self.stages.get(self.key("val_grads"), lambda: gradients(
+            self.model(), val, self.settings.gradients, self.cache, device=self.device))
+
+    @property
+    def probability_source(self) -> str:
+        """'probe' (a last layer refitted without each sample) or 'model' (the model's own probabilities)."""
+        return "probe" if self.gradients().acts is not None else "model"
+
+    def probabilities(self) -> np.ndarray:
+        """(n, C) class probabilities of each training sample from a model that never saw its label where the
+        gradients allow (the last layer refitted without it), else the model's own; the suggestions' argmax."""
+        return self.stages.get(self.key("probabilities"), lambda: suggestions(
+            self.gradients(), self.train.y, seed=self.settings.seed))
+
+    def scores(self, detector: str | None = None) -> np.ndarray:
+        """Each training sample's score (n,) by ``detector`` (default the settings'); higher = more detrimental."""
+        entry = self.settings.entry if detector in (None, self.settings.detector) else method(detector)
+
+        def compute():
+            grads, labels = self.gradients(), self.train.y
+            if entry.from_probabilities is not None and grads.acts is not None:
+                return entry.from_probabilities(self.probabilities(), labels)  # one refit serves all three
+            inliers = (self.validation_gradients() or grads) if entry.needs_validation else None
+            return score(grads, entry, inliers, self.settings.seed, labels=labels)
+        return self.stages.get(self.key("scores", entry.key), compute)
+
+    def suggested_budget(self) -> BudgetEstimate:
+        """The estimated share of mislabelled training samples, with its interval and whether it is reliable."""
+        return self.stages.get(self.key("budget"), lambda: estimate_budget(
+            self.probabilities(), self.train.y, seed=self.settings.seed, source=self.probability_source))
+
+    def budget(self, budget=None) -> float:
+        """A budget as a fraction or count (``"auto"``: the suggested fraction); default the settings'."""
+        budget = self.settings.budget if budget is None else budget
+        return self.suggested_budget().budget if budget == "auto" else float(budget)
+
+    def flags(self, detector: str | None = None, budget=None) -> np.ndarray:
+        """Boolean mask (n,) of the top scores by ``detector`` within ``budget`` (defaults: the settings')."""
+        b = self.budget(budget)
+        entry = self.settings.entry if detector in (None, self.settings.detector) else method(detector)
+        return self.stages.get(self.key("flags", entry.key, b), lambda: flag(self.scores(entry.key), b))
+
+    def detection(self, detector: str | None = None, budget=None) -> dict | None:
+        """Precision, recall, AUROC and outlier-detection accuracy of the flags, only when the truth is known."""
+        noisy = self.train.noisy
+        if noisy is None:
+            return None
+        return detection_metrics(self.flags(detector, budget), self.scores(detector), noisy)
+
+    def inliers_note(self, detector: str | None = None) -> str | None:
+        """What a detector that needs inliers fits on here, when it is not a validation set."""
+        entry = self.settings.entry if detector is None else method(detector)
+        if entry.needs_validation and self.validation_gradients() is None:
+            return (f"{entry.name} needs inliers and this data has no validation set: it is fitted on the training "
+                    "gradients themselves, so every sample is scored.")
+        return None
+
+    def layout(self, layout: str = "pca", progress: Progress = None) -> tuple[np.ndarray, str]:
+        """(n, 2) coordinates of the gradients and the axes' description; kept on disk with the gradients."""
+        def compute():
+            grads = self.gradients()
+            if self.cache is None:
+                return layout_2d(grads, layout, progress=progress)
+            disk_key = gradients_key(self.model(), self.train, self.settings.gradients)
+            return cached_layout(grads, layout, self.cache, disk_key, progress=progress)
+        return self.stages.get(self.key("layout", layout), compute)
+
+    # ---------------------------------------------------------------- everything at once
+
+    def result(self, progress: Progress = None) -> ScanResult:
+        """Run every stage: train (or load), extract, score, flag; timed per stage."""
+        timer, settings = Timer(), self.settings
+        splits = self.splits(progress)
+        if settings.budget != "auto":
+            budget_count(settings.budget, splits.train.n)  # a bad count fails before anything is trained
+        with timer("train"):
+            model = self.model(progress=progress)
+        with timer("gradients"):
+            grads = self.gradients(progress=progress)
+            if settings.entry.needs_validation:
+                self.validation_gradients()
+        with timer("score"):
+            scores = self.scores()
+            suggested = self.suggested_budget() if settings.budget == "auto" else None
+            flags = self.flags()
+        probs = self.probabilities() if grads.acts is not None else None
+        notes = [n for n in [self.inliers_note()] if n]
+        return ScanResult(model, grads, scores, flags, self.accuracy(), self.detection(), timer.seconds, suggested,
+                          probs, notes)
 
 
 def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(), cache: DiskCache | None = None,
          progress: Progress = None, device=None, model: torch.nn.Module | None = None) -> ScanResult:
-    """Train (or load) the model, extract training gradients, score and flag them.
+    """Train (or load) the model, extract training gradients, score and flag them: ``Scan(...).result()``.
 
     ``model``: a trained network to analyse as it is (your own, see ``ogdash.models.user``);
     by default ``spec`` is trained. ``budget='auto'`` flags the suggested budget
-    (``ogdash.detect.budget.suggest_budget``), which the result then carries as ``suggested_budget``.
+    (``ogdash.detect.budget.estimate_budget``), which the result then carries as ``suggested_budget``.
     """
-    timer, seed, budget = Timer(), settings.seed, settings.budget
-    with timer("train"):
-        if model is None:
-            model = train_model(spec, splits.train, seed, cache, progress, device, splits.val)
-    with timer("gradients"):
-        g_train = gradients(model, splits.train, settings.gradients, cache, device=device)
-        g_val = None
-        entry = method(settings.detector)
-        if entry.needs_validation:
-            if splits.val is None or splits.val.n == 0:
-                raise OgdashError(f"{entry.name} needs a non-empty validation set (its samples are the inliers).")
-            g_val = gradients(model, splits.val, settings.gradients, cache, device=device)
-    with timer("score"):
-        scores = score(g_train, settings.detector, g_val, seed, labels=splits.train.y)
-        suggested = None
-        if budget == "auto":  # the held-out probe's refit is remembered: score() and this share one
-            suggested = suggest_budget(g_train, splits.train.y, seed=seed)
-            budget = suggested.budget
-        flags = flag(scores, budget)
-    acc = accuracy(model, splits.test.X, splits.test.y)
-    det = None if splits.train.noisy is None else detection_metrics(flags, scores, splits.train.noisy)
-    return ScanResult(model, g_train, scores, flags, acc, det, timer.seconds, suggested)
+    return Scan(splits, spec if model is None else model, settings, cache, device).result(progress)
+
+
+def find_issues(X, labels, model="mlp", *, detector: str = RECOMMENDED, budget="auto", seed: int = 0,
+                classes=None, ids=None, threads: int | None = None, cache: DiskCache | None = None,
+                progress: Progress = None) -> ScanResult:
+    """Score every training sample of arrays, no test set needed: the array-first entry.
+
+    X: (n, d) feature rows or (n, C, H, W) images; labels: (n,) given class indices. model: a zoo
+    kind (``"logreg"``, ``"mlp"``, ``"cnn"``), a ``ModelSpec``, or your trained ``nn.Module`` (analysed
+    as it is). budget: ``"auto"`` (the suggested budget, the default), a fraction or a count.
+    classes: class names; ids: stable sample ids (default 0..n-1); threads: at most this many CPU threads.
+
+    Returns a :class:`ScanResult`: ``scores`` (higher = more detrimental), ``flags``,
+    ``suggested_budget``, ``probabilities`` (held out: their argmax is each sample's suggested label).
+    """
+    train = make_dataset("data", X, labels, classes, ids=ids)
+    with at_most(threads):
+        return Scan(Splits(train, None), model, ScanSettings(detector, budget, seed), cache).result(progress)

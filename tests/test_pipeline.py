@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -164,3 +165,31 @@ def test_cli_bad_file_in_a_real_process(moons_files):
     r = run_cli("scan", "--train", d / "nan.npz", "--test", d / "test.npz", "--model", "mlp")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error:") and "NaN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def test_cli_scans_an_image_folder_and_names_each_file(tmp_path):
+    """The CLI reads what the dashboard reads, through the same DataSpec: an image folder and its test folder."""
+    out = tmp_path / "scores.csv"
+    r = run_cli("scan", "--train", SAMPLES / "digits_folder", "--test", SAMPLES / "digits_test", "--model", "cnn",
+                "--size", "16", "--epochs", "5", "--budget", "12", "--out", out, "--json", "--cache", tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["n_flagged"] == 12 and res["test_held_out"] is False
+    df = pd.read_csv(out)
+    files = sorted(str(p.relative_to(SAMPLES / "digits_folder")) for p in (SAMPLES / "digits_folder").rglob("*.png"))
+    assert sorted(df["source"]) == files  # every image scored, each row naming its file
+    assert df["flagged"].sum() == 12
+
+
+def test_cli_refuses_a_one_class_folder_in_one_line(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "only" / "cats").mkdir(parents=True)
+    for i in range(6):
+        Image.new("L", (8, 8), color=i * 40).save(tmp_path / "only" / "cats" / f"{i}.png")
+    r = run_cli("scan", "--train", tmp_path / "only", "--model", "cnn", "--epochs", "1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "at least two classes" in r.stderr and "Traceback" not in r.stderr

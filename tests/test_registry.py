@@ -219,5 +219,7 @@ def test_scan_reads_the_registry_before_training(monkeypatch):
     with pytest.raises(OgdashError, match="unknown detector 'nope'"):
         pipeline.scan(s, ModelSpec("logreg"), pipeline.ScanSettings(detector="nope"))
     monkeypatch.undo()
-    with pytest.raises(OgdashError, match="OneClassSVM needs a non-empty validation set"):  # it needs validation data
-        pipeline.scan(Splits(s.train, s.test, None), ModelSpec("logreg", epochs=2), pipeline.ScanSettings(detector="ocsvm"))
+    # without validation data, OneClassSVM's inliers are the training gradients (every sample scored), said in a note
+    res = pipeline.scan(Splits(s.train, s.test, None), ModelSpec("logreg", epochs=2),
+                        pipeline.ScanSettings(detector="ocsvm"))
+    assert len(res.scores) == s.train.n and "training gradients themselves" in res.notes[0]

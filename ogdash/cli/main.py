@@ -5,7 +5,6 @@ Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a t
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
 from ogdash.cli.extract import add_extract_parser, summary_line
@@ -16,12 +15,10 @@ from ogdash.cli.text import add_textselect_parser, format_textselect, run_textse
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Timer
-from ogdash.data.files import load_splits
-from ogdash.detect.flags import budget_count
-from ogdash.detect.registry import DETECTORS, RECOMMENDED, method
-from ogdash.models.train import check_fits
+from ogdash.data.spec import NOISE_KEYS, DataSpec
 from ogdash.models.user import is_factory
-from ogdash.models.zoo import MODEL_KINDS, TUNES, USER_KINDS, ModelSpec, build_model
+from ogdash.models.zoo import MODEL_KINDS, TUNES, USER_KINDS, ModelSpec
+from ogdash.pipeline import DETECTORS, RECOMMENDED
 from ogdash.retrain import ACTIONS
 
 
@@ -38,12 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ogdash", description="Find detrimental training samples by outlier gradient analysis.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
-    s.add_argument("--train", required=True, help="training set (.npz with X, y [, y_true] or .csv with a label column)")
-    s.add_argument("--test", help="untouched test set, same format; without it, --test-share of --train is held out "
-                                   "(and not scored)")
+    s.add_argument("--train", required=True,
+                   help="training data: a .npz (X, y [, y_true]), .csv (a label column) or .parquet file, a saved "
+                        "Hugging Face dataset folder, an image folder (ROOT/<class>/<image>) or a CIFAR-10/100 folder")
+    s.add_argument("--test", help="untouched test set of the same kind; without it, --test-share of --train is held "
+                                   "out (and not scored)")
     s.add_argument("--test-share", type=fraction, default=0.2, help="share held out as the test set when there is no "
                                                                      "--test (default 0.2)")
-    s.add_argument("--val", help="validation set (inliers for OneClassSVM); default: 10%% held out of --train")
+    s.add_argument("--val", help="validation set (inliers for OneClassSVM); without it OneClassSVM fits on the "
+                                  "training gradients, so every sample is scored")
+    s.add_argument("--size", type=positive_int, default=32, help="an image folder's images are resized to SIZE x SIZE "
+                                                                 "(default 32)")
+    s.add_argument("--noisy-labels", help="a CIFAR folder: a CIFAR-N label file (.pt or .npz) whose --noise-key labels "
+                                          "are the given ones")
+    s.add_argument("--noise-key", choices=NOISE_KEYS, help="which CIFAR-N labels (default worse_label)")
     s.add_argument("--model", required=True, choices=MODEL_KINDS + USER_KINDS,
                    help="a model trained here, or your network (torchvision or custom) with --arch and --weights")
     s.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
@@ -89,26 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_scan(args) -> dict:
     """The ``scan`` command for parsed ``args``: a JSON-able summary (and ``--out``'s CSV)."""
-    from ogdash.pipeline import ScanSettings, holdout_validation, scan
+    from ogdash.pipeline import Scan, ScanSettings
 
     timer = Timer()
     if not 0 < args.test_share < 1:
         raise OgdashError(f"--test-share must be between 0 and 1; got {args.test_share}.")
-    with timer("load"):
-        splits = load_splits(args.train, args.test, args.val, args.test_share, args.seed)
     if args.epochs is not None and args.epochs < 1:
         raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
-    if method(args.detector).needs_validation and splits.val is None:
-        splits = holdout_validation(splits, 0.1, args.seed)
-    if args.budget != "auto":
-        budget_count(args.budget, splits.train.n)  # fail before training on a bad budget
-    spec, model = model_choice(args, splits.train)
-    cache = None if args.no_cache else DiskCache(args.cache)
-    res = scan(splits, spec, ScanSettings(args.detector, args.budget, args.seed), cache=cache, model=model)
-    out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": args.test is None,
+    data = DataSpec.from_paths(args.train, args.test, args.val, args.test_share, args.seed, args.size,
+                               args.noisy_labels, args.noise_key)
+    spec = model_choice(args)
+    settings = ScanSettings(args.detector, args.budget, args.seed)
+    scanned = Scan(data, spec, settings, None if args.no_cache else DiskCache(args.cache))
+    with timer("load"):
+        splits = scanned.splits()
+    res = scanned.result()
+    out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": data.held_out,
            "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,
            "seconds": {**timer.seconds, **res.seconds}}
+    if res.notes:
+        out["notes"] = res.notes
     if res.suggested_budget is not None:
         out["budget"] = res.suggested_budget.budget
         out["suggested_budget"] = res.suggested_budget.to_dict()
@@ -117,15 +123,14 @@ def run_scan(args) -> dict:
     if res.detection is not None:
         out["detection"] = res.detection
     if args.retrain:
-        from ogdash.detect.heldout import suggestions
         from ogdash.retrain import compare, fixes_from_flags, restored
 
         with timer("retrain"):
-            P = suggestions(res.grads, splits.train.y, seed=args.seed)
+            P = scanned.probabilities()
             fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=args.action)
             if splits.train.truth_known and splits.train.noisy.any():
                 fixes.append(restored(splits.train))
-            c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), cache)
+            c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), scanned.cache)
         out["retrain"] = {"seeds": c.seeds, "steps": c.steps, "rows": c.to_rows(),
                           "verdicts": {a: c.verdict(a) for a in args.action}}
         out["accuracy_after"] = c.row(args.action[0]).accuracy.mean()
@@ -142,25 +147,20 @@ def run_scan(args) -> dict:
     return out
 
 
-def model_choice(args, train) -> tuple[ModelSpec, object]:
-    """The spec to train or retrain, and your network as it is when it is to be analysed untrained (else None)."""
+def model_choice(args) -> ModelSpec:
+    """The model to train, or your network (analysed as it is, or a frozen backbone with a new head)."""
     if args.model not in USER_KINDS:
         if args.arch or args.weights or args.new_head:
             raise OgdashError("--arch, --weights and --new-head are for your own network (--model torchvision or "
                               "custom).")
-        return ModelSpec(args.model, args.hidden, args.epochs), None
+        return ModelSpec(args.model, args.hidden, args.epochs)
     if not args.arch or not args.weights:
         raise OgdashError(f"--model {args.model} needs --arch and --weights.")
     if (args.model == "custom") != is_factory(args.arch):
         raise OgdashError("--model custom takes --arch package.module:factory; --model torchvision takes an "
                           "architecture name like resnet18.")
-    spec = ModelSpec(args.model, epochs=args.epochs, arch=args.arch, weights=args.weights, tune=args.tune,
+    return ModelSpec(args.model, epochs=args.epochs, arch=args.arch, weights=args.weights, tune=args.tune,
                      new_head=args.new_head)
-    if args.new_head:
-        return spec, None  # the head is trained here, on the backbone's features
-    model = build_model(spec, train.X.shape[1:], train.n_classes)
-    check_fits(model, train.X, train.n_classes, f"{args.arch} with {Path(args.weights).name}")
-    return spec, model
 
 
 def format_scan(result: dict) -> str:
@@ -180,6 +180,8 @@ def format_scan(result: dict) -> str:
     if "detection" in result:
         d = result["detection"]
         line += f"; detection precision {d['precision']:.2f}, recall {d['recall']:.2f}, AUROC {d['auroc']:.3f}"
+    for note in result.get("notes", []):
+        line += f"\n  note: {note}"
     return line
 
 

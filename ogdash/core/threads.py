@@ -1,4 +1,4 @@
-"""Run small models on one CPU thread: torch and numpy's BLAS, process-wide, nesting-safe."""
+"""Thread limits for torch and numpy's BLAS: small models on one CPU thread (process-wide, nesting-safe), a cap."""
 from __future__ import annotations
 
 import contextlib
@@ -35,3 +35,24 @@ def one_thread():
             _threads_state["depth"] -= 1
             if _threads_state["depth"] == 0:
                 torch.set_num_threads(_threads_state["before"])
+
+
+@contextlib.contextmanager
+def at_most(threads: int | None):
+    """Run torch and numpy's BLAS on at most ``threads`` CPU threads inside the block (None: as they are)."""
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        from ogdash.core.errors import OgdashError
+
+        raise OgdashError(f"threads must be a whole number of at least 1; got {threads!r}.")
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(before)

@@ -193,3 +193,14 @@ def split_off(ds: Dataset, share: float, seed: int = 0) -> tuple[Dataset, Datase
     held = np.zeros(ds.n, dtype=bool)
     held[np.random.default_rng(seed).permutation(ds.n)[:k]] = True
     return ds.subset(~held), ds.subset(held)
+
+def hold_out_validation(splits: Splits, fraction: float = 0.1, seed: int = 0) -> Splits:
+    """Move a seeded fraction of the training set into a validation set (if there is none)."""
+    if splits.val is not None:
+        return splits
+    if not 0 < fraction < 0.5:
+        raise OgdashError(f"validation fraction must be in (0, 0.5); got {fraction}.")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(splits.train.n)
+    k = max(1, int(round(fraction * splits.train.n)))
+    return Splits(splits.train.subset(np.sort(order[k:])), splits.test, splits.train.subset(np.sort(order[:k])))

@@ -28,7 +28,7 @@ from ogdash.detect.baselines import LabelQuality, RandomScores
 from ogdash.detect.classwise import KnnDistance, MeanAlignment, PerClass
 from ogdash.detect.ensemble import Ensemble
 from ogdash.detect.forest import isolation_forest, oga_matrix
-from ogdash.detect.heldout import HeldOutMargin
+from ogdash.detect.heldout import HeldOutMargin, heldout_margin
 from ogdash.detect.norms import NormDetector
 from ogdash.detect.projected import Projected
 from ogdash.detect.svm import KernelOneClassSVM
@@ -67,6 +67,8 @@ class Method:
 
     short: a shorter name for sentences and selectors (default: the label).
     members: the registry keys an ensemble combines; details: a longer explanation, where one is shown.
+    from_probabilities: the same scores (n,) from held-out probabilities (n, C) and the given labels, for a
+    scan that has those probabilities already (the suggested labels and budget read them too).
     """
 
     key: str
@@ -82,6 +84,7 @@ class Method:
     matrix: Callable | None = None
     members: tuple[str, ...] = ()
     details: str = ""
+    from_probabilities: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     @property
     def name(self) -> str:
@@ -175,7 +178,7 @@ METHODS: tuple[Method, ...] = (
            build=lambda seed: PerClass(MeanAlignment)),
     Method("heldout_margin", "Held-out margin", HELDOUT,
            "margin of the held-out gradient (last layer refitted without the sample)", needs_labels=True,
-           build=lambda seed: HeldOutMargin(seed=seed)),
+           build=lambda seed: HeldOutMargin(seed=seed), from_probabilities=heldout_margin),
     Method("ens_margins", "Ensemble: held-out margin + normalized margin", ENSEMBLE,
            "ensemble: held-out margin + normalized margin", short="held-out margin + normalized margin",
            needs_labels=True, build=_ensemble(_MARGINS), members=_MARGINS,

@@ -6,16 +6,16 @@ import numpy as np
 from ogdash.core import validate
 from ogdash.core.errors import OgdashError
 from ogdash.detect.classwise import given_labels
-from ogdash.detect.registry import ENSEMBLES, RECOMMENDED, make_detector, method
+from ogdash.detect.registry import ENSEMBLES, RECOMMENDED, Method, make_detector, method
 from ogdash.engine.gradients import GradientSet
 
 
-def score(train: GradientSet, detector: str = RECOMMENDED, val: GradientSet | None = None, seed: int = 0,
+def score(train: GradientSet, detector: str | Method = RECOMMENDED, val: GradientSet | None = None, seed: int = 0,
           labels=None) -> np.ndarray:
     """Detrimental score of every training sample (n,), higher = more detrimental.
 
     train: the training GradientSet; detector: a registry key (``DETECTORS``, or any key
-    that builds a detector); val: validation gradients, the inliers of detectors that need
+    that builds a detector) or its entry (``method(key)``, looked up once by the caller); val: validation gradients, the inliers of detectors that need
     them (OneClassSVM); seed: seeds forests, folds and projections; labels: the given
     training labels (n,).
 
@@ -26,8 +26,8 @@ def score(train: GradientSet, detector: str = RECOMMENDED, val: GradientSet | No
     held-out margin, label quality, ensembles) read ``labels``, or without them the labels
     closed-form gradients were computed with (``ogdash.detect.classwise.given_labels``).
     """
-    det = make_detector(detector, seed)
-    entry = method(detector)
+    entry = detector if isinstance(detector, Method) else method(detector)
+    det = make_detector(entry.key, seed)
     if entry.needs_labels:
         labels = given_labels(train) if labels is None else validate.labels(labels, train.n)
     else:
