@@ -39,9 +39,10 @@ def timed(fn):
 def app_rerender_seconds():
     from streamlit.testing.v1 import AppTest
 
+    from ogdash.data import DataSpec
+
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-    at.session_state["data_config"] = {"source": "builtin", "name": "mnist5k", "seed": 0, "noise_rate": 0.2,
-                                       "noise_kind": "uniform"}
+    at.session_state["data_spec"] = DataSpec("builtin", name="mnist5k", seed=0, noise_rate=0.2, noise_kind="uniform")
     at.run()
     at.switch_page("views/data.py").run()
     next(b for b in at.button if b.label == "Train model").click().run()

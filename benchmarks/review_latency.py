@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 def prepare(home: Path, name: str) -> tuple[dict, dict]:
     """Train the model and extract gradients into the app's cache, as the Data and Gradient pages would."""
-    from dashboard.active import model_spec
+    from dashboard.scan import model_spec
     from dashboard.state import DEFAULT_DATA, VAL_FRACTION
     from ogdash import data
     from ogdash.core.cache import DiskCache

@@ -209,9 +209,10 @@ def server_times(train: Path, test: Path, epochs: int, reps: int = 3) -> dict[st
     in this process (its memo starts empty; the disk cache the browser run filled is used)."""
     from streamlit.testing.v1 import AppTest
 
+    from ogdash.data import DataSpec
+
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=1800)
-    at.session_state["data_config"] = {"source": "files", "train": str(train), "test": str(test),
-                                       "test_share": 0.2, "seed": 0}
+    at.session_state["data_spec"] = DataSpec("files", train=str(train), test=str(test))
     at.session_state["model_config"] = {"kind": "mlp", "seed": 0, "epochs": epochs or None}
     at.run()
     at.switch_page("views/gradient_space.py").run()  # loads model, gradients, first scores and layout: not timed

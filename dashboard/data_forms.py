@@ -1,4 +1,4 @@
-"""The Data & model page's forms: one per data source, each returning the chosen data config (or None),
+"""The Data & model page's forms: one per data source, each returning the chosen ``DataSpec`` (or None),
 and the summary of the active data."""
 from __future__ import annotations
 
@@ -6,17 +6,23 @@ import numpy as np
 import streamlit as st
 
 from dashboard import plots
-from dashboard.active import describe_data
 from dashboard.escape import error, md
 from dashboard.gallery import feature_table
 from dashboard.memo import file_keyed
-from dashboard.state import PRESET_DATA, PRESET_MODEL, PRESET_TEXT, choose_data, data_config, data_root, memo
+from dashboard.state import PRESET_DATA, PRESET_MODEL, PRESET_TEXT, choose_data, data_root, data_spec, memo
 from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Splits
 from ogdash.data.files import resolve_under
 from ogdash.data.folders import nested_class_folders, non_image_files
+from ogdash.data.spec import DataSpec
+
+
+def spec(**settings) -> DataSpec:
+    """A data choice from a form (typed paths already resolved under the data root, uploads staged), reading only
+    under the data root; OgdashError says what is wrong."""
+    return DataSpec(**settings, within=str(data_root()))
 
 
 def builtin_form():
@@ -26,7 +32,7 @@ def builtin_form():
     c1.caption(f"**Preset, where noise hurts:** {PRESET_TEXT} Retrain there to see a fix pay (README, "
                "\"What a fix is worth\").")
     if c2.button("Use the preset", key="use_preset"):
-        choose_data(dict(PRESET_DATA), dict(PRESET_MODEL))
+        choose_data(PRESET_DATA, dict(PRESET_MODEL))
     name = st.selectbox("Dataset", ["digits", "mnist5k", "moons", "blobs"],
                         format_func={"digits": "Digits (1,797 8x8, scikit-learn)", "mnist5k": "MNIST-5k (5,000 28x28)",
                                      "moons": "Half-moons (synthetic)", "blobs": "Linear blobs (synthetic)"}.get)
@@ -35,13 +41,12 @@ def builtin_form():
     if name in ("moons", "blobs"):
         flip_mode = c2.selectbox("Flip mode", ["far", "uniform"])
         if st.button("Use this data", key="use_builtin", type="primary"):
-            choice = {"source": "builtin", "name": name, "seed": int(seed), "flip_mode": flip_mode}
+            choice = DataSpec("builtin", name=name, seed=int(seed), flip_mode=flip_mode)
     else:
         rate = c2.slider("Injected label noise", 0.0, 0.5, 0.2, 0.05)
         kind = c3.selectbox("Noise kind", ["uniform", "pairs"], help="pairs: 1↔7, 3↔8, 4↔9, 5↔6, as people confuse them")
         if st.button("Use this data", key="use_builtin", type="primary"):
-            choice = {"source": "builtin", "name": name, "seed": int(seed), "noise_rate": float(rate),
-                      "noise_kind": kind}
+            choice = DataSpec("builtin", name=name, seed=int(seed), noise_rate=float(rate), noise_kind=kind)
     return choice
 
 
@@ -67,7 +72,7 @@ def files_form():
             test = str(resolve_under(data_root(), p_test)) if p_test else stage_upload(up_test)
             if not train:
                 raise OgdashError("give a training set: upload one or type its path.")
-            choice = {"source": "files", "train": train, "test": test, "test_share": float(share_files), "seed": 0}
+            choice = spec(source="files", train=train, test=test, test_share=float(share_files), seed=0)
         except OgdashError as e:
             error(e)
     return choice
@@ -88,9 +93,9 @@ def folder_form():
     f_rate = c3.slider("Injected label noise (for a demo)", 0.0, 0.5, 0.0, 0.05, key="folder_noise")
     if st.button("Use this folder", key="use_folder"):
         try:
-            choice = {"source": "imagefolder", "path": str(resolve_under(data_root(), p_folder)), "size": int(size),
-                      "test": str(resolve_under(data_root(), p_folder_test)) if p_folder_test.strip() else None,
-                      "test_share": float(share_folder), "noise_rate": float(f_rate), "noise_kind": "uniform", "seed": 0}
+            choice = spec(source="imagefolder", path=str(resolve_under(data_root(), p_folder)), size=int(size),
+                          test=str(resolve_under(data_root(), p_folder_test)) if p_folder_test.strip() else None,
+                          test_share=float(share_folder), noise_rate=float(f_rate), noise_kind="uniform", seed=0)
         except OgdashError as e:
             error(e)
     return choice
@@ -107,9 +112,9 @@ def cifar_form():
     noise_key = st.selectbox("CIFAR-N labels", ["worse_label", "aggre_label", "random_label1", "noisy_label"])
     if st.button("Use CIFAR", key="use_cifar"):
         try:
-            choice = {"source": "cifar", "path": str(resolve_under(data_root(), p_cifar)),
-                      "noisy_labels": str(resolve_under(data_root(), p_noisy)) if p_noisy else None,
-                      "noise_key": noise_key if p_noisy else None}
+            choice = spec(source="cifar", path=str(resolve_under(data_root(), p_cifar)),
+                          noisy_labels=str(resolve_under(data_root(), p_noisy)) if p_noisy else None,
+                          noise_key=noise_key if p_noisy else None)
         except OgdashError as e:
             error(e)
     return choice
@@ -117,14 +122,14 @@ def cifar_form():
 
 def data_summary(splits: Splits) -> None:
     """What the active data holds: counts, warnings about the folder, held-out samples, labels and examples."""
-    train = splits.train
-    st.subheader(md(describe_data(data_config())))
-    if data_config()["source"] == "imagefolder":
-        nested = nested_class_folders(data_config()["path"])
+    train, data = splits.train, data_spec()
+    st.subheader(md(data.describe()))
+    if data.source == "imagefolder":
+        nested = nested_class_folders(data.path)
         if nested:
             st.warning(f"The class folders hold folders of their own ({md(', '.join(nested[:3]))}): is this one level too "
                        "high? Give the folder whose sub-folders are the classes.")
-        skipped = memo(cache_key("skipped", file_keyed(data_config())), lambda: non_image_files(data_config()["path"]))
+        skipped = memo(cache_key("skipped", file_keyed(data.to_dict())), lambda: non_image_files(data.path))
         if skipped:
             names = md(", ".join(p.name for p in skipped[:3])) + (", …" if len(skipped) > 3 else "")
             st.warning(f"Skipped {len(skipped)} file(s) that are not images ({names}); convert them to an image "
@@ -136,9 +141,8 @@ def data_summary(splits: Splits) -> None:
     m[3].metric("Classes", train.n_classes)
     if train.truth_known:  # injected noise: only then is the truth known
         m[4].metric("Mislabeled (known, injected)", f"{train.noisy.mean():.1%}")
-    held_out = data_config()["source"] in ("files", "imagefolder") and not data_config().get("test")
-    if held_out:
-        st.info(f"No test set was given, so {splits.test.n} samples ({data_config().get('test_share', 0.2):.0%}, seeded) "
+    if data.held_out:
+        st.info(f"No test set was given, so {splits.test.n} samples ({data.test_share:.0%}, seeded) "
                 "are held out as the test set. They are **not scored**; give a test set to score every sample.")
         with st.expander(f"The {splits.test.n} held-out samples"):
             st.dataframe({"id": splits.test.ids, "source": splits.test.source_list(),

@@ -13,6 +13,7 @@ from dashboard.escape import error, md
 from dashboard.state import bound, view
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset
+from ogdash.data.spec import DataSpec
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.labelstudio import label_config, make_tasks
 from ogdash.review import DECISIONS, DecisionStore
@@ -62,7 +63,7 @@ def decision_counts(current, train: Dataset, conflicts=None) -> None:
                    "differ. Choose Status \"conflict\" above to see them, or download them below.")
 
 
-def exports(store: DecisionStore, dataset: str, train: Dataset, current, cfg: dict, flags: np.ndarray,
+def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: DataSpec, flags: np.ndarray,
             scores: np.ndarray, suggest: np.ndarray, detector: str, conflicts=None) -> None:
     """Download buttons whose files are built when clicked, from the store as it is then (a decision stays fast)."""
     st.subheader("Export")
@@ -73,12 +74,12 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, cfg: di
                          disabled=not len(current))
     e[1].download_button("Decisions (.json)", lambda: history().astype(object).where(history().notna(), None)
                          .to_json(orient="records", indent=1), file_name="decisions.json", disabled=not len(current))
-    if cfg["source"] == "files" and str(cfg["train"]).lower().endswith(".csv"):
-        e[2].download_button("Your CSV with clean_label", lambda: csv_bytes(cleaned_csv(cfg["train"], train, now())),
-                             file_name=f"{Path(cfg['train']).stem}_cleaned.csv")
+    if data.source == "files" and str(data.train).lower().endswith(".csv"):
+        e[2].download_button("Your CSV with clean_label", lambda: csv_bytes(cleaned_csv(data.train, train, now())),
+                             file_name=f"{Path(data.train).stem}_cleaned.csv")
         st.caption("Your training CSV as given, with `decision` and `clean_label` columns: the new label for "
                    "relabel, empty for remove, the given label otherwise.")
-    elif cfg["source"] == "imagefolder":
+    elif data.source == "imagefolder":
         e[2].download_button("Folder changes (.csv)", lambda: csv_bytes(folder_changes(train, now())),
                              file_name="folder_changes.csv", disabled=not len(current))
         st.caption("`path,given,decision,new_label` for each decided image. `ogdash apply folder_changes.csv "

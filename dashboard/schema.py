@@ -1,29 +1,22 @@
-"""What a link may say: the data and model choices read back from a page's URL, checked whole.
+"""What a link may say about the model: the model choice read back from a page's URL, checked whole.
 
-A shared link is input from anyone. Its ``data`` and ``model`` parameters are checked
-against the schema below before anything is loaded or built: known sources, datasets,
-architectures and encoders only; numbers inside the ranges the pages' own widgets allow
-(an image size of 2000 would hold gigabytes); every required key present; every path
-under the data root and existing as the file or folder it must be (a weights file is
-checked before a model is built). A link that fails gets one line saying why, and the
-default is used instead; nothing in it is partly applied.
+A shared link is input from anyone. Its ``model`` parameter is checked against the schema
+below before anything is built: known architectures only; numbers inside the ranges the
+pages' own widgets allow; every required key present; a weights file under the data root
+and existing (checked before a model is built); a factory only from an allowed package. A
+link that fails gets one line saying why, and the default is used instead; nothing in it is
+partly applied. (The ``data`` parameter is checked by ``ogdash.data.DataSpec.from_dict``.)
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from ogdash.core.errors import OgdashError
 
 SEED = (0, 100_000)
-SHARE = (0.05, 0.5)
-NOISE = (0.0, 0.5)
-IMAGE_SIZE = (8, 128)  # the Data page's "Resize to"
 HIDDEN = (1, 4096)  # one hidden layer's width
 MAX_LAYERS = 8
 EPOCHS = (1, 10_000)
-TEXT_TRAIN, TEXT_TEST, TEXT_NOISE = (100, 10_000), (50, 2_600), (0.0, 0.45)  # the Text page's inputs
-NOISE_KEYS = ("worse_label", "aggre_label", "random_label1", "noisy_label")
 
 
 def _short(value) -> str:
@@ -36,14 +29,6 @@ def _int(lo: int, hi: int):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ValueError(f"{_short(v)} is not a whole number from {lo:,} to {hi:,}")
         return v
-    return check
-
-
-def _float(lo: float, hi: float):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-            raise ValueError(f"{_short(v)} is not a number from {lo:g} to {hi:g}")
-        return float(v)
     return check
 
 
@@ -88,30 +73,6 @@ def _hidden(v):
     return [_int(*HIDDEN)(w) for w in v]
 
 
-def _builtin_names():
-    from ogdash.data import BUILTIN
-
-    return tuple(BUILTIN)
-
-
-def _flip_modes():
-    from ogdash.data import FLIP_MODES
-
-    return FLIP_MODES
-
-
-def _encoders():
-    from ogdash.experiments.textselect import ENCODERS
-
-    return tuple(ENCODERS)
-
-
-def _text_names():
-    from ogdash.experiments.textselect import ROTTEN_TOMATOES
-
-    return (ROTTEN_TOMATOES,)
-
-
 def _architectures():
     import torchvision
 
@@ -149,24 +110,8 @@ def _bool(v):
     return v
 
 
-# source -> {field: (required, check)}; a check is a function of the value (paths also take the root).
+# kind -> {field: (required, check)}; a check is a function of the value (paths also take the root).
 # Lists of choices are looked up when a link is read, so the schema never drifts from the code.
-_NOISE_FIELDS = {"noise_rate": (False, _float(*NOISE)), "noise_kind": (False, _one_of(("uniform", "pairs")))}
-DATA = {
-    "builtin": {"name": (True, lambda v: _one_of(_builtin_names())(v)), "seed": (False, _int(*SEED)),
-                "flip_mode": (False, lambda v: _one_of(_flip_modes())(v)), **_NOISE_FIELDS},
-    "files": {"train": (True, _path("file", (".npz", ".csv"))), "test": (False, _optional(_path("file", (".npz", ".csv")))),
-              "val": (False, _optional(_path("file", (".npz", ".csv")))), "test_share": (False, _float(*SHARE)),
-              "seed": (False, _int(*SEED))},
-    "imagefolder": {"path": (True, _path("dir")), "size": (False, _int(*IMAGE_SIZE)), "test": (False, _optional(_path("dir"))),
-                    "test_share": (False, _float(*SHARE)), "seed": (False, _int(*SEED)), **_NOISE_FIELDS},
-    "text": {"name": (False, _optional(lambda v: _one_of(_text_names())(v))),
-             "path": (False, _optional(_path("file", (".csv", ".tsv")))), "noise": (False, _float(*TEXT_NOISE)),
-             "seed": (False, _int(*SEED)), "n_train": (False, _optional(_int(*TEXT_TRAIN))),
-             "n_test": (False, _optional(_int(*TEXT_TEST))), "encoder": (False, lambda v: _one_of(_encoders())(v))},
-    "cifar": {"path": (True, _path("dir")), "noisy_labels": (False, _optional(_path("file", (".pt", ".npz")))),
-              "noise_key": (False, _optional(_one_of(NOISE_KEYS)))},
-}
 _MODEL_COMMON = {"seed": (False, _int(*SEED)), "epochs": (False, _optional(_int(*EPOCHS))),
                  "hidden": (False, _hidden)}  # the text page gives every head its hidden width
 _YOURS = {"weights": (True, _path("file", (".safetensors", ".pt", ".pth", ".bin"))), "new_head": (False, _bool),
@@ -203,14 +148,6 @@ def _checked(cfg, switch: str, schema: dict, root) -> dict:
         except (ValueError, OgdashError) as e:
             raise ValueError(f"{name}: {str(e).rstrip('.')}") from None
     return out
-
-
-def data_from_link(cfg, root) -> dict:
-    """A data choice from a link, checked whole (paths resolved under ``root``); OgdashError says why not."""
-    try:
-        return _checked(cfg, "source", DATA, root)
-    except ValueError as e:
-        raise OgdashError(f"The link's data settings were not used ({e}); the default data is shown instead.") from None
 
 
 def model_from_link(cfg, root) -> dict:

@@ -18,21 +18,26 @@ import streamlit as st
 from dashboard.memo import Memo
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
+from ogdash.data.spec import DataSpec
 from ogdash.review import default_store_path
 
-DEFAULT_DATA = {"source": "builtin", "name": "digits", "seed": 0, "noise_rate": 0.2, "noise_kind": "uniform"}
+DEFAULT_DATA = DataSpec("builtin", name="digits", seed=0, noise_rate=0.2, noise_kind="uniform")
 DEFAULT_MODEL = {"kind": "cnn", "seed": 0}
 # A built-in case where label noise hurts and a fix pays (benchmarks/fixes.py, README "What a fix is worth").
-PRESET_DATA = {"source": "builtin", "name": "digits", "seed": 0, "noise_rate": 0.3, "noise_kind": "pairs"}
+PRESET_DATA = DataSpec("builtin", name="digits", seed=0, noise_rate=0.3, noise_kind="pairs")
 PRESET_MODEL = {"kind": "cnn", "seed": 0, "epochs": 40}
 PRESET_TEXT = ("digits with 30% of the labels flipped between digits people confuse (1↔7, 3↔8, 4↔9, 5↔6), and a "
                "CNN trained 40 epochs: the noise costs it about 18 points of test accuracy.")
-VAL_FRACTION = 0.1
 
 
 @st.cache_resource(show_spinner=False)
 def _memo() -> Memo:
     return Memo.from_env()  # bounded: least recently used entries go first (dashboard/memo.py)
+
+
+def stages() -> Memo:
+    """The process memo, where the active scan keeps its stages (dashboard/scan.py)."""
+    return _memo()
 
 
 def memo(key: str, compute=None):
@@ -72,18 +77,22 @@ def check_upload_size(name: str, size: int, limit_mb: float | None = None) -> No
                           "put it under the data root and give its path instead.")
 
 
-def _from_url(name: str) -> dict | None:
-    """A config saved in the page's URL if it passes the link schema (dashboard/schema.py), else None, with the
-    reason kept for ``link_problems`` to show once."""
-    from dashboard.schema import data_from_link, model_from_link
+def _from_url(name: str):
+    """The data (a ``DataSpec``) or model choice saved in the page's URL if it passes the link's checks
+    (``DataSpec.from_dict``, dashboard/schema.py for the model), else None, with the reason kept for
+    ``link_problems`` to show once."""
+    from dashboard.schema import model_from_link
 
     text = st.query_params.get(name)
     if not text:
         return None
     try:
-        return (data_from_link if name == "data" else model_from_link)(json.loads(text), data_root())
+        settings = json.loads(text)
+        return DataSpec.from_dict(settings, data_root()) if name == "data" else model_from_link(settings, data_root())
     except OgdashError as e:
-        st.session_state.setdefault("link_problems", []).append(str(e))
+        why = (f"The link's data settings were not used ({str(e).rstrip('.')}); the default data is shown instead."
+               if name == "data" else str(e))
+        st.session_state.setdefault("link_problems", []).append(why)
     except ValueError:  # not JSON
         st.session_state.setdefault("link_problems", []).append(
             f"The link's {name} settings were not used (they are not readable); the default is used instead.")
@@ -95,11 +104,11 @@ def link_problems() -> list[str]:
     return st.session_state.pop("link_problems", [])
 
 
-def data_config() -> dict:
+def data_spec() -> DataSpec:
     """The active data choice: this session's, else the one in the URL (so a reload keeps it), else digits."""
-    if "data_config" not in st.session_state:
-        st.session_state["data_config"] = _from_url("data") or dict(DEFAULT_DATA)
-    return st.session_state["data_config"]
+    if "data_spec" not in st.session_state:
+        st.session_state["data_spec"] = _from_url("data") or DEFAULT_DATA
+    return st.session_state["data_spec"]
 
 
 def model_config() -> dict:
@@ -108,10 +117,10 @@ def model_config() -> dict:
     return st.session_state["model_config"]
 
 
-def choose_data(cfg: dict, model_cfg: dict | None = None) -> None:
-    """Make ``cfg`` the active data (and ``model_cfg`` the model); the view starts afresh and the page reruns,
+def choose_data(spec: DataSpec, model_cfg: dict | None = None) -> None:
+    """Make ``spec`` the active data (and ``model_cfg`` the model); the view starts afresh and the page reruns,
     so the sidebar and the URL name the new choice at once."""
-    st.session_state["data_config"] = cfg
+    st.session_state["data_spec"] = spec
     if model_cfg is not None:
         st.session_state["model_config"] = model_cfg
     view().update(sel=[], gpage=1, classes=[])
@@ -157,7 +166,7 @@ def _one_of(choices):
 
 
 def _detector(text: str) -> str:
-    from ogdash.detect.registry import DETECTORS
+    from ogdash.pipeline import DETECTORS
 
     return _one_of(DETECTORS)(text)
 
@@ -171,7 +180,7 @@ def _positive(text: str) -> int:
 
 def _view_fields() -> dict:
     """name -> (default, parse(text) -> value). Parsing failures fall back to the default."""
-    from ogdash.detect.registry import RECOMMENDED
+    from ogdash.pipeline import RECOMMENDED
 
     return {"layer": ("last", str), "detector": (RECOMMENDED, _detector), "budget": (0.05, _budget),
             "layout": ("pca", _one_of(("pca", "umap"))), "show": ("flagged", _one_of(SHOW)),
@@ -204,7 +213,8 @@ def sync_url() -> None:
     short by the next click) does not reach the browser, so the next run's first write makes up
     for it. The whole address is written each time; none is skipped as "already there".
     """
-    params = {"data": json.dumps(data_config(), sort_keys=True), "model": json.dumps(model_config(), sort_keys=True)}
+    params = {"data": json.dumps(data_spec().to_dict(), sort_keys=True),
+              "model": json.dumps(model_config(), sort_keys=True)}
     v = view()
     for name, (default, _) in _view_fields().items():
         text = _to_text(v[name])

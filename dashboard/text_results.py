@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard.state import whole_table
 from dashboard.text import curves_figure
+from ogdash.data.spec import DataSpec
 from ogdash.experiments import textselect as ts
 
 
@@ -48,9 +49,10 @@ def review_link(source: str, data, noise: float, data_seed: int, n_train, n_test
                 "suggestion, and your decisions go to the same decision store as images.")
     if st.button("Review these rows in the gallery", key="ts_review"):
         # a CSV goes under "path", which a config read back from the URL must resolve under the data root
-        st.session_state["data_config"] = {"source": "text", "name": ts.ROTTEN_TOMATOES if source == "builtin" else None,
-                                           "path": None if source == "builtin" else data, "noise": noise,
-                                           "seed": data_seed, "n_train": n_train, "n_test": n_test, "encoder": encoder}
+        st.session_state["data_spec"] = DataSpec(
+            "text", name=ts.ROTTEN_TOMATOES if source == "builtin" else None,
+            path=None if source == "builtin" else data, noise_rate=noise, seed=data_seed, n_train=n_train,
+            n_test=n_test, encoder=encoder)
         st.session_state["model_config"] = {"kind": head, "seed": 0, "hidden": [128]}
         st.session_state["ts_review_set"] = True
     if st.session_state.get("ts_review_set"):

@@ -97,8 +97,8 @@ def stage_upload(upload) -> str | None:
         return None
     check_upload_size(upload.name, upload.size)
     staging = _session()
-    cfg = st.session_state.get("data_config", {})
-    in_use = [v for v in cfg.values() if isinstance(v, str)]
+    active = st.session_state.get("data_spec")
+    in_use = active.paths() if active is not None else []
     path = staging.by_id.get(upload.file_id)
     if path is None or not path.is_file():
         path = staging.add(upload.name, upload.getvalue(), in_use)

@@ -41,7 +41,7 @@ from dashboard.nav import ROOT
 from dashboard.state import check_upload_size
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
-from ogdash.data import Splits, load_splits, resolve_under
+from ogdash.data import DataSpec, Splits, load_splits, resolve_under
 from ogdash.data.folders import load_cifar, load_cifar_n, load_image_folder, non_image_files
 from ogdash.detect.flags import budget_count
 from ogdash.models import ModelSpec
@@ -600,7 +600,7 @@ def page_env(root, tmp_path, monkeypatch):
 
 
 def good_files(root, train="good_train.npz"):
-    return {"source": "files", "train": str((root / train).resolve()), "test": str((root / "good_test.npz").resolve())}
+    return DataSpec("files", train=str((root / train).resolve()), test=str((root / "good_test.npz").resolve()))
 
 
 def open_data_page(root, query=None):
@@ -609,7 +609,7 @@ def open_data_page(root, query=None):
     if query is not None:
         at.query_params.update({k: json.dumps(v) for k, v in query.items()})
     else:
-        at.session_state["data_config"] = good_files(root)
+        at.session_state["data_spec"] = good_files(root)
     at.session_state["model_config"] = dict(MODEL)
     at.run()
     at.switch_page("views/data.py").run()
@@ -648,7 +648,7 @@ def test_page(case, page_env, monkeypatch):
         assert any(re.search(case.needle, e) for e in errors), errors
 
     if case.keeps == "data":  # the data that was active before is still active and shown
-        assert at.session_state["data_config"] == good_files(root)
+        assert at.session_state["data_spec"] == good_files(root)
         assert "good_train.npz" in shown(at)
     if case.keeps == "model":  # the failed model did not replace the chosen one
         assert at.session_state["model_config"] == model_before

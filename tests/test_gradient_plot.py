@@ -89,9 +89,10 @@ def test_gradient_page_at_30000_samples_sends_a_sampled_plot(tmp_path, monkeypat
     st.cache_resource.clear()
     monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
     monkeypatch.setenv("OGDASH_DATA_ROOT", str(tmp_path))
-    from dashboard.active import model_spec
+    from dashboard.scan import model_spec
     from ogdash.core.cache import DiskCache
     from ogdash.data import load_splits
+    from ogdash.data import DataSpec
     from ogdash.pipeline import train_model
 
     rng = np.random.default_rng(0)
@@ -106,7 +107,7 @@ def test_gradient_page_at_30000_samples_sends_a_sampled_plot(tmp_path, monkeypat
     # trained as the Data & model page would, into the app's disk cache
     train_model(model_spec(model), load_splits(data["train"], data["test"]).train, 0, DiskCache())
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["data_config"], at.session_state["model_config"] = data, model
+    at.session_state["data_spec"], at.session_state["model_config"] = DataSpec(**data), model
     at.query_params["detector"] = "l2"
     at.run()
     at.switch_page("views/gradient_space.py").run()

@@ -9,6 +9,7 @@ import pytest
 
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
+from ogdash.data import DataSpec
 from ogdash.data.files import load_file
 from ogdash.data.folders import safe_unpickle
 from ogdash.data.text import load_text_csv
@@ -367,7 +368,7 @@ def test_a_bad_link_gives_one_message_and_the_defaults(app_env, query, needle, m
     at, errors = open_link(query)
     assert len(errors) == 1 and re.search(needle, errors[0]), errors
     assert "\n" not in errors[0] and "Traceback" not in errors[0]
-    assert at.session_state["data_config"]["name"] == "digits" if "data" in query else True  # the defaults
+    assert at.session_state["data_spec"].name == "digits" if "data" in query else True  # the defaults
     if "model" in query:
         assert at.session_state["model_config"]["kind"] == "cnn"
     for page in ANALYSIS_PAGES:  # every page opens, and the message is not repeated
@@ -382,7 +383,7 @@ def test_a_good_link_still_opens_what_it_names(app_env):
             "model": {"kind": "cnn", "seed": 3, "epochs": 2}}
     at, errors = open_link(link)
     assert not errors, errors
-    assert at.session_state["data_config"]["path"] == str(app_env / "imgs")
+    assert at.session_state["data_spec"].path == str(app_env / "imgs")
     assert at.session_state["model_config"] == {"kind": "cnn", "seed": 3, "epochs": 2}
     assert next(m for m in at.metric if m.label == "Training samples").value == "12"
 
@@ -456,12 +457,12 @@ def test_no_traceback_reaches_a_browser():
 
 def test_every_link_the_app_writes_passes_the_schema(app_env):
     """The schema is strict (unknown keys refused): each data and model choice the pages make must pass it."""
-    from dashboard.schema import data_from_link, model_from_link
+    from dashboard.schema import model_from_link
     from dashboard.state import DEFAULT_DATA, DEFAULT_MODEL, PRESET_DATA, PRESET_MODEL
 
     _rows_csv(app_env / "t.csv", 20)
     (app_env / "texts.csv").write_text("text,label\n" + "".join(f"t {i},{i % 2}\n" for i in range(20)))
-    datas = [DEFAULT_DATA, PRESET_DATA, {"source": "builtin", "name": "moons", "seed": 3, "flip_mode": "far"},
+    datas = [DEFAULT_DATA.to_dict(), PRESET_DATA.to_dict(), {"source": "builtin", "name": "moons", "seed": 3, "flip_mode": "far"},
              {"source": "files", "train": "t.csv", "test": "t.csv", "val": "t.csv", "test_share": 0.2, "seed": 0},
              {"source": "imagefolder", "path": "imgs", "size": 32, "test": "imgs", "test_share": 0.2,
               "noise_rate": 0.1, "noise_kind": "uniform", "seed": 0},
@@ -471,7 +472,7 @@ def test_every_link_the_app_writes_passes_the_schema(app_env):
               "n_test": None, "encoder": "hashing"},
              {"source": "cifar", "path": "imgs", "noisy_labels": "small.pt", "noise_key": "worse_label"}]
     for cfg in datas:
-        assert data_from_link(json.loads(json.dumps(cfg)), app_env)["source"] == cfg["source"]
+        assert DataSpec.from_dict(json.loads(json.dumps(cfg)), app_env).source == cfg["source"]
     for cfg in [DEFAULT_MODEL, PRESET_MODEL, {"kind": "mlp", "hidden": (16, 16), "epochs": None, "seed": 0},
                 {"kind": "logreg", "seed": 0, "hidden": [128]}, {"kind": "paper_mlp", "seed": 1, "epochs": 5},
                 {"kind": "torchvision", "arch": "resnet18", "weights": "small.pt"}]:
@@ -499,7 +500,7 @@ def test_a_rewritten_file_is_loaded_again(app_env):
     def training_samples(at=None):
         if at is None:  # a new browser session in the same app process
             at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-            at.session_state["data_config"] = dict(cfg)
+            at.session_state["data_spec"] = DataSpec(**cfg)
             at.run()
             at.switch_page("views/data.py")
         at.run()
@@ -693,8 +694,7 @@ def test_user_strings_are_escaped_on_every_page(app_env, monkeypatch):
     np.savez(app_env / "[evil](http:x).npz", X=rng.normal(size=(60, 2)) + 2.0 * y[:, None], y=y,
              classes=np.array([IMAGE_LINK, PLOTLY_LINK]))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.session_state["data_config"] = {"source": "files", "train": str(app_env / "[evil](http:x).npz"),
-                                       "test": None, "test_share": 0.2, "seed": 0}
+    at.session_state["data_spec"] = DataSpec("files", train=str(app_env / "[evil](http:x).npz"))
     at.session_state["model_config"] = {"kind": "mlp", "seed": 0, "epochs": 5}
     at.run()
     at.switch_page("views/data.py").run()

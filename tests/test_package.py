@@ -80,3 +80,14 @@ def test_the_console_script_runs_the_cli():
         main(["--help"])
     assert e.value.code == 0
     assert {"llm", "text", "test", "dashboard"} <= set(project["project"]["optional-dependencies"])
+
+
+def test_pages_and_dashboard_call_the_scan_not_the_stages():
+    """Pages (views/) and their helpers (dashboard/) reach the detectors and gradients only through the one scan
+    (ogdash.pipeline.Scan), so the CLI and the pages cannot chain the stages differently."""
+    wrong = []
+    for path in sorted([*(ROOT / "views").rglob("*.py"), *(ROOT / "dashboard").rglob("*.py"), ROOT / "app.py"]):
+        for target, line in _imports(ast.parse(path.read_text())):
+            if target.startswith(("ogdash.detect", "ogdash.engine", "ogdash.influence")):
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert not wrong, "\n".join(wrong)

@@ -4,6 +4,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from dashboard.nav import PAGES, ROOT
+from ogdash.data import DataSpec
 from ogdash.experiments import textselect as ts
 
 PAGE = next(p.path for p in PAGES if p.title == "Text data selection")
@@ -46,8 +47,8 @@ def test_page_renders_and_runs_every_method():
 
     at.button(key="ts_review").click().run()  # hand the rows to the review gallery
     assert not at.exception, at.exception
-    cfg = at.session_state["data_config"]
-    assert cfg["source"] == "text" and cfg["encoder"] == "hashing" and cfg["path"] is None
+    spec = at.session_state["data_spec"]
+    assert spec.source == "text" and spec.encoder == "hashing" and spec.path is None
     assert at.session_state["model_config"]["kind"] == "logreg"
 
 
@@ -71,15 +72,16 @@ def test_lora_fine_tuning_runs_from_the_page(monkeypatch):
 
 
 def test_text_config_loads_as_text_splits(tmp_path, monkeypatch):
-    from dashboard import active as state
+    from ogdash.data import DataSpec
 
     monkeypatch.setenv("OGDASH_CACHE", str(tmp_path))
-    cfg = {"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2, "seed": 0,
-           "n_train": 120, "n_test": 40, "encoder": "hashing"}
-    splits = state._load_splits(cfg)
+    # the page's earlier links said "noise": still read
+    spec = DataSpec.from_dict({"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2, "seed": 0,
+                               "n_train": 120, "n_test": 50, "encoder": "hashing"})
+    splits = spec.load()
     assert splits.train.kind == "text" and splits.val is not None
-    assert splits.train.n + splits.val.n == 120 and splits.test.n == 40
-    assert "Rotten Tomatoes" in state.describe_data(cfg)
+    assert splits.train.n + splits.val.n == 120 and splits.test.n == 50
+    assert "Rotten Tomatoes" in spec.describe()
 
 
 def test_missing_csv_shows_an_error():
@@ -98,8 +100,8 @@ def test_rows_open_in_the_review_gallery_as_text(tmp_path, monkeypatch):
     st.cache_resource.clear()
     monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.session_state["data_config"] = {"source": "text", "name": "rotten_tomatoes", "path": None, "noise": 0.2,
-                                       "seed": 0, "n_train": 150, "n_test": 50, "encoder": "hashing"}
+    at.session_state["data_spec"] = DataSpec("text", name="rotten_tomatoes", noise_rate=0.2, n_train=150, n_test=50,
+                                             encoder="hashing")
     at.session_state["model_config"] = {"kind": "logreg", "seed": 0, "epochs": 5}
     at.run()
     for page, label in (("views/data.py", "Train model"), ("views/gradient_space.py", "Extract gradients")):

@@ -97,7 +97,7 @@ def test_full_flow_on_digits(env):
 
 def flagged_ids(at):
     """The ids the active detector flags at the active budget, as the pages compute them."""
-    from dashboard.active import model_spec
+    from dashboard.scan import model_spec
     from ogdash.detect.flags import flag
     from ogdash.detect.scoring import score
     from ogdash.pipeline import cached_gradients, cached_model
@@ -130,7 +130,7 @@ def test_the_preset_where_noise_hurts_is_one_click(env):
     go(at, "views/data.py")
     button(at, "Use the preset").click().run()
     assert not at.exception
-    assert at.session_state["data_config"] == PRESET_DATA and at.session_state["model_config"] == PRESET_MODEL
+    assert at.session_state["data_spec"] == PRESET_DATA and at.session_state["model_config"] == PRESET_MODEL
     link = at.query_params["data"]
     assert '"noise_kind": "pairs"' in (link[0] if isinstance(link, list) else link)  # the address names it too
     assert any("30% pairs noise" in s.value for s in at.subheader)  # the page shows the new data at once

@@ -2,16 +2,6 @@
 import streamlit as st
 
 from dashboard import plots
-from dashboard.active import (
-    active_model,
-    active_splits,
-    default_model,
-    model_fits,
-    model_kinds,
-    model_spec,
-    model_summary,
-    splits_for,
-)
 from dashboard.data_forms import (
     builtin_form,
     checked_network,
@@ -23,6 +13,7 @@ from dashboard.data_forms import (
     your_network_form,
 )
 from dashboard.escape import error
+from dashboard.scan import active_scan, default_model, loaded, model_fits, model_kinds, model_spec, scan_of
 from dashboard.state import choose_data, model_config, progress_bar
 from ogdash.core.errors import OgdashError
 
@@ -39,13 +30,14 @@ for tab, form in ((builtin, builtin_form), (files, files_form), (folder, folder_
 if choice is not None:
     try:
         with st.spinner("Loading data…"):
-            new_train = splits_for(choice).train
+            new_train = scan_of(choice).splits().train
         # a model that cannot take the new data is not carried over: the data kind's default replaces it
         choose_data(choice, None if model_fits(model_config(), new_train) else default_model(new_train))
     except OgdashError as e:
         error(e)
 
-splits = active_splits()
+scan = active_scan()
+splits = loaded(scan)
 if splits is None:
     st.stop()
 train = splits.train
@@ -88,7 +80,7 @@ if st.button("Load model" if loads else "Train model", type="primary"):
         if kind in ("torchvision", "custom"):
             new = checked_network(new)
         st.session_state["model_config"] = new
-        active_model(train_if_missing=True, progress=cb)
+        active_scan().model(progress=cb)
         st.rerun()  # the sidebar and the URL name the new model at once
     except OgdashError as e:
         # a model that failed to train or load never becomes the active one: the previous one stays
@@ -98,14 +90,14 @@ if st.button("Load model" if loads else "Train model", type="primary"):
         bar.empty()
 
 try:
-    model = active_model()
+    model = scan.model(compute=False)
 except OgdashError as e:
     error(e)
     model = None
 if model is None:
     st.info("No trained model for this data yet: press **Train model** (it is cached on disk for next time).")
     st.stop()
-summary = model_summary(model, splits)
+summary = scan.summary()
 c1, c2 = st.columns([1, 2])
 c1.metric("Train accuracy (given labels)", f"{summary['train']:.1%}")
 c1.metric("Test accuracy", f"{summary['test']:.1%}")

@@ -2,48 +2,46 @@
 import streamlit as st
 
 from dashboard import gradient_plot
-from dashboard.active import active_flags, active_gradients, active_model, active_model_key, active_splits, layer_choice
 from dashboard.escape import error
-from dashboard.state import BUDGET_RANGE, SELECTION_IN_URL, bound, memo, progress_bar, view
-from ogdash.core.cache import cache_key
+from dashboard.scan import active_scan, loaded
+from dashboard.state import BUDGET_RANGE, SELECTION_IN_URL, bound, progress_bar, view
 from ogdash.core.errors import OgdashError
-from ogdash.detect.budget import suggest_budget
-from ogdash.detect.registry import DETECTORS, ENSEMBLES, RECOMMENDED, describe
-from ogdash.engine.gradients import selectable_layers
+from ogdash.pipeline import DETECTORS, ENSEMBLES, RECOMMENDED, describe
 
 st.title("Gradient space")
 st.markdown("Each training sample's loss gradient is a point. Samples that hurt the model are a minority "
             "with unusual gradients: a detector scores how much each one stands out. "
             "**Higher score = more detrimental.**")
 
-splits = active_splits()
-model = active_model() if splits is not None else None
+scan = active_scan()
+splits = loaded(scan)
+model = scan.model(compute=False) if splits is not None else None
 if model is None:
     st.info("Train or load a model on the **Data & model** page first.")
     st.page_link("views/data.py", label="Data & model", icon=":material/database:")
     st.stop()
 train = splits.train
 
-layers = ["last"] + [name for name in selectable_layers(model) if name != "head"]
+layers = scan.layers()
 c1, c2 = st.columns([2, 1])
 v = view()
 if v["layer"] not in layers:  # a link or another model named a layer this model lacks
     v["layer"] = "last"
+    scan = active_scan()
 bound("layer", c1.selectbox, "Layer", layers,
       format_func=lambda n: "last linear layer (closed form, default)" if n == "last" else n,
       help="Gradients of the chosen parameters; the last layer costs one forward pass.")
-pair = active_gradients()
-if c2.button("Extract gradients", type="primary", disabled=pair is not None):
+grads = scan.gradients(compute=False)
+if c2.button("Extract gradients", type="primary", disabled=grads is not None):
     bar, cb = progress_bar("Extracting gradients")
     try:
-        pair = active_gradients(extract=True, progress=cb)
+        grads = scan.gradients(progress=cb)
     except OgdashError as e:
         error(e)
     bar.empty()
-if pair is None:
+if grads is None:
     st.info("Press **Extract gradients**; they are cached on disk, so this happens once per model and layer.")
     st.stop()
-grads, val_grads = pair
 st.caption(f"{grads.n:,} gradients of {grads.dim:,} coordinates ({'kept as factors e ⊗ h' if grads.factored else 'dense'}).")
 
 detectors = list(DETECTORS)
@@ -51,12 +49,6 @@ detectors = list(DETECTORS)
 
 def detector_label(name: str) -> str:
     return DETECTORS[name] + (" (recommended)" if name == RECOMMENDED else "")
-
-
-def suggested():
-    source = "probe" if grads.acts is not None else "model"  # the probe reads the last layer's inputs
-    return memo(cache_key("suggested_budget", active_model_key(), layer_choice(), source),
-                lambda: suggest_budget(grads, train.y, source=source))
 
 
 def use_suggested(value: float) -> None:
@@ -73,11 +65,14 @@ layout = bound("layout", c3.selectbox, "Layout", ["pca", "umap"],
 if detector in ENSEMBLES:
     st.caption(describe(detector))
 try:
-    scores, flags = active_flags()
-    estimate = suggested()
+    scores, flags = scan.scores(), scan.flags()
+    estimate = scan.suggested_budget()
+    inliers = scan.inliers_note()
 except OgdashError as e:
     error(e)
     st.stop()
+if inliers:
+    st.caption(inliers)
 value = round(min(max(estimate.budget, BUDGET_RANGE[0]), BUDGET_RANGE[1]), 2)
 c1, c2 = st.columns([3, 1])
 c1.markdown(f"**Suggested budget: {estimate.fraction:.1%}** ({estimate.level:.0%} interval "
@@ -93,9 +88,9 @@ c2.button("Use suggested budget", on_click=use_suggested, args=(value,), disable
 
 left, right = st.columns([2, 1])
 with right:
-    st.plotly_chart(gradient_plot.histogram(scores, flags), width="stretch")
+    st.plotly_chart(gradient_plot.histogram(scan, scores, flags), width="stretch")
     if train.truth_known and train.noisy.any():  # injected noise: only then is there a truth to score against
-        m = gradient_plot.metrics(flags, scores, train.noisy)
+        m = scan.detection()
         st.markdown("**Against the known true labels** (the noise was injected)")
         a, b = st.columns(2)
         a.metric("Precision", f"{m['precision']:.2f}")
@@ -103,8 +98,8 @@ with right:
         a.metric("AUROC", f"{m['auroc']:.3f}")
         b.metric("Detection accuracy", f"{m['accuracy']:.1%}", help="flagged vs truly mislabeled, over all training samples")
 with left:
-    coords, axis = gradient_plot.active_layout(grads, train, layout)
-    fig, note = gradient_plot.scatter(coords, axis, train, grads.predicted, scores, flags)
+    coords, axis = gradient_plot.layout(scan, layout)
+    fig, note = gradient_plot.scatter(scan, coords, axis, grads.predicted, scores, flags)
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso", "points"),
                             key="gradient_plot")
     if note:

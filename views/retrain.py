@@ -4,13 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import plots
-from dashboard.active import active_flags, active_model, active_model_key, active_splits, active_suggestions, model_spec
 from dashboard.escape import error
-from dashboard.memo import file_keyed
-from dashboard.state import data_config, decisions_path, disk_cache, memo, model_config, progress_bar, view, whole_table
+from dashboard.scan import active_scan, loaded, model_spec
+from dashboard.state import decisions_path, disk_cache, memo, model_config, progress_bar, view, whole_table
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
-from ogdash.detect.registry import DETECTORS
+from ogdash.pipeline import DETECTORS
 from ogdash.retrain import ACTIONS, NONE, RANDOM, Fix, compare, fixes_from_flags, restored
 from ogdash.review import DecisionStore
 
@@ -21,8 +20,9 @@ st.markdown("What is a fix worth? Each fix is retrained from the **same initial 
             "steps** as the unchanged data, seed by seed, and measured on the **untouched test set**, beside a "
             "**random control**: as many random samples removed. A fix is worth something only if it beats the control.")
 
-splits = active_splits()
-if splits is None or active_model() is None:
+scan = active_scan()
+splits = loaded(scan)
+if splits is None or scan.model(compute=False) is None:
     st.info("Train a model on the **Data & model** page first.")
     st.stop()
 mcfg = model_config()
@@ -35,7 +35,7 @@ if mcfg["kind"] in ("torchvision", "custom"):  # your network: every retrain sta
                          "steps with the same seed's batch order.")
 train = splits.train
 try:
-    flagged = active_flags()  # from the detector and budget in the page's address: no other page need be open
+    grads = scan.gradients(compute=False)  # the flags follow the detector and budget in the page's address
     current = DecisionStore(decisions_path()).current(train.fingerprint())
 except OgdashError as e:
     error(e)
@@ -43,12 +43,11 @@ except OgdashError as e:
 v = view()
 
 fixes = []
-if flagged is None:
+if grads is None:
     st.info("Extract gradients on **Gradient space** to compare fixes of the detector's flags; reviewed decisions "
             "can be compared now.")
 else:
-    scores, flags = flagged
-    P = active_suggestions()
+    flags, P = scan.flags(), scan.probabilities()
     st.markdown(f"**The flags:** the top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} at budget "
                 f"{v['budget']:.0%} (change both on Gradient space). A suggested label comes from the last layer "
                 "refitted without the sample; a flagged sample whose suggestion is its given label is left as it is "
@@ -74,14 +73,14 @@ if known and st.checkbox("Also restore every flipped label", value=True, key="re
                               "noise costs, and so the most any fix could win back."):
     fixes.append(restored(train))
 
-seconds = memo(cache_key("train_seconds", active_model_key()))
+seconds = scan.train_seconds()
 arms = len(fixes) + 2  # the unchanged data and the random control
 fit_in_a_minute = 3 if seconds is None else int(np.clip(60 // (arms * seconds), 3, 10))
 seeds = st.slider("Seeds", 1, 10, fit_in_a_minute, help="each seed: the same initialisation for every fix; at "
                   "least 3 seeds are needed to tell a fix from chance")
 seed0 = int(mcfg.get("seed", 0))
 seed_list = list(range(seed0, seed0 + seeds))
-key = cache_key("compare", file_keyed(data_config()), file_keyed(mcfg), tune,
+key = cache_key("compare", scan.data_key, scan.model_key, tune,
                 [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes], seed_list)
 result = memo(key)
 if st.button("Retrain", type="primary", disabled=not fixes):

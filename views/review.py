@@ -2,13 +2,13 @@
 import numpy as np
 import streamlit as st
 
-from dashboard.active import active_flags, active_gradients, active_model, active_splits, active_suggestions
 from dashboard.escape import error
 from dashboard.gallery import card
 from dashboard.review import conflict_ids, decision_counts, exports, import_decisions, reviewer
-from dashboard.state import SHOW, STATUS, bound, data_config, decisions_path, sync_url, view
+from dashboard.scan import active_scan, loaded
+from dashboard.state import SHOW, STATUS, bound, data_spec, decisions_path, sync_url, view
 from ogdash.core.errors import OgdashError
-from ogdash.detect.registry import DETECTORS
+from ogdash.pipeline import DETECTORS
 from ogdash.review import DecisionStore
 
 PAGE_SIZE = 12
@@ -18,16 +18,17 @@ st.markdown("Suspected mislabels, most detrimental first (**higher score = more 
             "**remove**, **relabel** or **unsure**; every decision is saved at once (SQLite), with who made it and "
             "when. Nothing is relabelled unless a person says so.")
 
-splits = active_splits()
-pair = active_gradients() if splits is not None and active_model() is not None else None
-if pair is None:
+scan = active_scan()
+splits = loaded(scan)
+grads = scan.gradients(compute=False) if splits is not None else None
+if grads is None:
     st.info("Extract gradients on the **Gradient space** page first: the gallery is ordered by their scores.")
     st.page_link("views/gradient_space.py", label="Gradient space", icon=":material/scatter_plot:")
     st.stop()
 train = splits.train
 try:
-    scores, flags = active_flags()
-    suggest = active_suggestions()
+    scores, flags = scan.scores(), scan.flags()
+    suggest = scan.probabilities()
     store = DecisionStore(decisions_path())
 except OgdashError as e:
     error(e)
@@ -120,7 +121,7 @@ def gallery():
 
     st.divider()
     decision_counts(current, train, conflicts)
-    exports(store, dataset, train, current, data_config(), flags, scores, suggest, v["detector"], conflicts)
+    exports(store, dataset, train, current, data_spec(), flags, scores, suggest, v["detector"], conflicts)
     import_decisions(store, dataset)
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 

@@ -8,15 +8,7 @@ from dashboard.escape import error
 from dashboard.state import whole_table
 from ogdash.core.errors import OgdashError
 from ogdash.data.synthetic import FLIP_MODES
-from ogdash.detect import registry
-from ogdash.detect.flags import budget_count, flag
-from ogdash.detect.metrics import detection_metrics
 from ogdash.experiments import synthetic as study
-from ogdash.experiments.synthetic_scores import DETECTOR_METHODS
-
-# the study's validation samples are clean draws of the same generator
-DETECTOR_NAMES = {k: registry.method(k).name + (" (clean validation inliers)" if registry.method(k).needs_validation
-                                                else "") for k in DETECTOR_METHODS}
 
 
 st.title("Synthetic demo: Figure 1 and Table 1, live")
@@ -43,9 +35,10 @@ with st.container(border=True):
     n_flips = int(c[4].number_input("Flipped labels", 2, n_train // 3, study.DEFAULT_FLIPS[dataset],
                                     key=f"syn_flips_{dataset}", help="Split equally between the two classes."))
     c = st.columns([1.4, 2.4])
-    detector = c[0].selectbox("Detector (panel D/H and the trim button)", list(DETECTOR_METHODS),
-                              format_func=DETECTOR_NAMES.get, key="syn_detector",
-                              help="\n".join(f"- {DETECTOR_NAMES[k]}: {registry.DETECTORS.get(k, '')}" for k in DETECTOR_METHODS))
+    detector = c[0].selectbox("Detector (panel D/H and the trim button)", list(study.DETECTOR_NAMES),
+                              format_func=study.DETECTOR_NAMES.get, key="syn_detector",
+                              help="\n".join(f"- {study.DETECTOR_NAMES[k]}: {study.DETECTOR_HELP[k]}"
+                                             for k in study.DETECTOR_NAMES))
     budget_pct = int(c[1].slider("Budget: % of training samples flagged", 1, 30, 10, key="syn_budget",
                                  help="10% is what the paper's released code flags in this experiment."))
 epochs = figs.EPOCHS
@@ -64,11 +57,7 @@ except Exception as e:  # show what went wrong, never a traceback
     st.stop()
 
 train = result.case.splits.train
-noisy = train.noisy
-method = DETECTOR_METHODS[detector]
-scores = result.scores[method]
-flags = flag(scores, budget)
-det = detection_metrics(flags, scores, noisy)
+scores, flags, det = study.detector_flags(result, detector, budget)
 
 # ------------------------------------------------------------------ Figure 1
 st.subheader(f"Figure 1 {letters[0]}-{letters[-1]}: {study.DATASETS[dataset].split(',')[0].lower()}, "
@@ -81,22 +70,23 @@ m[1].metric("Flagged", f"{int(flags.sum())} of {train.n}", help=f"budget {budget
 m[2].metric("Flagged that were truly flipped", f"{det['n_flagged_noisy']} of {det['n_noisy']}")
 m[3].metric("Outlier detection accuracy", f"{det['accuracy']:.1%}",
             help="Share of all training samples where 'flagged' equals 'truly flipped' (the paper's metric).")
-panels = figs.figure1(result, flags, scores, DETECTOR_NAMES[detector], letters)
+panels = figs.figure1(result, flags, scores, study.DETECTOR_NAMES[detector], letters)
 for row in (panels[:2], panels[2:]):
     cols = st.columns(2)
     for col, fig in zip(cols, row):
         col.plotly_chart(fig, width="stretch")
-st.caption(prose.figure1_caption(result, letters, DETECTOR_NAMES[detector]))
+st.caption(prose.figure1_caption(result, letters, study.DETECTOR_NAMES[detector]))
 
 # ------------------------------------------------------------------ trim and retrain
 st.subheader("Trim and retrain")
-st.markdown(f"Remove the {int(flags.sum())} samples flagged by **{DETECTOR_NAMES[detector]}** and retrain from the "
+st.markdown(f"Remove the {int(flags.sum())} samples flagged by **{study.DETECTOR_NAMES[detector]}** and retrain from the "
             "same initial weights (same seed); accuracy is measured on the untouched test set.")
 retrain_key = (args, detector, budget_pct)
 if st.button("Trim the flagged samples and retrain", key="syn_retrain_button", type="primary"):
     try:
         with st.spinner("Retraining on the trimmed set..."):
-            st.session_state["syn_retrain"] = (retrain_key, runs.trim_retrain(*args, method, budget_pct))
+            st.session_state["syn_retrain"] = (retrain_key, runs.trim_retrain(*args, study.DETECTOR_METHODS[detector],
+                                                                              budget_pct))
     except OgdashError as e:
         error(e)
     except Exception as e:
@@ -139,7 +129,7 @@ except Exception as e:
     error(f"Could not build Table 1: {type(e).__name__}: {e}")
     st.stop()
 whole_table(study.format_table1(table))
-st.caption(prose.table1_caption(dataset, seeds, budget_count(budget, train.n), predicted))
+st.caption(prose.table1_caption(dataset, seeds, study.flagged_count(budget, train.n), predicted))
 st.download_button("Table 1 numbers (.csv)", table.to_csv(index=False).encode(), f"table1_{dataset}.csv",
                    "text/csv", key="syn_download")
 

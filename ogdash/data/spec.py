@@ -156,14 +156,14 @@ class DataSpec:
             if f.name in ("source", "within") or value is None or value == f.default:
                 continue
             if f.name not in allowed:
-                raise OgdashError(f"{f.name} is not a setting of {self.source} data.")
+                raise OgdashError(f"{f.name} is not a setting of source {self.source}.")
             try:
                 allowed[f.name][1](value)
             except ValueError as e:
                 raise OgdashError(f"{f.name}: {e}.") from None
         for name, (required, _) in allowed.items():
             if required and getattr(self, name) is None:
-                raise OgdashError(f"{self.source} data needs '{name}'.")
+                raise OgdashError(f"'{name}' is missing ({self.source} data needs it).")
         if self.source == "cifar" and self.noisy_labels and not self.noise_key:
             object.__setattr__(self, "noise_key", "worse_label")
 
@@ -171,7 +171,7 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, d, root=None) -> "DataSpec":
-        """A spec from a link's (or a form's) settings, checked whole; OgdashError says why not.
+        """A spec from a link's (or a form's) settings, checked whole; OgdashError says in one line why not.
 
         With ``root``, every path must lie under it (symlinks included) and exist as the file or
         folder its field names, and the spec reads only under it (``within``).
@@ -189,15 +189,14 @@ class DataSpec:
                 d["noise_rate"] = d.pop("noise")
             unknown = sorted(map(str, set(d) - set(FIELDS[source]) - {"source"}))
             if unknown:
-                raise ValueError(f"{_short(unknown[0])} is not a setting of {source} data")
+                raise ValueError(f"{_short(unknown[0])} is not a setting of source {source}")
             out = {**SOURCE_DEFAULTS.get(source, {}), **{k: v for k, v in d.items() if v is not None}}
             for name in PATHS:
                 if root is not None and out.get(name) is not None:
                     out[name] = _checked_path(source, name, out[name], root)
             return cls(**out, within=None if root is None else str(Path(root).resolve()))
         except (ValueError, TypeError, OgdashError) as e:
-            raise OgdashError(f"The link's data settings were not used ({str(e).rstrip('.')}); the default data "
-                              "is shown instead.") from None
+            raise OgdashError(f"{str(e).rstrip('.')}.") from None
 
     @classmethod
     def from_paths(cls, train, test=None, val=None, test_share: float = 0.2, seed: int = 0, size: int = 32,

@@ -44,9 +44,10 @@ from ogdash.core.progress import Progress
 from ogdash.core.threads import one_thread
 from ogdash.data.dataset import Dataset, Splits, make_dataset
 from ogdash.data.synthetic import FLIP_MODES, blobs, moons
-from ogdash.detect.flags import flag
+from ogdash.detect.flags import budget_count, flag
 from ogdash.detect.metrics import detection_metrics
-from ogdash.experiments.synthetic_scores import METHOD_KEYS, METHOD_LABELS, METHODS, method_scores
+from ogdash.detect.registry import DETECTORS, method
+from ogdash.experiments.synthetic_scores import DETECTOR_METHODS, METHOD_KEYS, METHOD_LABELS, METHODS, method_scores
 from ogdash.models.train import accuracy, predict_proba
 from ogdash.models.zoo import ModelSpec
 from ogdash.pipeline import train_model
@@ -247,6 +248,25 @@ def analyse(case: SyntheticCase, cache: DiskCache | None = None, lissa_iteration
 def method_flags(result: CaseResult, method: str, budget: float, label_variant: str = "given") -> np.ndarray:
     """The (n,) boolean flags of one method under the budget (a fraction or a count)."""
     return flag(result.scores[score_key(method, label_variant)], budget)
+
+
+# the detectors the study offers, by registry key: their names (the study's validation samples are clean draws of the
+# same generator, which OneClassSVM fits on) and what each does
+DETECTOR_NAMES = {k: method(k).name + (" (clean validation inliers)" if method(k).needs_validation else "")
+                  for k in DETECTOR_METHODS}
+DETECTOR_HELP = {k: DETECTORS.get(k, "") for k in DETECTOR_METHODS}
+
+
+def detector_flags(result: CaseResult, detector: str, budget: float) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(scores, flags, detection metrics against the known flips) of a detector (registry key) under the budget."""
+    scores = result.scores[DETECTOR_METHODS[detector]]
+    flags = flag(scores, budget)
+    return scores, flags, detection_metrics(flags, scores, result.case.splits.train.noisy)
+
+
+def flagged_count(budget: float, n: int) -> int:
+    """How many samples a budget (a fraction or a count) flags out of n."""
+    return budget_count(budget, n)
 
 
 def post_trim_accuracy(result: CaseResult, flags: np.ndarray, cache: DiskCache | None = None,
