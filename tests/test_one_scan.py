@@ -148,3 +148,19 @@ def test_the_cli_and_the_pages_flag_the_same_samples(kind, tmp_path, monkeypatch
         pages = _page_flags(DataSpec("imagefolder", path=str(train), test=str(test), size=16),
                             {"kind": "cnn", "seed": 0, "epochs": 5})
     assert len(cli) >= 12 and pages == cli
+
+
+def test_the_scan_gives_the_stages_own_answers_for_every_detector():
+    """The scan adds no rules of its own: each detector's scores and the suggested budget are what the stages give
+    (the detection benchmark's numbers, computed from the stages, stay what they were)."""
+    from ogdash.detect.budget import suggest_budget
+    from ogdash.detect.scoring import score
+    from ogdash.pipeline import DETECTORS, gradients
+
+    splits = digits(seed=1, noise_rate=0.2, noise_kind="pairs", val_fraction=0.1)
+    scan = Scan(splits, ModelSpec("logreg", epochs=10))
+    g, v, y = gradients(scan.model(), splits.train), gradients(scan.model(), splits.val), splits.train.y
+    for det in DETECTORS:
+        np.testing.assert_allclose(scan.scores(det), score(g, det, v, 0, labels=y), rtol=1e-6, atol=1e-9,
+                                   err_msg=det)
+    assert scan.suggested_budget().to_dict() == pytest.approx(suggest_budget(g, y, source="probe").to_dict())

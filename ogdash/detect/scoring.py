@@ -27,7 +27,9 @@ def score(train: GradientSet, detector: str | Method = RECOMMENDED, val: Gradien
     closed-form gradients were computed with (``ogdash.detect.classwise.given_labels``).
     """
     entry = detector if isinstance(detector, Method) else method(detector)
-    det = make_detector(entry.key, seed)
+    if entry.build is None:
+        make_detector(entry.key)  # says it is not a detector, and which are
+    det = entry.build(seed)
     if entry.needs_labels:
         labels = given_labels(train) if labels is None else validate.labels(labels, train.n)
     else:
