@@ -150,11 +150,20 @@ def _ints(text: str) -> list[int]:
     return out
 
 
-def _budget(text: str) -> float:
+def _budget(text: str) -> float | str:
+    """A fraction on the slider's grid, or 'auto': the suggested budget, used exactly (its count, not a rounding)."""
+    if text == "auto":
+        return "auto"
     b = round(float(text), 2)
     if not BUDGET_RANGE[0] <= b <= BUDGET_RANGE[1]:
         raise ValueError(text)
     return b
+
+
+def budget_words() -> str:
+    """The view's budget in words, for the pages that show its flags."""
+    b = view()["budget"]
+    return "the suggested budget" if b == "auto" else f"budget {b:.0%}"
 
 
 def _one_of(choices):
@@ -228,15 +237,16 @@ def _follow(name: str) -> None:
     view()[name] = list(value) if isinstance(value, (list, tuple)) else value
 
 
-def bound(name: str, widget, *args, **kwargs):
-    """Draw ``widget`` holding the view's ``name``.
+def bound(name: str, widget, *args, shown=None, **kwargs):
+    """Draw ``widget`` holding the view's ``name`` (or ``shown``, where the view holds what the widget cannot:
+    the budget slider shows the suggested fraction while the view says 'auto').
 
     The view is the one truth: the widget is set from it on every run (Streamlit resets a page's
     widgets when the page is opened again), and only a person's change (``on_change``, which runs
     before the script) changes the view.
     """
     key = f"_{name}"
-    st.session_state[key] = view()[name]
+    st.session_state[key] = view()[name] if shown is None else shown
     return widget(*args, key=key, on_change=_follow, args=(name,), **kwargs)
 
 

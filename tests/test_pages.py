@@ -134,3 +134,31 @@ def test_the_preset_where_noise_hurts_is_one_click(env):
     link = at.query_params["data"]
     assert '"noise_kind": "pairs"' in (link[0] if isinstance(link, list) else link)  # the address names it too
     assert any("30% pairs noise" in s.value for s in at.subheader)  # the page shows the new data at once
+
+
+def test_use_suggested_budget_flags_the_suggested_count_exactly(env):
+    """Issue 26, defect 5: the button rounded 3.3% to the slider's 0.01 step (24 flags instead of 26). The view now
+    says 'auto' and every page flags the suggested count itself; moving the slider sets a budget by hand again."""
+    from ogdash.models import ModelSpec
+    from ogdash.pipeline import Scan
+
+    at = app()
+    go(at, "views/data.py")
+    button(at, "Train model").click().run()
+    go(at, "views/gradient_space.py")
+    button(at, "Extract gradients").click().run()
+    button(at, "Use suggested budget").click().run()
+    assert not at.exception and at.session_state["view"]["budget"] == "auto"
+    assert at.query_params["budget"] in ("auto", ["auto"])
+    assert button(at, "Use suggested budget").disabled
+    expected = Scan(digits(seed=0, noise_rate=0.2, val_fraction=0.1), ModelSpec("cnn", epochs=3), cache=_cache())
+    count = expected.suggested_budget().count
+    assert any(f"In use: {count:,} samples flagged" in m.value for m in at.markdown)
+    assert int(expected.flags(budget="auto").sum()) == count
+    go(at, "views/review.py")
+    show = at.radio(key="_show")
+    assert f"top {count} by" in show.options[0] and "the suggested budget" in show.options[0]  # options as shown
+    assert any(f"{count} samples match" in c.value for c in at.caption)
+    go(at, "views/gradient_space.py")
+    at.slider(key="_budget").set_value(0.1).run()  # by hand again
+    assert at.session_state["view"]["budget"] == 0.1 and not button(at, "Use suggested budget").disabled

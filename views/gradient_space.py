@@ -51,14 +51,22 @@ def detector_label(name: str) -> str:
     return DETECTORS[name] + (" (recommended)" if name == RECOMMENDED else "")
 
 
-def use_suggested(value: float) -> None:
-    view()["budget"] = value  # runs before the rerun, so before the slider is drawn
+def use_suggested() -> None:
+    view()["budget"] = "auto"  # runs before the rerun, so before the slider is drawn
 
 
+try:
+    estimate = scan.suggested_budget()
+except OgdashError as e:
+    error(e)
+    st.stop()
+value = round(min(max(estimate.budget, BUDGET_RANGE[0]), BUDGET_RANGE[1]), 2)  # where the slider shows it
+auto = v["budget"] == "auto"
 c1, c2, c3 = st.columns(3)
 detector = bound("detector", c1.selectbox, "Detector", detectors, format_func=detector_label,
                  help=f"Recommended: {DETECTORS[RECOMMENDED]}, the best detector in the detection benchmark (README).")
-budget = bound("budget", c2.slider, "Budget (fraction flagged)", *BUDGET_RANGE, step=0.01)
+bound("budget", c2.slider, "Budget (fraction flagged)", *BUDGET_RANGE, step=0.01, shown=value if auto else None,
+      help="Moving it sets a budget by hand; **Use suggested budget** flags the suggested share exactly.")
 layout = bound("layout", c3.selectbox, "Layout", ["pca", "umap"],
                format_func=lambda m: gradient_plot.layout_label(m, grads.n),
                help="A 2-D gradient is drawn as is. A layout is computed once per model and kept on disk.")
@@ -66,25 +74,23 @@ if detector in ENSEMBLES:
     st.caption(describe(detector))
 try:
     scores, flags = scan.scores(), scan.flags()
-    estimate = scan.suggested_budget()
     inliers = scan.inliers_note()
 except OgdashError as e:
     error(e)
     st.stop()
 if inliers:
     st.caption(inliers)
-value = round(min(max(estimate.budget, BUDGET_RANGE[0]), BUDGET_RANGE[1]), 2)
 c1, c2 = st.columns([3, 1])
 c1.markdown(f"**Suggested budget: {estimate.fraction:.1%}** ({estimate.level:.0%} interval "
             f"{estimate.low:.1%}–{estimate.high:.1%}): the share of training samples whose given label looks wrong, "
             "estimated by confident learning from "
             + ("a last layer refitted without each sample" if estimate.source == "probe"
                else "the model's own probabilities") + ", without any true labels."
-            + ("" if value == round(estimate.budget, 2) else f" The slider goes from {BUDGET_RANGE[0]:.0%} "
-               f"to {BUDGET_RANGE[1]:.0%}, so it would be set to {value:.0%}."))
+            + (f" **In use: {int(flags.sum()):,} samples flagged**, exactly the suggested share (the slider shows it "
+               f"rounded to {value:.0%})." if auto else ""))
 if not estimate.reliable:
     c1.warning(estimate.warning)
-c2.button("Use suggested budget", on_click=use_suggested, args=(value,), disabled=abs(budget - value) < 1e-9)
+c2.button("Use suggested budget", on_click=use_suggested, disabled=auto)
 
 left, right = st.columns([2, 1])
 with right:

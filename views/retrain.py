@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import plots
 from dashboard.escape import error
 from dashboard.scan import active_scan, loaded, model_spec
-from dashboard.state import decisions_path, disk_cache, memo, model_config, progress_bar, view, whole_table
+from dashboard.state import budget_words, decisions_path, disk_cache, memo, model_config, progress_bar, view, whole_table
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.pipeline import DETECTORS
@@ -48,8 +48,8 @@ if grads is None:
             "can be compared now.")
 else:
     flags, P = scan.flags(), scan.probabilities()
-    st.markdown(f"**The flags:** the top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} at budget "
-                f"{v['budget']:.0%} (change both on Gradient space). A suggested label comes from the last layer "
+    st.markdown(f"**The flags:** the top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} at "
+                f"{budget_words()} (change both on Gradient space). A suggested label comes from the last layer "
                 "refitted without the sample; a flagged sample whose suggestion is its given label is left as it is "
                 "by the relabel fixes.")
     c1, c2 = st.columns([3, 1])

@@ -6,7 +6,7 @@ from dashboard.escape import error
 from dashboard.gallery import card
 from dashboard.review import conflict_ids, decision_counts, exports, import_decisions, reviewer
 from dashboard.scan import active_scan, loaded
-from dashboard.state import SHOW, STATUS, bound, data_spec, decisions_path, sync_url, view
+from dashboard.state import budget_words, SHOW, STATUS, bound, data_spec, decisions_path, sync_url, view
 from ogdash.core.errors import OgdashError
 from ogdash.pipeline import DETECTORS
 from ogdash.review import DecisionStore
@@ -63,7 +63,7 @@ def gallery():
     if "review_error" in st.session_state:
         error(st.session_state.pop("review_error"))
     sources = {"flagged": f"Flagged: top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} "
-                          f"(budget {v['budget']:.0%}; change both on Gradient space)",
+                          f"({budget_words()}; change both on Gradient space)",
                "selection": f"Selected on the gradient plot ({len(v['sel'])})",
                "all": "All training samples"}
     c1, c2, c3 = st.columns([2, 1, 1])
