@@ -9,10 +9,15 @@ one shard) and writes that shard's gradients atomically into the shared cache, s
 order into stage ``gradients`` under ``pipeline.gradients_key``, the key a
 single-process run uses, so ``scan`` and the dashboard pick it up without recomputing.
 
-- Model: ``--weights`` loads a checkpoint on every rank; without it rank 0 trains
-  exactly as ``scan`` does (``pipeline.train_model``, cached), and the other ranks read
-  those weights back from the cache after a barrier, so all ranks hold identical
-  weights (checked: every rank's cache key must agree).
+- Data: what ``scan`` reads, through the same ``DataSpec`` (files, image folders, CIFAR), so
+  the training split and its cache key are the ones ``scan`` and the dashboard use.
+- Model: a zoo model with ``--weights`` loads that checkpoint on every rank; without it rank 0
+  trains exactly as ``scan`` does (``pipeline.train_model``, cached), and the other ranks read
+  those weights back from the cache after a barrier, so all ranks hold identical weights
+  (checked: every rank's cache key must agree). Your network (``torchvision`` or a
+  ``module:factory`` with its weights) is loaded as it is on every rank; as a frozen backbone
+  (``new_head``) each rank computes its shard of the backbone's features, rank 0 merges them
+  into the cache entry ``scan`` reads (stage ``features``) and trains the head on them.
 - Projections are seeded by (seed, shape) (``SparseProjector``, ``TensorSketch``), so
   a shard's projected rows equal the same rows of the full projection.
 - Backend: ``nccl`` with one GPU per rank (``LOCAL_RANK``), ``gloo`` on CPU.
@@ -178,14 +183,53 @@ def _barrier(r: Ranks) -> None:
         dist.barrier(device_ids=[r.local_rank]) if r.device.type == "cuda" else dist.barrier()
 
 
+def _features(spec, train: Dataset, cache: DiskCache, r: Ranks) -> None:
+    """Your backbone's features of ``train`` in the cache (stage ``features``): each rank computes its shard, rank 0
+    merges them in dataset order under the key ``pipeline.backbone_dataset`` reads."""
+    from ogdash.pipeline import backbone_features_of, features_key
+
+    key = features_key(spec, train)
+    done = [cache.load("features", key, mmap=True) is not None]
+    if r.distributed:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(done, src=0)  # rank 0 decides, so no rank skips alone
+    if done[0]:
+        return
+    skey = shard_key(key, r.rank, r.world_size)
+    if cache.load(SHARD_STAGE, skey, mmap=True) is None:
+        part = train.subset(shard_positions(train.n, r.rank, r.world_size))
+        cache.save(SHARD_STAGE, skey, {"ids": part.ids, "features": backbone_features_of(spec, part, r.device)})
+        _log(r, f"stored its shard of the backbone's features ({part.n} samples)")
+    _barrier(r)  # every shard is stored
+    if r.rank == 0:
+        keys = [shard_key(key, q, r.world_size) for q in range(r.world_size)]
+        shards = [cache.load(SHARD_STAGE, k, mmap=False) for k in keys]
+        if any(s is None for s in shards):
+            raise OgdashError(f"a shard of the backbone's features is missing under {cache.root}; --cache must be a "
+                              "folder every process can reach, and rerunning computes what is missing.")
+        first = np.asarray(shards[0]["features"])
+        H = np.zeros((train.n, *first.shape[1:]), dtype=first.dtype)
+        for sh in shards:
+            H[train.positions(np.asarray(sh["ids"]))] = np.asarray(sh["features"])
+        cache.save("features", key, {"features": H})
+        del shards
+        for k in keys:
+            shutil.rmtree(cache.entry(SHARD_STAGE, k), ignore_errors=True)
+
+
 def _model(spec, train: Dataset, weights, seed: int, cache: DiskCache, r: Ranks):
     from ogdash.models.train import load_weights
     from ogdash.models.zoo import build_model
-    from ogdash.pipeline import cached_model, train_model
+    from ogdash.pipeline import cached_model, load_network, train_model
 
+    if spec.user and not spec.new_head:  # your network as it is: the same file on every rank
+        return load_network(spec, train)
     if weights:
         model = build_model(spec.resolved(train.n), train.X.shape[1:], train.n_classes, seed)
         return load_weights(model, weights).eval()
+    if spec.user and spec.tune == "last" and r.distributed:  # a frozen backbone: its features sharded, then the head
+        _features(spec, train, cache, r)
     model = train_model(spec, train, seed, cache, device=r.device) if r.rank == 0 else None
     _barrier(r)  # rank 0 has stored the model
     if model is None:
@@ -196,17 +240,19 @@ def _model(spec, train: Dataset, weights, seed: int, cache: DiskCache, r: Ranks)
     return model
 
 
-def run_extract(train_path, spec, settings: GradientSettings = GradientSettings(), *, weights=None,
+def run_extract(data, spec, settings: GradientSettings = GradientSettings(), *, weights=None,
                 chunk_size: int | None = None, device: str = "auto", cache: DiskCache | None = None,
                 shard_progress: Callable[[Ranks, DiskCache, str], Progress] | None = None) -> dict:
-    """Extract the gradients of the training file ``train_path`` with ``spec``'s model into the cache.
+    """Extract the training gradients of ``data`` (a ``DataSpec``, or a path as ``--train``) with ``spec``'s model
+    into the cache.
 
     Under torchrun each rank extracts its shard and rank 0 merges them; alone it is
-    ``pipeline.gradients``. ``weights`` loads a checkpoint instead of training. ``shard_progress``
-    (rank, cache, key) returns a progress callback for this rank's shard (tests use it to crash
-    a rank mid-shard). Returns a summary dict (rank 0's carries the merged entry).
+    ``pipeline.gradients``. ``weights`` loads a zoo model's checkpoint instead of training (your
+    network names its weights in ``spec``). ``shard_progress`` (rank, cache, key) returns a progress
+    callback for this rank's shard (tests use it to crash a rank mid-shard). Returns a summary dict
+    (rank 0's carries the merged entry).
     """
-    from ogdash.data.files import load_file
+    from ogdash.data.spec import DataSpec
     from ogdash.pipeline import cached_gradients, gradients, gradients_key
 
     timer = Timer()
@@ -214,12 +260,11 @@ def run_extract(train_path, spec, settings: GradientSettings = GradientSettings(
         raise OgdashError(f"--chunk-size must be at least 1; got {chunk_size}.")
     seed = settings.seed
     r = ranks_from_env(device)
+    data = data if isinstance(data, DataSpec) else DataSpec.from_paths(data)
     with timer("load"):
-        train = load_file(train_path, "train")  # as load_splits loads --train for scan
-    if train.n_classes < 2 or len(np.unique(train.y)) < 2:
-        raise OgdashError(f"{train_path}: the training labels hold a single class; add samples of at least one other class.")
+        train = data.load().train  # the training split scan scores: the same cache keys
     if train.n < r.world_size:
-        raise OgdashError(f"{train_path}: {train.n} samples cannot be split over {r.world_size} processes; "
+        raise OgdashError(f"{data.describe()}: {train.n} samples cannot be split over {r.world_size} processes; "
                           "start fewer processes.")
     cache = cache or DiskCache()
     out = {"n_train": train.n, "world_size": r.world_size, **settings.to_dict()}

@@ -79,29 +79,51 @@ def train_model(spec: ModelSpec, train: Dataset, seed: int = 0, cache: DiskCache
     return model
 
 
+def features_key(spec: ModelSpec, ds: Dataset) -> str:
+    """The cache key of your network's backbone features of ``ds`` (stage ``features``)."""
+    from ogdash.core.cache import file_digest
+
+    return cache_key("features", spec.arch, file_digest(spec.weights) if spec.weights else None, ds.fingerprint())
+
+
 def backbone_dataset(spec: ModelSpec, ds: Dataset, cache: DiskCache | None = None, device=None,
                      progress: Progress = None) -> Dataset:
     """``ds`` with each input replaced by your network's backbone features (its last layer's inputs).
 
     Computed once per (network, weights, data) and kept in the disk cache: a frozen backbone
-    with a head trained here, and every retrain of that head, reuse them.
+    with a head trained here, and every retrain of that head, reuse them (``ogdash extract``
+    computes them sharded over processes, into the same entry).
     """
-    from ogdash.core.cache import file_digest
-    from ogdash.models.train import default_device, prepare
-    from ogdash.models.user import backbone_features
-
-    key = cache_key("features", spec.arch, file_digest(spec.weights) if spec.weights else None, ds.fingerprint())
+    key = features_key(spec, ds)
     hit = None if cache is None else cache.load("features", key, mmap=False)
     if hit is not None:
         H = np.asarray(hit["features"])
     else:
-        # the backbone with a throwaway head: your file's head (maybe for other classes) is not needed here
-        model = build_model(replace(spec, new_head=True), ds.X.shape[1:], ds.n_classes, 0)
-        H = backbone_features(prepare(model, torch.device(device) if device else default_device(), ds.X.ndim == 4),
-                              ds.X, progress=progress)
+        H = backbone_features_of(spec, ds, device, progress)
         if cache is not None:
             cache.save("features", key, {"features": H})
     return replace(ds, X=H, feature_names=None, _fingerprint=[])
+
+
+def backbone_features_of(spec: ModelSpec, ds: Dataset, device=None, progress: Progress = None) -> np.ndarray:
+    """(n, H) features of ``ds`` under your network's backbone (no cache)."""
+    from ogdash.models.train import default_device, prepare
+    from ogdash.models.user import backbone_features
+
+    # the backbone with a throwaway head: your file's head (maybe for other classes) is not needed here
+    model = build_model(replace(spec, new_head=True), ds.X.shape[1:], ds.n_classes, 0)
+    return backbone_features(prepare(model, torch.device(device) if device else default_device(), ds.X.ndim == 4),
+                             ds.X, progress=progress)
+
+
+def load_network(spec: ModelSpec, train: Dataset) -> torch.nn.Module:
+    """Your trained network as it is (``spec.user``), checked against the data here rather than pages later."""
+    if spec.kind == "torchvision":  # the file is checked before the model is built (it can weigh gigabytes)
+        model = load_torchvision(spec.arch, train.n_classes, spec.weights)
+    else:
+        model = build_model(spec, train.X.shape[1:], train.n_classes)
+    check_fits(model, train.X, train.n_classes, f"{spec.arch} with {Path(spec.weights).name}")
+    return model
 
 
 def gradients_key(model, ds: Dataset, settings: GradientSettings = GradientSettings()) -> str:
@@ -294,7 +316,7 @@ class Scan:
         if self.network is not None:
             model = self.network
         elif self.spec.user and not self.spec.new_head:
-            model = self._your_network()
+            model = load_network(self.spec, self.train)
         else:
             splits, seed = self.splits(), self.settings.seed
             model = cached_model(self.spec, splits.train, seed, self.cache)
@@ -305,16 +327,6 @@ class Scan:
                 model = train_model(self.spec, splits.train, seed, self.cache, progress, self.device, splits.val)
                 self.stages.put(self.key("train_seconds"), time.perf_counter() - start)
         self.stages.put(key, model)
-        return model
-
-    def _your_network(self) -> torch.nn.Module:
-        """Your trained network as it is, checked against the data here rather than pages later."""
-        spec, train = self.spec, self.train
-        if spec.kind == "torchvision":  # the file is checked before the model is built (it can weigh gigabytes)
-            model = load_torchvision(spec.arch, train.n_classes, spec.weights)
-        else:
-            model = build_model(spec, train.X.shape[1:], train.n_classes)
-        check_fits(model, train.X, train.n_classes, f"{spec.arch} with {Path(spec.weights).name}")
         return model
 
     def train_seconds(self) -> float | None:

@@ -33,6 +33,7 @@ def train_file(tmp_path_factory):
     y[rng.choice(900, 40, replace=False)] = rng.integers(0, 3, 40)
     path = tmp_path_factory.mktemp("dist") / "train.npz"
     np.savez(path, X=X, y=y)
+    np.savez(path.with_name("test.npz"), X=X[::10], y=y[::10])  # --test keeps every training row scored
     return path
 
 
@@ -41,8 +42,8 @@ def _env():
 
 
 def _args(train_file, cache):
-    return ["--train", str(train_file), "--model", "mlp", "--epochs", "20", "--cache", str(cache),
-            "--device", "cpu", "--chunk-size", "64", "--json"]
+    return ["--train", str(train_file), "--test", str(train_file.with_name("test.npz")), "--model", "mlp",
+            "--epochs", "20", "--cache", str(cache), "--device", "cpu", "--chunk-size", "64", "--json"]
 
 
 def _same(a, b):
@@ -204,3 +205,67 @@ def test_bad_input_is_one_line_exit_2(train_file, tmp_path, capsys, monkeypatch,
     assert main_extract(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and needle in err and len(err.strip().splitlines()) == 1
+
+
+NETS = """
+import torch
+from torch import nn
+
+def backbone():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+
+def classifier():
+    return nn.Sequential(backbone(), nn.Linear(16, 3))
+"""
+
+
+def test_two_ranks_extract_your_network_frozen_or_as_it_is(tmp_path, monkeypatch):
+    """Your own network under torchrun: a frozen backbone's features are sharded and merged into the cache entry
+    the scan reads, the head is trained once on them, and its gradients merge under the single-process key; a
+    whole network as it is gives every rank the same weights. The scan then recomputes nothing."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ogdash.data.spec import DataSpec
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 60)
+    X = (rng.normal(0, 0.3, (180, 1, 8, 8)) + y[:, None, None, None]).astype(np.float32)
+    np.savez(tmp_path / "train.npz", X=X, y=y)
+    np.savez(tmp_path / "test.npz", X=X[::6], y=y[::6])
+    (tmp_path / "mynets.py").write_text(NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mynets
+
+    torch.manual_seed(0)
+    for name, net in (("backbone", mynets.backbone()), ("classifier", mynets.classifier())):
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / f"{name}.safetensors"))
+    data = DataSpec("files", train=str(tmp_path / "train.npz"), test=str(tmp_path / "test.npz"))
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    for arch, extra in (("backbone", ["--new-head", "--epochs", "5"]), ("classifier", [])):
+        cache = tmp_path / f"c_{arch}"
+        r = _launch(["--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "test.npz"), "--model",
+                     "custom", "--arch", f"mynets:{arch}", "--weights", str(tmp_path / f"{arch}.safetensors"),
+                     "--cache", str(cache), "--device", "cpu", "--json", *extra], **env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        assert res["world_size"] == 2 and res["n_train"] == 180
+        spec = ModelSpec("custom", arch=f"mynets:{arch}", weights=str(tmp_path / f"{arch}.safetensors"),
+                         new_head=arch == "backbone", epochs=5 if arch == "backbone" else None)
+        train = data.load().train
+        if arch == "backbone":  # the features, sharded and merged: what one process computes
+            assert "[rank 1/2] stored its shard of the backbone's features (90 samples)" in r.stderr
+            merged = DiskCache(cache).load("features", pipeline.features_key(spec, train))
+            np.testing.assert_allclose(merged["features"], pipeline.backbone_features_of(spec, train), rtol=1e-5,
+                                       atol=1e-6)
+
+        def boom(*a, **k):
+            raise AssertionError("recomputed")
+        monkeypatch.setattr(pipeline, "extract_gradients", boom)
+        monkeypatch.setattr(pipeline, "fit", boom)
+        monkeypatch.setattr(pipeline, "backbone_features_of", boom)
+        scan = pipeline.Scan(data, spec, cache=DiskCache(cache))
+        assert res["key"] == pipeline.gradients_key(scan.model(), train)
+        assert scan.result().scores.shape == (180,)
+        monkeypatch.undo()
+        monkeypatch.syspath_prepend(str(tmp_path))

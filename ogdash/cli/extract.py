@@ -3,21 +3,20 @@ from __future__ import annotations
 
 import argparse
 
-from ogdash.cli.args import hidden_widths, run_command
+from ogdash.cli.args import run_command
+from ogdash.cli.choices import add_data_arguments, add_model_arguments, data_spec, model_choice
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.distributed import run_extract
 from ogdash.engine.settings import GradientSettings
-from ogdash.models.zoo import MODEL_KINDS, ModelSpec
+from ogdash.models.zoo import USER_KINDS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``extract`` options on parser ``p``."""
-    p.add_argument("--train", required=True, help="training set (.npz with X, y or .csv with a label column)")
-    p.add_argument("--model", required=True, choices=MODEL_KINDS)
-    p.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
-    p.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
-    p.add_argument("--weights", help="trained weights (.safetensors or a tensors-only .pt); default: train as scan does")
+    """The ``extract`` options on parser ``p``: the data and the model as ``scan`` takes them, and the gradients."""
+    add_data_arguments(p)
+    add_model_arguments(p, "trained weights (.safetensors or a tensors-only .pt): your network's, or a zoo model's "
+                           "checkpoint (default for the zoo: train as scan does)")
     p.add_argument("--layer", default="last", help="'last' (closed form, default), a module or parameter name, or 'all'")
     p.add_argument("--projection-dim", type=int, help="project gradients to this many dimensions")
     p.add_argument("--chunk-size", type=int, help="samples per batch (default: 512 last layer, 256 otherwise)")
@@ -41,8 +40,9 @@ def run(args, shard_progress=None) -> dict:
                         ("--chunk-size", args.chunk_size)):
         if value is not None and value < 1:
             raise OgdashError(f"{flag} must be at least 1; got {value}.")
-    return run_extract(args.train, ModelSpec(args.model, args.hidden, args.epochs),
-                       GradientSettings(args.layer, args.projection_dim, args.seed), weights=args.weights,
+    spec = model_choice(args, zoo_weights=True)
+    return run_extract(data_spec(args), spec, GradientSettings(args.layer, args.projection_dim, args.seed),
+                       weights=None if args.model in USER_KINDS else args.weights,
                        chunk_size=args.chunk_size, device=args.device, cache=DiskCache(args.cache),
                        shard_progress=shard_progress)
 

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import argparse
 
-from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
+from ogdash.cli.args import Parser, choice_list, positive_int, run_command
+from ogdash.cli.choices import add_data_arguments, add_model_arguments, data_spec, model_choice
 from ogdash.cli.extract import add_extract_parser, summary_line
 from ogdash.cli.extract import run as run_extract
 from ogdash.cli.labelstudio import add_labelstudio_parser, format_result as format_labelstudio, run as run_labelstudio
 from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
 from ogdash.cli.text import add_textselect_parser, format_textselect, run_textselect
 from ogdash.core.cache import DiskCache
-from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Timer
-from ogdash.data.spec import NOISE_KEYS, DataSpec
-from ogdash.models.user import is_factory
-from ogdash.models.zoo import MODEL_KINDS, TUNES, USER_KINDS, ModelSpec
+from ogdash.models.zoo import TUNES
 from ogdash.pipeline import DETECTORS, RECOMMENDED
 from ogdash.retrain import ACTIONS
 
@@ -35,31 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ogdash", description="Find detrimental training samples by outlier gradient analysis.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
-    s.add_argument("--train", required=True,
-                   help="training data: a .npz (X, y [, y_true]), .csv (a label column) or .parquet file, a saved "
-                        "Hugging Face dataset folder, an image folder (ROOT/<class>/<image>) or a CIFAR-10/100 folder")
-    s.add_argument("--test", help="untouched test set of the same kind; without it, --test-share of --train is held "
-                                   "out (and not scored)")
-    s.add_argument("--test-share", type=fraction, default=0.2, help="share held out as the test set when there is no "
-                                                                     "--test (default 0.2)")
+    add_data_arguments(s)
     s.add_argument("--val", help="validation set (inliers for OneClassSVM); without it OneClassSVM fits on the "
                                   "training gradients, so every sample is scored")
-    s.add_argument("--size", type=positive_int, default=32, help="an image folder's images are resized to SIZE x SIZE "
-                                                                 "(default 32)")
-    s.add_argument("--noisy-labels", help="a CIFAR folder: a CIFAR-N label file (.pt or .npz) whose --noise-key labels "
-                                          "are the given ones")
-    s.add_argument("--noise-key", choices=NOISE_KEYS, help="which CIFAR-N labels (default worse_label)")
-    s.add_argument("--model", required=True, choices=MODEL_KINDS + USER_KINDS,
-                   help="a model trained here, or your network (torchvision or custom) with --arch and --weights")
-    s.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
-    s.add_argument("--epochs", type=int, help="training epochs (default: a budget that depends on the model and the "
-                                              "data's size)")
-    s.add_argument("--arch", help="your network: a torchvision architecture (resnet18) or package.module:factory, "
-                                  "where factory() returns your nn.Module")
-    s.add_argument("--weights", help="your network's weights (.safetensors, or a tensors-only torch checkpoint)")
-    s.add_argument("--new-head", action="store_true",
-                   help="your network is a frozen backbone: train a new last layer for these classes on its "
-                        "features (computed once and cached), then scan that")
+    add_model_arguments(s, "your network's weights (.safetensors, or a tensors-only torch checkpoint)")
     s.add_argument("--tune", choices=TUNES, default="last",
                    help="with --retrain on your network: fine-tune its last layer (default) or all layers, from "
                         "your weights")
@@ -97,13 +74,7 @@ def run_scan(args) -> dict:
     from ogdash.pipeline import Scan, ScanSettings
 
     timer = Timer()
-    if not 0 < args.test_share < 1:
-        raise OgdashError(f"--test-share must be between 0 and 1; got {args.test_share}.")
-    if args.epochs is not None and args.epochs < 1:
-        raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
-    data = DataSpec.from_paths(args.train, args.test, args.val, args.test_share, args.seed, args.size,
-                               args.noisy_labels, args.noise_key)
-    spec = model_choice(args)
+    data, spec = data_spec(args, args.val), model_choice(args, args.tune)
     settings = ScanSettings(args.detector, args.budget, args.seed)
     scanned = Scan(data, spec, settings, None if args.no_cache else DiskCache(args.cache))
     with timer("load"):
@@ -145,22 +116,6 @@ def run_scan(args) -> dict:
             df["true_label"] = splits.train.y_true
         df.to_csv(args.out, index=False)
     return out
-
-
-def model_choice(args) -> ModelSpec:
-    """The model to train, or your network (analysed as it is, or a frozen backbone with a new head)."""
-    if args.model not in USER_KINDS:
-        if args.arch or args.weights or args.new_head:
-            raise OgdashError("--arch, --weights and --new-head are for your own network (--model torchvision or "
-                              "custom).")
-        return ModelSpec(args.model, args.hidden, args.epochs)
-    if not args.arch or not args.weights:
-        raise OgdashError(f"--model {args.model} needs --arch and --weights.")
-    if (args.model == "custom") != is_factory(args.arch):
-        raise OgdashError("--model custom takes --arch package.module:factory; --model torchvision takes an "
-                          "architecture name like resnet18.")
-    return ModelSpec(args.model, epochs=args.epochs, arch=args.arch, weights=args.weights, tune=args.tune,
-                     new_head=args.new_head)
 
 
 def format_scan(result: dict) -> str:
