@@ -5,6 +5,8 @@ Bad input exits with status 2 and a one-line ``error: ...`` on stderr, never a t
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="training epochs (default: a budget that depends on the model and the "
                                               "data's size)")
     s.add_argument("--arch", help="your network: a torchvision architecture (resnet18) or package.module:factory, "
-                                  "where factory() returns your nn.Module")
+                                  "where factory() returns your nn.Module; the current folder is importable "
+                                  "(put on sys.path for your own code, as uvicorn does)")
     s.add_argument("--weights", help="your network's weights (.safetensors, or a tensors-only torch checkpoint)")
     s.add_argument("--new-head", action="store_true",
                    help="your network is a frozen backbone: train a new last layer for these classes on its "
@@ -154,6 +157,8 @@ def model_choice(args, train) -> tuple[ModelSpec, object]:
     if (args.model == "custom") != is_factory(args.arch):
         raise OgdashError("--model custom takes --arch package.module:factory; --model torchvision takes an "
                           "architecture name like resnet18.")
+    if args.model == "custom" and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # your own code, from the folder you run in (the dashboard never does this)
     spec = ModelSpec(args.model, epochs=args.epochs, arch=args.arch, weights=args.weights, tune=args.tune,
                      new_head=args.new_head)
     if args.new_head:
