@@ -905,6 +905,51 @@ def test_an_import_is_recorded_as_the_signed_in_importer(tmp_path):
         store.import_(f, importer="lead\r=1+1")
 
 
+def test_the_review_page_records_the_signed_in_admin_on_an_import(app_env, monkeypatch):
+    """Item 3, on the page: with sign-in on, the admin's import is stored under the admin's verified identity,
+    whatever reviewer the file names, and an unverified account with the admin's email sees no import at all."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+    from ogdash.data.folders import load_folder_splits
+
+    monkeypatch.setenv("OGDASH_ADMINS", "boss@example.org")
+    monkeypatch.delenv("OGDASH_REVIEWERS", raising=False)
+    auth = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "o",
+            "client_secret": "s", "server_metadata_url": "http://localhost:1/.well-known/x"}
+    iss = "https://id.example.org"
+
+    def review_as(claims):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+        at.secrets["auth"] = auth
+        at.user = {"is_logged_in": True, "iss": iss, **claims}
+        at.session_state["data_config"] = {"source": "imagefolder", "path": str(app_env / "imgs"), "size": 8,
+                                           "test_share": 0.25, "seed": 0}
+        at.session_state["model_config"] = {"kind": "cnn", "seed": 0, "epochs": 2}
+        at.run()
+        for page, label in (("views/data.py", "Train model"), ("views/gradient_space.py", "Extract gradients")):
+            at.switch_page(page).run()
+            button = next(b for b in at.button if b.label == label)
+            if not button.disabled:  # the second session finds the first one's model and gradients in the memo
+                button.click().run()
+        at.switch_page("views/review.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    impostor = review_as({"email": "boss@example.org", "email_verified": False, "sub": "eve-1"})
+    assert not any(e.label == "Import decisions (admins)" for e in impostor.expander)
+    boss = review_as({"email": "boss@example.org", "email_verified": True, "sub": "boss-1"})
+    f = _decisions_file(app_env / "d.csv", [(0, "remove", None, "eve@example.org", "2020-01-01T00:00:00")])
+    boss.file_uploader(key="import_decisions").set_value(("d.csv", f.read_bytes(), "text/csv")).run()
+    next(b for b in boss.button if b.label == "Import").click().run()
+    assert not boss.exception and not boss.error, [e.value for e in boss.error]
+    dataset = load_folder_splits(app_env / "imgs", 8, test_share=0.25, seed=0).train.fingerprint()
+    rows = DecisionStore(os.environ["OGDASH_DECISIONS"]).history(dataset)
+    assert rows[["reviewer", "note"]].values.tolist() == [["boss@example.org", "file's reviewer: eve@example.org"]]
+
+
 def test_a_label_studio_export_cannot_choose_who_decided(tmp_path):
     """Item 3: a Label Studio export file's completed_by {"email": ...} chose the reviewer: any name, by editing
     the file. Now an annotator is known by user id: --user ID=NAME or the server's list names it."""

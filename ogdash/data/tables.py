@@ -225,6 +225,20 @@ def _image_column(table, features: dict) -> str | None:
 
 def _images(column, path, base: Path) -> np.ndarray:
     """(n, H, W) grey or (n, H, W, 3) colour values 0..255, as (n, C, H, W) float32."""
+    from PIL import Image, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
+
+    @contextlib.contextmanager
+    def _opened(raw: bytes, row: int, path):  # header read, pixels not yet; or one line naming the row
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                yield im
+        except OgdashError:
+            raise
+        except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+            raise OgdashError(f"{path}: row {row}: the image is not readable ({type(e).__name__}); fix or "
+                              "remove that row.") from e
+
     raws, modes, sizes = [], set(), set()
     for row, cell in enumerate(column.to_pylist()):  # every header first (size, mode): the caps need no pixel
         raws.append(_image_bytes(cell, row, path, base))
@@ -248,22 +262,6 @@ def _images(column, path, base: Path) -> np.ndarray:
     if X.max() <= 1.0:  # decoded pixels are 0..255 even when all are 0 or 1: the loader scales only above 1
         X = X / 255.0
     return X
-
-
-@contextlib.contextmanager
-def _opened(raw: bytes, row: int, path):
-    """One cell's image opened lazily (its header read, pixels not yet), or the one-line error that names the row."""
-    from PIL import Image, UnidentifiedImageError
-    from PIL.Image import DecompressionBombError
-
-    try:
-        with Image.open(io.BytesIO(raw)) as im:
-            yield im
-    except OgdashError:
-        raise
-    except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise OgdashError(f"{path}: row {row}: the image is not readable ({type(e).__name__}); fix or "
-                          "remove that row.") from e
 
 
 def _image_bytes(cell, row: int, path, base: Path) -> bytes:
