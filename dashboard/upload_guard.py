@@ -9,8 +9,8 @@ wraps that manager's ``add_file``:
 - each run of ``app.py`` notes whether its session may upload (``note_session``): with sign-in on, only
   a signed-in session; with it off, every session that has run the app. A session never noted (a
   websocket opened by hand, never run) may not;
-- a session holds at most ``$OGDASH_MAX_SESSION_UPLOAD_MB`` of uploads at once (default: twice
-  ``$OGDASH_MAX_UPLOAD_MB``, a training and a test file at the limit).
+- a session holds at most ``$OGDASH_MAX_SESSION_UPLOAD_MB`` of uploads at once (default: two files at
+  the larger of ``$OGDASH_MAX_UPLOAD_MB`` and ``server.maxUploadSize``, a training and a test file).
 
 A refused upload answers 403 or 413 after Streamlit has read its body (at most ``server.maxUploadSize``);
 nothing is kept. What Streamlit serves without any session (``/media``, ``/_stcore/metrics``) and the body
@@ -28,14 +28,19 @@ MAX_SESSIONS = 10_000  # noted sessions kept before the ended ones are forgotten
 
 
 def max_session_upload_mb() -> float:
-    """Megabytes of uploads one session may hold ($OGDASH_MAX_SESSION_UPLOAD_MB; default twice the upload limit)."""
+    """Megabytes of uploads one session may hold ($OGDASH_MAX_SESSION_UPLOAD_MB): by default two files of the
+    larger of the app's limit and Streamlit's ``server.maxUploadSize`` (a file over the app's own limit must
+    still arrive, so the page can say what to do instead)."""
+    from streamlit import config
+
     from dashboard.state import max_upload_mb
 
+    default = 2 * max(max_upload_mb(), float(config.get_option("server.maxUploadSize")))
     try:
-        limit = float(os.environ.get("OGDASH_MAX_SESSION_UPLOAD_MB", 2 * max_upload_mb()))
+        limit = float(os.environ.get("OGDASH_MAX_SESSION_UPLOAD_MB", default))
     except ValueError:
-        limit = 2 * max_upload_mb()
-    return limit if math.isfinite(limit) and limit > 0 else 2 * max_upload_mb()
+        return default
+    return limit if math.isfinite(limit) and limit > 0 else default
 
 
 def note_session(may_upload: bool) -> None:
