@@ -116,8 +116,8 @@ def import_decisions(store: DecisionStore, dataset: str, n_classes: int) -> None
     importer = identity() if sign_in_on() else None
     with st.expander("Import decisions (admins)"):
         st.caption("A decisions export (.csv or .json) from this page or `ogdash`; its rows are added to this "
-                   "data's decisions with their times" + (f", recorded as imported by **{md(importer)}** (the "
-                   "file's reviewer names are kept in the notes)" if importer else " and reviewers") +
+                   "data's decisions with their times" + (f", as decisions of **{md(importer)}** who imports them "
+                   "(the reviewer names in the file are kept in the notes)" if importer else " and reviewers") +
                    ". Importing a file twice adds nothing.")
         up = st.file_uploader("Decisions file", type=["csv", "json"], key="import_decisions")
         if up is not None and st.button("Import", key="import_go"):
