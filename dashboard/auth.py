@@ -1,12 +1,14 @@
 """Who is using the dashboard: sign-in (Streamlit's own OpenID Connect), the reviewer's identity, and roles.
 
 Sign-in is on exactly when ``.streamlit/secrets.toml`` has an ``[auth]`` section; then every page needs
-it, and the reviewer is the signed-in identity (email, else the provider's ``sub``). Off, the dashboard
-is one person's session on this machine: they type a reviewer name and may do everything.
+it, and the reviewer is the signed-in identity: the ``email`` claim when the provider vouches for it
+(``email_verified`` true), else the provider's issuer and subject, ``ISSUER#SUB``, which no one can choose
+(an account may carry any unverified email, ``Boss@Example.org`` included). Off, the dashboard is one
+person's session on this machine: they type a reviewer name and may do everything.
 
 Roles (only with sign-in on) come from ``[ogdash]`` in secrets.toml, else from the environment:
 ``admins`` / ``$OGDASH_ADMINS`` may import decisions; ``reviewers`` / ``$OGDASH_REVIEWERS``, when given,
-are the only ones who may review (admins always may). Lists compare case-insensitively.
+are the only ones who may review (admins always may). Lists compare exactly, as the identity is written.
 """
 from __future__ import annotations
 
@@ -38,11 +40,30 @@ def locked() -> bool:
     return sign_in_on() and not signed_in()
 
 
+def email_verified() -> bool:
+    """Whether the provider vouches for the signed-in user's email (``email_verified``: true, or "true")."""
+    flag = st.user.get("email_verified")
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+
+
 def identity() -> str:
-    """The signed-in user's email, else their ``sub``; "" when nobody is signed in."""
+    """The signed-in user's verified email, else ``ISSUER#SUB`` (or the bare ``sub`` without an issuer);
+    "" when nobody is signed in. An unverified email is never the identity: anyone can put any address on
+    an account at many providers."""
     if not signed_in():
         return ""
-    return str(st.user.get("email") or st.user.get("sub") or "").strip()
+    email = str(st.user.get("email") or "").strip()
+    if email and email_verified():
+        return email
+    sub, iss = str(st.user.get("sub") or "").strip(), str(st.user.get("iss") or "").strip()
+    return f"{iss}#{sub}" if sub and iss else sub
+
+
+def unverified_email() -> str:
+    """The email the provider sent without vouching for it ("" when there is none or it is verified): shown, never
+    used as the identity."""
+    email = str(st.user.get("email") or "").strip() if signed_in() else ""
+    return "" if not email or email_verified() else email
 
 
 def _listed(name: str) -> set[str]:
@@ -51,14 +72,14 @@ def _listed(name: str) -> set[str]:
         value = os.environ.get(f"OGDASH_{name.upper()}", "")
     if isinstance(value, str):
         value = value.split(",")
-    return {str(v).strip().lower() for v in value if str(v).strip()}
+    return {str(v).strip() for v in value if str(v).strip()}  # exact: case included
 
 
 def is_admin() -> bool:
     """Sign-in off: the one local user is. On: the identity is in the admins list."""
     if not sign_in_on():
         return True
-    me = identity().lower()
+    me = identity()
     return bool(me) and me in _listed("admins")
 
 
@@ -66,7 +87,7 @@ def may_review() -> bool:
     """Sign-in off: yes. On: signed in, and in the reviewers list when there is one (admins always)."""
     if not sign_in_on():
         return True
-    me = identity().lower()
+    me = identity()
     reviewers = _listed("reviewers")
     return bool(me) and (not reviewers or me in reviewers or is_admin())
 
@@ -86,6 +107,9 @@ def who_box() -> None:
     if sign_in_on():
         role = "admin" if is_admin() else ("reviewer" if may_review() else "viewer (not in the reviewers list)")
         st.markdown(f"Signed in as **{md(identity())}** · {role}")
+        if unverified_email():
+            st.caption(f"Your provider did not verify the email {md(unverified_email())}, so your sign-in is "
+                       "known by the provider's account id above, not by that email.")
         st.button("Sign out", on_click=st.logout, icon=":material/logout:")
     else:
         st.caption("Single-user session on this machine: no sign-in, so anyone who reaches this address can "

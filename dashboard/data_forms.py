@@ -166,9 +166,10 @@ def your_network_form(mcfg: dict, kind: str, c1, c2, c3) -> dict:
         arch = c1.text_input("Architecture name", mcfg.get("arch", "resnet18") if same else "resnet18")
     else:
         arch = c1.text_input("Factory (package.module:factory)", mcfg.get("arch", "") if same else "",
-                             placeholder="examples.own_network:classifier",
+                             placeholder="ogdash.examples.own_network:classifier",
                              help="factory() takes no arguments and returns your nn.Module; its package must be "
-                                  "allowed by whoever runs the dashboard (OGDASH_MODEL_MODULES; examples always is)")
+                                  "installed and allowed by whoever runs the dashboard (OGDASH_MODEL_MODULES; "
+                                  "ogdash.examples always is)")
     weights = c2.text_input("Weights file (.safetensors or .pt, under the data root)", mcfg.get("weights", "") if same
                             else "")
     use = c3.radio("Use it", ["as it is", "frozen backbone + new head"], index=int(bool(mcfg.get("new_head")) and same),

@@ -18,8 +18,26 @@ def feature_table(ds, positions) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(names), index=[ds.source(p) for p in positions])
 
 
+def valid_label(ds, label) -> int | None:
+    """``label`` as a class index of ``ds``, or None when it is not one (a stored relabel to a class this data
+    lacks, say from an import made before imports were checked)."""
+    try:
+        label = int(label)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return label if 0 <= label < ds.n_classes else None
+
+
+def _target(ds, d: dict) -> str:
+    """Where a relabel decision sends the sample: its class name, or a marked bad label (never an IndexError)."""
+    label = valid_label(ds, d["new_label"])
+    if label is None:
+        return f" → :red[**not a class of this data** ({md(str(d['new_label'])[:24])})]"
+    return f" → {md(ds.classes[label])}"
+
+
 def _said(ds, d: dict) -> str:
-    return d["decision"] + (f" → {md(ds.classes[int(d['new_label'])])}" if d["decision"] == "relabel" else "")
+    return d["decision"] + (_target(ds, d) if d["decision"] == "relabel" else "")
 
 
 def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, on_decide,
@@ -46,7 +64,7 @@ def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, o
                     f"({probs[suggested]:.0%})", help="The suggestion comes from the last layer refitted without this "
                     "sample, so a wrong label the model memorised is not echoed back.")
         if decision:
-            label = f" → {md(ds.classes[int(decision['new_label'])])}" if decision["decision"] == "relabel" else ""
+            label = _target(ds, decision) if decision["decision"] == "relabel" else ""
             st.markdown(f"decided: {BADGE[decision['decision']]}{label} ({md(decision['reviewer'])})")
             if len(everyone) > 1:  # who decided what, when several did
                 mark = ":red[**conflict**] · " if conflict else ""
@@ -58,7 +76,8 @@ def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, o
         b[1].button("Remove", key=f"remove_{sid}", on_click=on_decide, args=(sid, "remove", None), width="stretch")
         b[2].button("Unsure", key=f"unsure_{sid}", on_click=on_decide, args=(sid, "unsure", None), width="stretch")
         r = st.columns([2, 1])
-        start = int(decision["new_label"]) if decision and decision["decision"] == "relabel" else suggested
+        start = valid_label(ds, decision["new_label"]) if decision and decision["decision"] == "relabel" else None
+        start = suggested if start is None else start
         box = f"to_{sid}_{start}"  # a new decision redraws the box at its label
         target = r[0].selectbox("Relabel to", range(ds.n_classes), index=start, key=box,
                                 format_func=lambda c: ds.classes[c], label_visibility="collapsed")

@@ -7,10 +7,26 @@ whenever a page is opened by its address.
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def keep_cwd_off_path() -> None:
+    """Take the current folder off ``sys.path`` unless it is the app's own folder.
+
+    ``python -m streamlit run`` puts the folder it starts in on ``sys.path``; that folder is often the data
+    root, where anyone who can add data could add a module that a link then names. Streamlit itself adds
+    the app's folder (for ``dashboard/``), which stays. Your networks come from installed packages
+    (``OGDASH_MODEL_MODULES``, README "Security"), never from the current folder.
+    """
+    cwd = os.path.realpath(os.getcwd())
+    if cwd == str(ROOT):
+        return
+    sys.path[:] = [p for p in sys.path if p != "" and os.path.realpath(p) != cwd]
 
 
 @dataclass(frozen=True)

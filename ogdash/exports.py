@@ -4,13 +4,16 @@
 - ``cleaned_csv``: the user's own CSV, unchanged, plus ``decision`` and ``clean_label`` columns.
 - ``folder_changes``: for an image folder, ``path,given,decision,new_label`` of each decided image;
   ``apply_folder_changes`` (the ``ogdash apply`` command) writes a corrected copy of the folder from it.
-- ``csv_bytes``: a table as CSV text that a spreadsheet opens safely (no cell runs as a formula).
+- ``csv_bytes``: a table as CSV text that a spreadsheet opens safely (every text cell quoted, no line of a
+  cell runs as a formula).
 
 The current decision of a sample is the latest one (``DecisionStore.current``).
 """
 from __future__ import annotations
 
+import csv
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -65,8 +68,9 @@ def folder_changes(ds: Dataset, current: pd.DataFrame) -> pd.DataFrame:
     for sid, (decision, new) in sorted(_current_by_id(current).items()):
         if sid in pos:
             p = pos[sid]
-            rows.append((ds.sources[p], ds.classes[int(ds.y[p])], decision,
-                         ds.classes[new] if decision == "relabel" else ""))
+            valid = new is not None and 0 <= new < ds.n_classes  # a stored label this data lacks: left empty,
+            rows.append((ds.sources[p], ds.classes[int(ds.y[p])], decision,  # so `ogdash apply` refuses that row
+                         ds.classes[new] if decision == "relabel" and valid else ""))
     return pd.DataFrame(rows, columns=CHANGE_COLUMNS)
 
 
@@ -113,12 +117,23 @@ def apply_folder_changes(changes, folder, out) -> dict:
     return counts
 
 
+FORMULA = re.compile(r"(^|[\r\n])([=+\-@\t\uff1d\uff0b\uff0d\uff20])")  # at the start of the cell or of any line
+
+
+def _neutral(value):
+    """A text cell with a ' before every formula character that starts the cell or a line inside it (a
+    spreadsheet starts a new row of input at a carriage return or newline inside a cell: ``ann\\r=cmd|...``);
+    fullwidth forms too, which some spreadsheets read as the ASCII ones."""
+    return FORMULA.sub(r"\1'\2", value) if isinstance(value, str) else value
+
+
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """CSV text of ``frame``; text cells that a spreadsheet would run as a formula are prefixed with '."""
+    """CSV text of ``frame`` that a spreadsheet opens safely: every text cell is quoted, and no line of any text
+    cell starts a formula (= + - @, tab; see ``_neutral``). Numbers are written as they are."""
     safe = frame.copy()
     for col in safe.columns:
         if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
-            safe[col] = safe[col].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v)
+            safe[col] = safe[col].map(_neutral)
     buf = io.StringIO()
-    safe.to_csv(buf, index=False)
+    safe.rename(columns=lambda c: _neutral(str(c))).to_csv(buf, index=False, quoting=csv.QUOTE_NONNUMERIC)
     return buf.getvalue().encode("utf-8")

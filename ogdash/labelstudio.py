@@ -15,10 +15,11 @@ Out (:func:`make_tasks`, then :func:`write_import_file` or :func:`push`): one ta
   the class names and the given class index.
 
 Back (:func:`fetch_tasks` or :func:`read_export`, then :func:`import_decisions`): each
-submitted annotation becomes one decision by its annotator (their Label Studio email, else
-username): ``relabel`` to the chosen class when it differs from the given one, ``keep``
-otherwise. Skipped (cancelled) annotations and annotations without a choice are counted,
-not imported. A decision is stamped with the annotation's ``updated_at`` and noted with
+submitted annotation becomes one decision by its annotator, known by user id (the server's
+email, else username, for that id; in an export file, ``--user ID=NAME`` or ``label studio
+user ID``, never an email the file carries): ``relabel`` to the chosen class when it differs
+from the given one, ``keep`` otherwise. Skipped (cancelled) annotations and annotations without a
+choice are counted, not imported. A decision is stamped with the annotation's ``updated_at`` and noted with
 its project, task and annotation ids, and goes through :meth:`DecisionStore.import_`, which
 skips a decision already stored: importing the same annotations twice adds nothing, and
 an annotation edited in Label Studio since the last import comes back as a newer decision.
@@ -234,11 +235,12 @@ def decisions_from_tasks(tasks: Iterable[Mapping], users: Mapping[int, str] | No
 
 
 def annotator(completed_by, users: Mapping[int, str]) -> str:
-    """The reviewer name of an annotation's ``completed_by``: the user's email, else username, else their id."""
-    if isinstance(completed_by, dict):  # some exports carry the user itself
-        name = completed_by.get("email") or completed_by.get("username")
-        if name:
-            return str(name)
+    """The reviewer name of an annotation's ``completed_by``, by the user's id: the name ``users`` gives it (the
+    server's user list, or ``--user ID=NAME``), else ``label studio user ID``.
+
+    An export file may carry the user itself (``{"id": 3, "email": "boss@example.org"}``); that email is text in
+    a file anyone can edit, so it never chooses who decided."""
+    if isinstance(completed_by, dict):
         completed_by = completed_by.get("id")
     try:
         key = int(completed_by)

@@ -7,8 +7,18 @@ Conventions
   export) and reviewer (str), with a UTC timestamp (ISO-8601, microseconds, so text
   order is time order).
 - Decisions are ``keep``, ``remove``, ``relabel`` (with ``new_label``, a class index
-  >= 0) and ``unsure``. The *current* decision for a sample is the latest one across
-  reviewers; equal timestamps are broken by insertion order.
+  >= 0, below the class count where the caller knows it) and ``unsure``. The *current*
+  decision for a sample is the latest one across reviewers; equal times are broken by
+  insertion order.
+- "Latest" is the server's time: each row also records when this store received it
+  (``received``). A decision made here is stamped then; an imported one keeps the time its
+  file claims as data (``timestamp``) but ranks at the earlier of that claim and its
+  receipt, so a file dated ahead (within ``CLOCK_SKEW``) never outranks a decision made
+  after the import, and an old import never outranks the decisions made before it.
+- Reviewer names are one line of printable text (no control characters: a carriage
+  return in a name would start a new line in a spreadsheet). An import by a signed-in
+  person (``importer``) records that person as the reviewer of every row; the name the
+  file gives is kept in the note.
 - Each operation opens its own short-lived connection and writes in one short
   ``BEGIN IMMEDIATE`` transaction with a 30 s busy timeout, so Streamlit reruns
   (threads) and several processes can save at once. ``record_many`` is atomic.
@@ -30,6 +40,7 @@ import math
 import operator
 import os
 import sqlite3
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -59,6 +70,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     timestamp TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS decisions_by_sample ON decisions (dataset, sample_id);
 """
+# The time a decision ranks at: the time it claims, but never later than when this store received it
+# (``received`` is NULL in stores written before it existed: then the claimed time, as before).
+_RANK = "MIN(timestamp, COALESCE(received, timestamp))"
 
 
 def _now() -> str:
@@ -112,30 +126,55 @@ def _imported_stamp(value, row: int, name: str, now: datetime) -> str:
     return stamp.isoformat(timespec="microseconds")
 
 
-def _validate(sample_id, decision, reviewer, new_label, note) -> tuple:
+def check_reviewer(name) -> str:
+    """A reviewer name, stripped: one line of printable text, at most 200 characters; OgdashError says why not."""
+    if not isinstance(name, str) or not name.strip():
+        raise OgdashError("The reviewer name is empty; enter who made this decision.")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise OgdashError("The reviewer name holds a control character (a line break, tab or similar); type "
+                          "the name on one line.")
+    if len(name.strip()) > 200:
+        raise OgdashError("The reviewer name is longer than 200 characters; give a shorter name.")
+    return name.strip()
+
+
+def _validate(sample_id, decision, reviewer, new_label, note, n_classes: int | None = None) -> tuple:
     """Check one decision and return it as (sample_id, decision, new_label, reviewer, note)."""
     if decision not in DECISIONS:
-        raise OgdashError(f"Unknown decision {decision!r}; use one of {', '.join(DECISIONS)}.")
-    if not isinstance(reviewer, str) or not reviewer.strip():
-        raise OgdashError("The reviewer name is empty; enter who made this decision.")
+        raise OgdashError(f"Unknown decision {_short(decision)}; use one of {', '.join(DECISIONS)}.")
+    reviewer = check_reviewer(reviewer)
     if decision == "relabel":
         if _missing(new_label):
             raise OgdashError("A relabel decision needs new_label; pass the corrected class index.")
         new_label = _as_int(new_label, "new_label")
         if new_label < 0:
             raise OgdashError(f"new_label {new_label} is negative; pass a class index >= 0.")
+        if n_classes is not None and new_label >= n_classes:
+            raise OgdashError(f"new_label {_short(new_label)} is not a class of this data (0..{n_classes - 1}); "
+                              "relabel to one of its classes.")
     elif not _missing(new_label):
         raise OgdashError("new_label is only for relabel decisions; drop it or use decision='relabel'.")
     else:
         new_label = None
     note = "" if _missing(note) else str(note)
-    return _as_int(sample_id, "sample_id"), decision, new_label, reviewer.strip(), note
+    return _as_int(sample_id, "sample_id"), decision, new_label, reviewer, note
 
 
 def _check_dataset(dataset) -> str:
     if not isinstance(dataset, str) or not dataset:
         raise OgdashError("The dataset fingerprint is empty; pass the dataset's content hash.")
     return dataset
+
+
+def _add_received(con) -> None:
+    """Give a store written before ``received`` existed that column (its old rows keep NULL: their claimed time)."""
+    if "received" in {row[1] for row in con.execute("PRAGMA table_info(decisions)")}:
+        return
+    try:
+        con.execute("ALTER TABLE decisions ADD COLUMN received TEXT")
+    except sqlite3.OperationalError as exc:  # another process added it a moment ago
+        if "duplicate column" not in str(exc):
+            raise
 
 
 class DecisionStore:
@@ -156,6 +195,7 @@ class DecisionStore:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(_SCHEMA)
+                _add_received(con)
         except sqlite3.DatabaseError as exc:
             raise OgdashError(
                 f"{self.path} is not a readable decision store ({exc}); "
@@ -175,13 +215,16 @@ class DecisionStore:
             con.close()
 
     def _insert(self, rows: list[tuple], skip_existing: bool = False) -> int:
-        """Write rows of _FIELDS in one transaction; return how many were added."""
-        sql = f"INSERT INTO decisions ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        """Write rows of _FIELDS in one transaction, each received now; return how many were added."""
+        received = _now()
+        sql = f"INSERT INTO decisions ({', '.join(_FIELDS)}, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         if skip_existing:  # imports: the same decision saved twice is one decision
-            sql = (f"INSERT INTO decisions ({', '.join(_FIELDS)}) SELECT ?, ?, ?, ?, ?, ?, ? "
+            sql = (f"INSERT INTO decisions ({', '.join(_FIELDS)}, received) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
                    "WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE dataset = ? AND sample_id = ? "
                    "AND decision = ? AND new_label IS ? AND reviewer = ? AND timestamp = ? AND note = ?)")
-            rows = [row + row for row in rows]
+            rows = [row + (received,) + row for row in rows]
+        else:
+            rows = [row + (received,) for row in rows]
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -195,12 +238,14 @@ class DecisionStore:
         return added
 
     def record(self, dataset: str, sample_id: int, decision: str, reviewer: str,
-               new_label: int | None = None, note: str = "") -> None:
-        """Save one decision for ``sample_id`` in ``dataset`` by ``reviewer``, stamped now (UTC)."""
-        sid, dec, label, who, note = _validate(sample_id, decision, reviewer, new_label, note)
+               new_label: int | None = None, note: str = "", n_classes: int | None = None) -> None:
+        """Save one decision for ``sample_id`` in ``dataset`` by ``reviewer``, stamped now (UTC); a relabel must
+        name a class below ``n_classes`` when it is given."""
+        sid, dec, label, who, note = _validate(sample_id, decision, reviewer, new_label, note, n_classes)
         self._insert([(_check_dataset(dataset), sid, dec, label, who, _now(), note)])
 
-    def record_many(self, dataset: str, records: Iterable[Mapping] | pd.DataFrame, reviewer: str) -> int:
+    def record_many(self, dataset: str, records: Iterable[Mapping] | pd.DataFrame, reviewer: str,
+                    n_classes: int | None = None) -> int:
         """Save many decisions in one transaction: all are stored or none is.
 
         ``records`` holds mappings (or DataFrame rows) with ``sample_id``, ``decision`` and
@@ -215,7 +260,7 @@ class DecisionStore:
             if "sample_id" not in r or "decision" not in r:
                 raise OgdashError("Each record needs 'sample_id' and 'decision'; add the missing keys.")
             sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], reviewer,
-                                                   r.get("new_label"), r.get("note", ""))
+                                                   r.get("new_label"), r.get("note", ""), n_classes)
             rows.append((dataset, sid, dec, label, who, stamp, note))
         return self._insert(rows)
 
@@ -234,7 +279,7 @@ class DecisionStore:
         if sample_id is not None:
             where, params = where + " AND sample_id = ?", params + (_as_int(sample_id, "sample_id"),)
         return self._query(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {where} "
-                           "ORDER BY timestamp, id", params)
+                           f"ORDER BY {_RANK}, id", params)
 
     def current(self, dataset: str) -> pd.DataFrame:
         """The latest decision per sample across reviewers, sorted by sample_id.
@@ -244,7 +289,7 @@ class DecisionStore:
         cols = ", ".join(_FIELDS[1:])
         return self._query(
             f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id "
-            "ORDER BY timestamp DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
             "WHERE rank = 1 ORDER BY sample_id", (_check_dataset(dataset),))
 
     def by_reviewer(self, dataset: str) -> pd.DataFrame:
@@ -256,7 +301,7 @@ class DecisionStore:
         cols = ", ".join(_FIELDS[1:])
         return self._query(
             f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id, reviewer "
-            "ORDER BY timestamp DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
             "WHERE rank = 1 ORDER BY sample_id, reviewer", (_check_dataset(dataset),))
 
     def conflicts(self, dataset: str) -> pd.DataFrame:
@@ -278,14 +323,19 @@ class DecisionStore:
         frame.insert(0, "dataset", dataset)
         return _write_table(frame, path)
 
-    def import_(self, path: str | Path, dataset: str | None = None) -> int:
+    def import_(self, path: str | Path, dataset: str | None = None, importer: str | None = None,
+                n_classes: int | None = None) -> int:
         """Add the decisions in an :meth:`export` file; return how many were new.
 
-        ``dataset`` overrides the file's dataset column. Decisions already in the store
-        (same fields and timestamp) are skipped, so importing a file twice changes nothing.
-        A file with any bad row (a timestamp in the future, an id out of range) is refused
-        whole: nothing is imported.
+        ``dataset`` overrides the file's dataset column. ``importer`` (the signed-in person importing):
+        every row is recorded as theirs, with the file's reviewer name kept in its note, since a file
+        can name anyone. ``n_classes``: relabel targets must be classes of the data. Decisions
+        already in the store (same fields and timestamp) are skipped, so importing a file twice
+        changes nothing. A file with any bad row (a timestamp in the future, an id out of range, a
+        class the data lacks) is refused whole: nothing is imported.
         """
+        if importer is not None:
+            importer = check_reviewer(importer)
         path = Path(path)
         try:
             if path.suffix.lower() == ".csv":
@@ -295,10 +345,11 @@ class DecisionStore:
                 table = json.loads(path.read_text(encoding="utf-8"))
             else:
                 raise OgdashError(f"Cannot import {path.name}; choose a .csv or .json decisions export.")
-        except (OSError, ValueError, csv.Error) as exc:
+        except (OSError, ValueError, csv.Error, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
             if isinstance(exc, OgdashError):
                 raise
-            raise OgdashError(f"Could not read {path} ({exc}); choose a decisions export file.") from None
+            raise OgdashError(f"Could not read {path.name} ({type(exc).__name__}); choose a decisions export "
+                              "file.") from None
         if not isinstance(table, list) or not all(isinstance(r, dict) for r in table):
             raise OgdashError(f"{path.name} is not a list of decisions; choose a file made by export.")
         rows, now = [], datetime.now(timezone.utc)
@@ -311,9 +362,11 @@ class DecisionStore:
                                   "choose a file made by export or pass dataset=.")
             try:
                 sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], r["reviewer"],
-                                                       r.get("new_label"), r.get("note", ""))
+                                                       r.get("new_label"), r.get("note", ""), n_classes)
             except OgdashError as e:
                 raise OgdashError(f"Row {n} of {path.name}: {e}") from None
+            if importer is not None and who != importer:  # the file's name is a claim: kept, not trusted
+                note, who = f"{note}{' · ' if note else ''}file's reviewer: {who}", importer
             stamp = _imported_stamp(r["timestamp"], n, path.name, now)
             rows.append((_check_dataset(dataset or r["dataset"]), sid, dec, label, who, stamp, note))
         return self._insert(rows, skip_existing=True)

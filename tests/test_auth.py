@@ -41,26 +41,35 @@ def test_signed_out_sees_only_the_sign_in_screen():
 
 
 def test_signed_in_reviewer_is_the_identity_and_roles_apply(monkeypatch):
-    at = app({"is_logged_in": True, "email": "ann@example.org", "sub": "1"}, {"admins": ["Boss@example.org"]}).run()
+    at = app({"is_logged_in": True, "email": "ann@example.org", "email_verified": True, "sub": "1"},
+             {"admins": ["Boss@example.org"]}).run()
     assert not at.exception
     assert "Signed in as **ann\\@example\\.org** · reviewer" in text(at)
     assert "Sign out" in [b.label for b in at.sidebar.button]
 
     from dashboard import auth
 
+    iss = "https://id.example.org"
     with monkeypatch.context() as m:  # the module's answers for one signed-in user, without a page around them
         m.setattr(auth, "sign_in_on", lambda: True)
         for claims, admins, reviewers, expect in [
-            ({"email": "ann@x"}, "", "", ("ann@x", False, True)),
-            ({"sub": "42"}, "", "", ("42", False, True)),  # no email: the provider's subject
-            ({"email": "Boss@x"}, "boss@x", "ann@x", ("Boss@x", True, True)),  # admins may always review
-            ({"email": "eve@x"}, "boss@x", "ann@x, bob@x", ("eve@x", False, False)),
+            ({"email": "ann@x", "email_verified": True}, "", "", ("ann@x", False, True)),
+            ({"email": "ann@x", "email_verified": "true"}, "", "", ("ann@x", False, True)),  # a provider's string
+            ({"sub": "42", "iss": iss}, "", "", (f"{iss}#42", False, True)),  # no email: issuer and subject
+            ({"sub": "42"}, "", "", ("42", False, True)),
+            ({"email": "Boss@x", "email_verified": True}, "Boss@x", "ann@x", ("Boss@x", True, True)),  # admins review
+            ({"email": "Boss@x", "email_verified": True}, "boss@x", "", ("Boss@x", False, True)),  # compared exactly
+            # an unverified email is not the identity: the account is known by issuer and subject
+            ({"email": "boss@x", "email_verified": False, "sub": "7", "iss": iss}, "boss@x", "",
+             (f"{iss}#7", False, True)),
+            ({"email": "boss@x", "sub": "7", "iss": iss}, "boss@x", "", (f"{iss}#7", False, True)),  # no claim at all
+            ({"email": "eve@x", "email_verified": True}, "boss@x", "ann@x, bob@x", ("eve@x", False, False)),
         ]:
             m.setattr(auth.st, "user", {"is_logged_in": True, **claims})
             m.setattr(auth, "_secrets_section", lambda name: {})
             m.setenv("OGDASH_ADMINS", admins)
             m.setenv("OGDASH_REVIEWERS", reviewers)
-            assert (auth.identity(), auth.is_admin(), auth.may_review()) == expect
+            assert (auth.identity(), auth.is_admin(), auth.may_review()) == expect, claims
 
 
 def test_without_sign_in_the_sidebar_says_single_user():

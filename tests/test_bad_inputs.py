@@ -37,15 +37,18 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from dashboard.memo import stamp
 from dashboard.nav import ROOT
+from dashboard.schema import allowed_modules, link_json
 from dashboard.state import check_upload_size
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
-from ogdash.data import DataSpec, Splits, load_splits, resolve_under
+from ogdash.data import DataSpec, Splits, load_file, load_splits, resolve_under
 from ogdash.data.folders import load_cifar, load_cifar_n, load_image_folder, non_image_files
 from ogdash.detect.flags import budget_count
 from ogdash.models import ModelSpec
 from ogdash.models.train import check_fits, load_weights
+from ogdash.models.user import load_factory
 from ogdash.models.zoo import build_model, torchvision_model
 from ogdash.pipeline import ScanSettings, gradients, scan, train_model
 from ogdash.review import DecisionStore
@@ -170,7 +173,53 @@ def build_data_root(base: Path) -> Path:
     torch.save({"worse_label": Payload(base / PWNED)}, root / "cifar_n_code.pt")
 
     (root / "decisions_junk.sqlite").write_bytes(JUNK_STORE)
+    _issue_25_inputs(root, outside, base)
     return root
+
+
+def _hf(path: Path, **columns) -> Path:
+    import datasets
+
+    datasets.Dataset.from_dict(columns).save_to_disk(str(path))
+    return path
+
+
+def _issue_25_inputs(root: Path, outside: Path, base: Path) -> None:
+    """The inputs of the second security review (issue 25)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = root / "files"
+    n = 26_000_000  # 52 million values from a file of a few MB: over the default cap, from the footer alone
+    pq.write_table(pa.table({"f": np.zeros(n, np.int8), "label": np.tile(np.array([0, 1], np.int8), n // 2)}),
+                   f / "parquet_bomb.parquet")
+    f.joinpath("cr_only.csv").write_bytes(b"f1,label\r" + b"".join(b"%d,%d\r" % (i, i % 2) for i in range(600)))
+    cells = []
+    for i in range(4):
+        buf = io.BytesIO()
+        Image.new("L", (40, 40), 50 * i).save(buf, "PNG")
+        cells.append({"bytes": buf.getvalue(), "path": None})
+    pq.write_table(pa.table({"image": cells, "label": [0, 1, 0, 1]}), f / "images_table.parquet")
+    secret = _hf(outside / "hf_secret", f=[7.0] * 6, label=[0, 1] * 3)
+    escape = _hf(f / "hf_escape", f=[1.0] * 6, label=[0, 1] * 3)
+    state = json.loads((escape / "state.json").read_text())
+    state["_data_files"] = [{"filename": f"../../../outside/hf_secret/{next(secret.glob('*.arrow')).name}"}]
+    (escape / "state.json").write_text(json.dumps(state))
+    odd = _hf(f / "hf_dtype", f=[1.0] * 6, label=[0, 1] * 3)
+    info = json.loads((odd / "dataset_info.json").read_text())
+    info["features"]["f"] = {"dtype": "show_versions", "_type": "Value"}  # datasets would call pyarrow.show_versions()
+    (odd / "dataset_info.json").write_text(json.dumps(info))
+    batch = (b"(dp0\nS'data'\np1\ncnumpy\nndarray\np2\n((I2\nI3072\nttp3\nRp4\nsS'labels'\np5\n(lp6\ns.")
+    declared = root / "cifar_declared" / "cifar-10-batches-py"  # each batch declares an array, holds no data
+    declared.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (declared / name).write_bytes(batch)
+    (root / "examples").mkdir()  # a namespace package under the data root, as a link once could name
+    (root / "examples" / "pwn.py").write_text(f"open({str(base / PWNED)!r}, 'w').close()\ndef net():\n    pass\n")
+    f.joinpath("relabel_999.csv").write_text("dataset,sample_id,decision,new_label,reviewer,timestamp,note\n"
+                                             "x,0,keep,,ann,2020-01-01T00:00:00,\nx,1,relabel,999,ann,2020-01-01,\n")
+    looped = _image_folder(root / "images" / "looped")
+    os.symlink(looped, looped / "cat" / "again")  # a link back up: a walk that follows it never ends
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +299,37 @@ def load_model(at, name, arch=ARCH):
     return click(at, "Load model")
 
 
+def use_factory(at, arch, weights="ckpt/valid.pt"):
+    """The Data page's 'Your own network' form: a factory and its weights, loaded as they are."""
+    _find(at.selectbox, "Architecture").set_value("custom").run()
+    _find(at.text_input, "Factory (package.module:factory)").set_value(arch)
+    _find(at.text_input, "Weights file (.safetensors or .pt, under the data root)").set_value(weights)
+    return click(at, "Load model")
+
+
+def upload_file(at, root, name):
+    """Upload a file of the data root as the training set."""
+    at.file_uploader[0].set_value((Path(name).name, (root / name).read_bytes(), "application/octet-stream"))
+    at.run()
+    return click(at, "Use these files")
+
+
+def import_decisions_file(at, root, name):
+    """On the Review page (after training), import a decisions file through 'Import decisions (admins)'."""
+    train_then_review(at)
+    at.file_uploader(key="import_decisions").set_value((Path(name).name, (root / name).read_bytes(), "text/csv"))
+    at.run()
+    return click(at, "Import")
+
+
+def decide_as(at, name):
+    """On the Review page (after training), type a reviewer name and remove the first card."""
+    train_then_review(at)
+    _find(at.text_input, "Reviewer name").set_value(name).run()
+    next(b for b in at.button if b.key and b.key.startswith("remove_")).click().run()
+    return at
+
+
 def upload(at, name, size):
     """Upload a valid .npz of about ``size`` bytes as both the training and the test set."""
     buf = io.BytesIO()
@@ -283,8 +363,10 @@ class Case:
              (budgets: the page's slider cannot go out of range; cache entries).
     keeps:   what the page must still hold after the error: 'data' (the good files), 'model'
              (the model choice), or None.
-    page_env / page_query: environment variables and URL query parameters for the page test.
+    page_env / page_query: environment variables and URL query parameters for the page test (a query value
+             that is a string goes into the address as it is).
     also:    other tests that exercise the same input.
+    shows:   with ``needle`` None, what the page shows afterwards (the default data, or the input itself).
     """
 
     name: str
@@ -297,11 +379,13 @@ class Case:
     page_env: dict = field(default_factory=dict)
     page_query: dict | None = None
     also: str = ""
+    shows: str = "digits"  # what the page shows when it handles the input without an error
 
 
 B_FILES, B_DATA, B_SPLITS, B_BUDGET, B_SIZE = "bad files", "bad arrays", "bad splits", "bad budget", "too large"
 B_CKPT, B_PATH, B_UPLOAD, B_TRAIN, B_CACHE, B_STORE = ("bad checkpoint", "path escape", "upload", "training",
                                                        "cache", "decision store")
+B_CODE, B_LINK = "code a link names", "bad link"
 
 
 def _cache_entry_damaged(root, how):
@@ -381,8 +465,11 @@ CASES = [
                    also="test_data.py::test_bad_files_give_one_clear_error"),
     bad_train_file(".csv without the label column", "missing_label.csv", r"missing the 'label' column"),
     bad_train_file("X and y of different lengths", "length_mismatch.npz", r"40 rows but y has 39"),
-    bad_train_file("labels that are strings", "string_labels.csv", r"integer class indices.*found 'dog'"),
-    bad_train_file("labels that are floats", "float_labels.npz", r"integer class indices.*found 0\.5"),
+    # where the bad labels are, never what they are (issue 25, item 11): the file may hold anything
+    bad_train_file("labels that are strings", "string_labels.csv",
+                   r"integer class indices 0\.\.K-1; 40 of 40 are not \(the first at line 2\)"),
+    bad_train_file("labels that are floats", "float_labels.npz",
+                   r"integer class indices 0\.\.K-1; 1 of 40 are not \(the first at index 7\)"),
     bad_train_file("negative labels", "negative_labels.npz", r"non-negative.*found -1"),
     bad_train_file("labels out of range of the listed classes", "out_of_range.npz",
                    r"labels must be in 0\.\.1.*found 2"),
@@ -487,6 +574,58 @@ CASES = [
          cli=cli_args("files/huge_features.npz", "files/huge_test.npz"),
          page=lambda at: click(use_files(at, "files/huge_features.npz", "files/huge_test.npz"), "Train model"),
          keeps="model", also="test_models.py::test_training_that_diverges_says_so"),
+    # --- issue 25: what the second security review found (the probes themselves are in test_hardening.py)
+    bad_train_file("Parquet whose footer declares more values than the element limit", "parquet_bomb.parquet",
+                   r"26,000,000 rows and 2 columns would hold 52,000,000 values .*OGDASH_MAX_ELEMENTS",
+                   also="test_hardening.py::test_a_parquet_file_is_capped_from_its_footer"),
+    Case("Parquet upload whose footer declares more values than the element limit", B_UPLOAD,
+         lambda r: load_file(r / "files/parquet_bomb.parquet"), r"would hold 52,000,000 values",
+         page=lambda at: upload_file(at, Path(os.environ["OGDASH_DATA_ROOT"]), "files/parquet_bomb.parquet")),
+    Case("CSV with carriage returns only, beyond the element limit", B_SIZE,
+         _capped(lambda r: load_file(r / "files/cr_only.csv")), r"a table of 2 columns would hold 1,200 values",
+         page=lambda at: use_files(at, "files/cr_only.csv"), page_env={"OGDASH_MAX_ELEMENTS": "1000"},
+         also="test_hardening.py::test_a_csv_with_carriage_returns_only_is_counted"),
+    Case("table images whose headers exceed the element limit", B_SIZE,
+         _capped(lambda r: load_file(r / "files/images_table.parquet")), r"4 images of 1 channel\(s\) at 40x40",
+         page=lambda at: use_files(at, "files/images_table.parquet"), page_env={"OGDASH_MAX_ELEMENTS": "1000"},
+         also="test_hardening.py::test_images_in_a_table_are_capped_from_their_headers"),
+    Case("CIFAR batch declaring an array beyond the element limit", B_SIZE,
+         _capped(lambda r: load_cifar(r / "cifar_declared")), r"an array of shape \(2, 3072\) would hold 6,144",
+         page=lambda at: use_cifar(at, "cifar_declared"), page_env={"OGDASH_MAX_ELEMENTS": "1000"},
+         also="test_hardening.py::test_a_cifar_batch_is_capped_by_the_shape_its_pickle_declares"),
+    bad_train_file("dataset folder whose state.json names a data file outside it", "hf_escape",
+                   r"data file 1 of state\.json is not an \.arrow file inside the dataset folder",
+                   also="test_hardening.py::test_a_dataset_folder_cannot_name_data_files_outside_it"),
+    bad_train_file("dataset folder naming an unknown dtype", "hf_dtype", r"names an unknown dtype",
+                   also="test_hardening.py::test_a_dataset_folder_may_name_known_dtypes_only"),
+    Case("factory with an attribute chain after the colon (module:torch.os.abort)", B_CODE,
+         lambda r: load_factory("ogdash.examples.own_network:torch.os.abort", allowed=allowed_modules()),
+         r"is not a model factory",
+         cli=["scan", "--train", "good_train.npz", "--test", "good_test.npz", "--model", "custom", "--arch",
+              "ogdash.examples.own_network:torch.os.abort", "--weights", "ckpt/valid.pt", "--no-cache"],
+         page=lambda at: use_factory(at, "ogdash.examples.own_network:torch.os.abort"), page_query=IMAGE_LINK,
+         keeps="model", also="test_hardening.py::test_a_factory_is_one_plain_name_checked_before_anything_is_imported"),
+    Case("factory in a namespace package under the data root (examples/pwn.py)", B_CODE,
+         lambda r: load_factory("examples.pwn:net", allowed=(*allowed_modules(), "examples")),
+         r"namespace package", page=lambda at: use_factory(at, "examples.pwn:net"), page_query=IMAGE_LINK,
+         page_env={"OGDASH_MODEL_MODULES": "examples"}, keeps="model",
+         also="test_hardening.py::test_examples_come_from_the_install_never_from_the_current_folder"),
+    Case("link nested 3,000 levels deep", B_LINK, lambda r: link_json("[" * 3000), r"nest 3,000 levels deep",
+         page=lambda at: at, page_query={"data": "[" * 3000}, keeps=None,
+         also="test_hardening.py::test_a_deeply_nested_link_is_refused_before_parsing"),
+    Case("symlink loop inside an image folder: the folder loads, its stamp ends", B_PATH,
+         lambda r: stamp(r / "images/looped") and load_image_folder(r / "images/looped", 8), None,
+         page=lambda at: use_folder(at, "images/looped"), keeps=None, shows="looped",
+         also="test_hardening.py::test_a_symlink_loop_does_not_hang_a_folders_stamp"),
+    Case("imported relabel to a class the data lacks", B_STORE,
+         lambda r: DecisionStore(r.parent / "relabel.sqlite").import_(r / "files/relabel_999.csv", n_classes=2),
+         r"Row 2 of .*new_label 999 is not a class of this data \(0\.\.1\)",
+         page=lambda at: import_decisions_file(at, Path(os.environ["OGDASH_DATA_ROOT"]), "files/relabel_999.csv"),
+         keeps=None, also="test_hardening.py::test_an_import_relabel_beyond_the_classes_is_refused"),
+    Case("reviewer name with a control character (a carriage return)", B_STORE,
+         lambda r: DecisionStore(r.parent / "names.sqlite").record("x", 1, "keep", "ann\r=cmd|' /C calc'!A0"),
+         r"control character", page=lambda at: decide_as(at, "ann\r=cmd|' /C calc'!A0"), keeps=None,
+         also="test_hardening.py::test_reviewer_names_with_control_characters_are_refused"),
     # --- cache and decision store
     Case("truncated cache file: detected and recomputed", B_CACHE, lambda r: _cache_entry_damaged(r, "truncated"),
          None, also="test_cache.py::test_roundtrip_and_corruption_recompute"),
@@ -512,6 +651,13 @@ ISSUE_BULLETS = {
     "../": "with ../", "absolute path": "absolute path", "symlink": "symlink", "upload size": "upload over",
     "non-UTF-8 CSV": "non-UTF-8", "NaN loss": "loss becomes NaN", "corrupt cache": "corrupt cache file",
     "truncated cache": "truncated cache file",
+    # issue 25
+    "Parquet footer": "Parquet whose footer", "Parquet upload": "Parquet upload", "CR-only CSV": "carriage returns",
+    "image headers in a table": "table images", "CIFAR declared shape": "CIFAR batch declaring",
+    "dataset folder data files": "names a data file outside", "dataset folder dtype": "unknown dtype",
+    "factory attribute chain": "attribute chain", "namespace examples": "namespace package",
+    "link nesting": "nested 3,000", "symlink loop": "symlink loop", "relabel beyond classes": "class the data lacks",
+    "control characters in names": "control character",
 }
 
 
@@ -554,7 +700,8 @@ CLI_CASES = [c for c in CASES if c.cli is not None]
 
 
 def _cli_argv(case, root):
-    return [str(root / a) if a.endswith((".npz", ".csv")) else a for a in case.cli]
+    return [str(root / a) if a.endswith((".npz", ".csv", ".parquet", ".pt")) or a.startswith("files/") else a
+            for a in case.cli]
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=case_id)
@@ -607,11 +754,12 @@ def open_data_page(root, query=None):
     """The Data page of a fresh session: the good files active (or what a shared link says), an MLP chosen."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     if query is not None:
-        at.query_params.update({k: json.dumps(v) for k, v in query.items()})
+        at.query_params.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in query.items()})
     else:
         at.session_state["data_spec"] = good_files(root)
     at.session_state["model_config"] = dict(MODEL)
     at.run()
+    at.first_errors = [e.value for e in at.error]  # a link's problems are said once, on the first run
     at.switch_page("views/data.py").run()
     assert not at.exception, at.exception
     return at
@@ -641,10 +789,11 @@ def test_page(case, page_env, monkeypatch):
         if "non-image" in case.name:
             warnings = [one_line(seen(w.value)) for w in at.warning]
             assert any("notes.txt" in w and "not images" in w for w in warnings), warnings
-        else:  # the link's escaping path was ignored: the default data is shown
-            assert "digits" in shown(at)
+        else:  # the link's escaping path was ignored (the default data is shown), or the input loaded
+            assert case.shows in shown(at), shown(at)
     else:
-        errors = [one_line(seen(e.value)) for e in at.error]
+        errors = [one_line(seen(e)) for e in getattr(at, "first_errors", [])] + \
+                 [one_line(seen(e.value)) for e in at.error]
         assert any(re.search(case.needle, e) for e in errors), errors
 
     if case.keeps == "data":  # the data that was active before is still active and shown

@@ -352,6 +352,11 @@ BAD_LINKS = [
     # naming package.module:factory runs that code: a link may only name packages the operator allowed
     ({"model": {"kind": "custom", "arch": "os:abort", "weights": "small.pt"}}, r"arch: os is not an allowed package"),
     ({"model": {"kind": "custom", "arch": "resnet18", "weights": "small.pt"}}, r"arch: 'resnet18' is not package"),
+    # issue 25, item 1: an attribute chain after the colon reached os.abort through a module's imports
+    ({"model": {"kind": "custom", "arch": "examples.frozen_backbone:torch.os.abort", "weights": "small.pt"}},
+     r"arch: 'examples\.frozen_backbone:torch\.os\.abort' is not a model factory"),
+    ({"model": {"kind": "custom", "arch": "examples.pwn:net", "weights": "small.pt"}},
+     r"arch: examples\.pwn is not an allowed package"),
     ({"model": {"kind": "mlp", "hidden": [10**9]}}, r"hidden: 1000000000 is not a whole number from 1 to 4,096"),
     ({"model": {"kind": "mlp", "epochs": 10**12}}, r"epochs: 1000000000000 is not a whole number"),
 ]
@@ -717,3 +722,634 @@ def test_user_strings_are_escaped_on_every_page(app_env, monkeypatch):
     at.switch_page("views/review.py").run()
     assert list(scratch.iterdir()) == []  # reruns made no export or staging folder (downloads are built in memory)
 
+
+
+# ================================================================== issue 25: the second round of probes
+# Each test below is one probe of issue 25, run as it was found; the item number is in the test's docstring.
+
+def _fresh_modules(prefix: str):
+    """Forget modules named ``prefix`` or under it (a test's own packages), so one test's import does not serve
+    another's."""
+    import sys
+
+    for name in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
+        del sys.modules[name]
+
+
+def test_a_factory_is_one_plain_name_checked_before_anything_is_imported(monkeypatch):
+    """Item 1: 'examples.frozen_backbone:torch.os.abort' passed the allow-list (only the module was checked) and
+    killed the server; os.fork and os.setsid were reachable the same way."""
+    import importlib
+
+    from dashboard.schema import factory
+
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: imported.append(name) or real(name, *a))
+    for probe in ["examples.frozen_backbone:torch.os.abort", "ogdash.examples.own_network:torch.os.abort",
+                  "ogdash.examples.own_network:nn.functional.relu", "ogdash.examples.own_network:__class__",
+                  "ogdash.examples.own_network:_private", "ogdash.examples.__main__:main", "os:fork", "os:setsid",
+                  "ogdash.examples.own_network:"]:
+        with pytest.raises(ValueError) as err:
+            factory(probe)
+        assert "\n" not in str(err.value)
+    assert imported == []  # refused from the name (or the allow-list) alone: nothing was imported
+    assert factory("ogdash.examples.own_network:backbone") == "ogdash.examples.own_network:backbone"
+    with pytest.raises(ValueError, match="no callable 'nn'"):  # a module it imported is not a factory
+        factory("ogdash.examples.own_network:nn")
+
+
+def _package(root: Path, name: str, files: dict[str, str]) -> Path:
+    pkg = root / name
+    pkg.mkdir(parents=True)
+    for rel, text in {"__init__.py": "", **files}.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    return pkg
+
+
+def test_an_allowed_factory_must_live_in_the_allowed_package(tmp_path, monkeypatch):
+    """Item 1: the imported module's real file must lie inside the allowed package's real folder, and the factory
+    must be written there (a function the module imported from os is not a factory of that package)."""
+    from dashboard.schema import factory
+
+    marker = tmp_path / "ran"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef net():\n    return None\n")
+    pkg = _package(tmp_path / "site", "goodnets25", {
+        "nets.py": "from os import getcwd\nfrom torch import nn\n\ndef net():\n    return nn.Linear(2, 2)\n"})
+    os_link = pkg / "linked.py"
+    os_link.symlink_to(outside / "evil.py")  # a file in the package that is really elsewhere
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("OGDASH_MODEL_MODULES", "goodnets25")
+    try:
+        assert factory("goodnets25.nets:net") == "goodnets25.nets:net"
+        with pytest.raises(ValueError, match=r"defined outside the allowed packages \(in 'posix'\)"):
+            factory("goodnets25.nets:getcwd")
+        with pytest.raises(ValueError, match="goodnets25.linked does not lie inside the allowed package"):
+            factory("goodnets25.linked:net")
+        assert not marker.exists()  # the linked module was refused before it was imported
+    finally:
+        _fresh_modules("goodnets25")
+
+
+def test_examples_come_from_the_install_never_from_the_current_folder(tmp_path, monkeypatch):
+    """Item 2: 'examples' was a namespace package found from the current folder, always allowed, and the dashboard
+    put the current folder on sys.path: examples/pwn.py under the data root ran when a link named examples.pwn:net."""
+    import sys
+
+    import ogdash
+    from dashboard.nav import keep_cwd_off_path
+    from dashboard.schema import allowed_modules, factory
+    from ogdash.models.user import load_factory
+
+    root = tmp_path / "root"
+    (root / "examples").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (root / "examples" / "pwn.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef net():\n    pass\n")
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "path", [str(root), "", *sys.path])  # as `python -m streamlit` run from the data root
+    _fresh_modules("examples")
+    try:
+        assert "examples" not in allowed_modules() and "ogdash.examples" in allowed_modules()
+        with pytest.raises(ValueError, match=r"examples\.pwn is not an allowed package"):
+            factory("examples.pwn:net")
+        monkeypatch.setenv("OGDASH_MODEL_MODULES", "examples")  # even allowed by name, a namespace package is not
+        with pytest.raises(ValueError, match="is a namespace package"):
+            factory("examples.pwn:net")
+        assert not marker.exists()
+        # the shipped examples are a regular package inside the installed ogdash
+        load_factory("ogdash.examples.own_network:backbone", allowed=allowed_modules())
+        home = Path(ogdash.__file__).resolve().parent
+        assert Path(sys.modules["ogdash.examples.own_network"].__file__).resolve().parent == home / "examples"
+        # the dashboard takes the current folder off sys.path when it is not the app's own folder
+        keep_cwd_off_path()
+        assert str(root) not in sys.path and "" not in sys.path
+        before = list(sys.path)
+        load_factory("ogdash.examples.own_network:classifier")
+        assert sys.path == before  # the library never adds the current folder
+    finally:
+        _fresh_modules("examples")
+
+
+def test_the_cli_imports_your_code_from_the_current_folder(tmp_path, monkeypatch, capsys):
+    """Item 2: the CLI may put the current folder on sys.path for the person's own code, and says so in --help."""
+    import sys
+
+    import torch
+
+    from ogdash.cli.main import main
+    from ogdash.models.train import save_weights
+
+    (tmp_path / "mynet25.py").write_text("from torch import nn\n\ndef net():\n    return nn.Linear(2, 2)\n")
+    torch.manual_seed(0)
+    save_weights(torch.nn.Linear(2, 2), tmp_path / "w.safetensors")
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    np.savez(tmp_path / "train.npz", X=rng.normal(size=(40, 2)) + 2 * y[:, None], y=y)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        code = main(["scan", "--train", "train.npz", "--model", "custom", "--arch", "mynet25:net", "--weights",
+                     "w.safetensors", "--no-cache", "--json"])
+        assert code == 0, capsys.readouterr()
+        assert json.loads(capsys.readouterr().out)["n_train"] == 32
+    finally:
+        _fresh_modules("mynet25")
+    with pytest.raises(SystemExit):
+        main(["scan", "--help"])
+    assert "the current folder is importable" in capsys.readouterr().out
+
+
+def test_an_unverified_email_is_not_the_identity(monkeypatch):
+    """Item 3: with email_verified false, an account whose email was Boss@Example.org signed in as the admin
+    boss@example.org (identities compared case-insensitively)."""
+    from dashboard import auth
+
+    monkeypatch.setattr(auth, "sign_in_on", lambda: True)
+    monkeypatch.setattr(auth, "_secrets_section", lambda name: {})
+    monkeypatch.setenv("OGDASH_ADMINS", "boss@example.org")
+    monkeypatch.delenv("OGDASH_REVIEWERS", raising=False)
+    iss = "https://id.example.org"
+    for verified in (False, None, "false"):
+        claims = {"is_logged_in": True, "email": "Boss@Example.org", "sub": "eve-1", "iss": iss}
+        monkeypatch.setattr(auth.st, "user", claims if verified is None else {**claims, "email_verified": verified})
+        assert auth.identity() == f"{iss}#eve-1" and not auth.is_admin()
+        assert auth.unverified_email() == "Boss@Example.org"
+    monkeypatch.setattr(auth.st, "user", {"is_logged_in": True, "email": "Boss@Example.org", "email_verified": True,
+                                          "sub": "boss-1", "iss": iss})
+    assert auth.identity() == "Boss@Example.org" and not auth.is_admin()  # verified, but compared exactly
+    monkeypatch.setenv("OGDASH_ADMINS", "Boss@Example.org")
+    assert auth.is_admin()
+
+
+def _decisions_file(path, rows):
+    """A decisions export: rows of (sample_id, decision, new_label, reviewer, timestamp)."""
+    path.write_text("dataset,sample_id,decision,new_label,reviewer,timestamp,note\n" + "".join(
+        f"fp,{sid},{dec},{'' if new is None else new},{who},{stamp},\n" for sid, dec, new, who, stamp in rows))
+    return path
+
+
+def test_an_import_is_recorded_as_the_signed_in_importer(tmp_path):
+    """Item 3: an admin's import stored its rows under whatever reviewer names the file gave; it now records the
+    importer, and the file's names are kept in the notes."""
+    store = DecisionStore(tmp_path / "d.sqlite")
+    f = _decisions_file(tmp_path / "d.csv", [(1, "remove", None, "ann@example.org", "2020-01-01T00:00:00"),
+                                             (2, "keep", None, "boss@example.org", "2020-01-01T00:00:00")])
+    assert store.import_(f, importer="lead@example.org") == 2
+    rows = store.history("fp")
+    assert rows["reviewer"].tolist() == ["lead@example.org", "lead@example.org"]
+    assert rows["note"].tolist() == ["file's reviewer: ann@example.org", "file's reviewer: boss@example.org"]
+    assert store.import_(f, importer="lead@example.org") == 0  # the same file again adds nothing
+    with pytest.raises(OgdashError, match="control character"):
+        store.import_(f, importer="lead\r=1+1")
+
+
+def test_the_review_page_records_the_signed_in_admin_on_an_import(app_env, monkeypatch):
+    """Item 3, on the page: with sign-in on, the admin's import is stored under the admin's verified identity,
+    whatever reviewer the file names, and an unverified account with the admin's email sees no import at all."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+    from ogdash.data.folders import load_folder_splits
+
+    monkeypatch.setenv("OGDASH_ADMINS", "boss@example.org")
+    monkeypatch.delenv("OGDASH_REVIEWERS", raising=False)
+    auth = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "o",
+            "client_secret": "s", "server_metadata_url": "http://localhost:1/.well-known/x"}
+    iss = "https://id.example.org"
+
+    def review_as(claims):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+        at.secrets["auth"] = auth
+        at.user = {"is_logged_in": True, "iss": iss, **claims}
+        at.session_state["data_config"] = {"source": "imagefolder", "path": str(app_env / "imgs"), "size": 8,
+                                           "test_share": 0.25, "seed": 0}
+        at.session_state["model_config"] = {"kind": "cnn", "seed": 0, "epochs": 2}
+        at.run()
+        for page, label in (("views/data.py", "Train model"), ("views/gradient_space.py", "Extract gradients")):
+            at.switch_page(page).run()
+            button = next(b for b in at.button if b.label == label)
+            if not button.disabled:  # the second session finds the first one's model and gradients in the memo
+                button.click().run()
+        at.switch_page("views/review.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    impostor = review_as({"email": "boss@example.org", "email_verified": False, "sub": "eve-1"})
+    assert not any(e.label == "Import decisions (admins)" for e in impostor.expander)
+    boss = review_as({"email": "boss@example.org", "email_verified": True, "sub": "boss-1"})
+    f = _decisions_file(app_env / "d.csv", [(0, "remove", None, "eve@example.org", "2020-01-01T00:00:00")])
+    boss.file_uploader(key="import_decisions").set_value(("d.csv", f.read_bytes(), "text/csv")).run()
+    next(b for b in boss.button if b.label == "Import").click().run()
+    assert not boss.exception and not boss.error, [e.value for e in boss.error]
+    dataset = load_folder_splits(app_env / "imgs", 8, test_share=0.25, seed=0).train.fingerprint()
+    rows = DecisionStore(os.environ["OGDASH_DECISIONS"]).history(dataset)
+    assert rows[["reviewer", "note"]].values.tolist() == [["boss@example.org", "file's reviewer: eve@example.org"]]
+
+
+def test_a_label_studio_export_cannot_choose_who_decided(tmp_path):
+    """Item 3: a Label Studio export file's completed_by {"email": ...} chose the reviewer: any name, by editing
+    the file. Now an annotator is known by user id: --user ID=NAME or the server's list names it."""
+    from ogdash.labelstudio import annotator
+
+    claim = {"id": 3, "email": "boss@example.org", "username": "boss"}
+    assert annotator(claim, {}) == "label studio user 3"
+    assert annotator(claim, {3: "ann@example.org"}) == "ann@example.org"
+    assert annotator(3, {3: "ann@example.org"}) == "ann@example.org"
+
+
+def test_a_parquet_file_is_capped_from_its_footer(tmp_path, monkeypatch):
+    """Item 4: a 49 KB Parquet file became 6 M values (1.34 GB peak) under OGDASH_MAX_ELEMENTS=1000000."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "many.parquet"
+    n = 3_000_000
+    pq.write_table(pa.table({"f": np.zeros(n, np.int8), "label": (np.arange(n) % 2).astype(np.int8)}), path)
+    assert path.stat().st_size < 200_000
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "1000000")
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail("read before the footer was checked"))
+    with pytest.raises(OgdashError, match=r"3,000,000 rows and 2 columns would hold 6,000,000 values"):
+        load_file(path)
+
+
+def test_images_in_a_table_are_capped_from_their_headers(tmp_path, monkeypatch):
+    """Item 4: a 1 KB Parquet file of eight 2500x2500 PNGs became 50 M values."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image, ImageFile
+
+    cells = []
+    for i in range(8):
+        buf = io.BytesIO()
+        Image.new("L", (2500, 2500), 30 * i).save(buf, "PNG")
+        cells.append({"bytes": buf.getvalue(), "path": None})
+    path = tmp_path / "big_images.parquet"
+    pq.write_table(pa.table({"image": cells, "label": [i % 2 for i in range(8)]}), path)
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "1000000")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded before the cap was checked"))
+    with pytest.raises(OgdashError, match=r"8 images of 1 channel\(s\) at 2500x2500 would hold 50,000,000 values"):
+        load_file(path)
+
+
+def test_a_dataset_folder_is_capped_by_its_rows(tmp_path, monkeypatch):
+    """Item 4: a 3 M-row dataset folder loaded whatever the cap; its rows are counted from its Arrow files first."""
+    datasets = pytest.importorskip("datasets")
+    n = 600_000
+    datasets.Dataset.from_dict({"f": np.zeros(n, np.int8), "label": (np.arange(n) % 2).astype(np.int8)}
+                               ).save_to_disk(str(tmp_path / "rows"))
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "1000000")
+    monkeypatch.setattr(datasets, "load_from_disk", lambda *a, **k: pytest.fail("read before the cap was checked"))
+    with pytest.raises(OgdashError, match=r"600,000 rows and 2 columns would hold 1,200,000 values"):
+        load_file(tmp_path / "rows")
+
+
+def _declared_cifar(root: Path, rows: int = 10_000) -> Path:
+    """A CIFAR-10 folder whose ~100-byte batches each declare numpy.ndarray((rows, 3072)): memory from a shape."""
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    batch = (b"(dp0\nS'data'\np1\ncnumpy\nndarray\np2\n((I" + str(rows).encode() + b"\nI3072\nttp3\nRp4\n"
+             b"sS'labels'\np5\n(lp6\ns.")  # pickle protocol 0: {'data': numpy.ndarray((rows, 3072)), 'labels': []}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (base / name).write_bytes(batch)
+    return root
+
+
+def test_a_cifar_batch_is_capped_by_the_shape_its_pickle_declares(tmp_path, monkeypatch):
+    """Item 4: six ~20 KB CIFAR batches pickling ndarray((10000, 3072)) became 153 M values (1.7 GB)."""
+    from ogdash.data.folders import load_cifar
+
+    root = _declared_cifar(tmp_path)
+    assert (root / "cifar-10-batches-py" / "data_batch_1").stat().st_size < 200
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "1000000")
+    with pytest.raises(OgdashError, match=r"data_batch_1: an array of shape \(10000, 3072\) would hold 30,720,000"):
+        load_cifar(root)
+    monkeypatch.delenv("OGDASH_MAX_ELEMENTS")  # under the cap, a declared array without its data is no CIFAR batch
+    small = _declared_cifar(tmp_path / "small", rows=2)
+    with pytest.raises(OgdashError, match=r"'labels' is not one label per image"):
+        load_cifar(small)
+
+
+def test_a_csv_with_carriage_returns_only_is_counted(tmp_path, monkeypatch):
+    """Item 4: the line count knew only \\n, so a CSV ending its lines with \\r alone passed the cap (1.2 M values
+    under a 1 M cap)."""
+    from ogdash.data.limits import count_lines
+
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"f,label\r" + b"".join(b"%d,%d\r" % (i, i % 2) for i in range(600)))
+    assert count_lines(path) == 601
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes(b"a\r\nb\rc\nd")
+    assert count_lines(mixed) == 3 and count_lines(mixed, block=2) == 3  # \r\n across a block boundary: one
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "1000")
+    _refuse_to_parse(monkeypatch)
+    with pytest.raises(OgdashError, match=r"a table of 2 columns would hold 1,200 values"):
+        load_file(path)
+
+
+def _upload_app(manager, runtime):
+    """Streamlit's own upload route (the server's code), on a test client."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+    from streamlit.web.server.starlette.starlette_routes import create_upload_routes
+
+    return TestClient(Starlette(routes=create_upload_routes(runtime, manager, None)))
+
+
+def test_signed_out_sessions_cannot_upload_and_each_session_is_capped(monkeypatch):
+    """Item 5: a signed-out visitor's session took 6 x 25 MB PUTs to /_stcore/upload_file (+150 MB)."""
+    from streamlit import config
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+
+    from dashboard import upload_guard
+
+    manager = MemoryUploadedFileManager("/_stcore/upload_file")
+    upload_guard.guard(manager)
+    upload_guard.guard(manager)  # once is enough: a second call does not wrap it again
+
+    class Runtime:
+        def is_active_session(self, session_id):
+            return session_id in ("signed_out", "signed_in", "never_ran")
+
+    monkeypatch.setitem(upload_guard._MAY_UPLOAD, "signed_out", False)
+    monkeypatch.setitem(upload_guard._MAY_UPLOAD, "signed_in", True)
+    monkeypatch.setenv("OGDASH_MAX_SESSION_UPLOAD_MB", "1")
+    before = config.get_option("server.enableXsrfProtection")
+    config.set_option("server.enableXsrfProtection", False)  # the browser's token is not what is tested here
+    try:
+        client = _upload_app(manager, Runtime())
+        put = lambda sid, fid, size: client.put(f"/_stcore/upload_file/{sid}/{fid}",  # noqa: E731
+                                                files={"file": ("x.npz", b"\0" * size)}).status_code
+        assert put("signed_out", "a", 1000) == 403
+        assert put("never_ran", "a", 1000) == 403  # a websocket opened by hand that never ran the app
+        assert put("signed_in", "a", 600_000) == 204
+        assert put("signed_in", "a", 700_000) == 204  # the same file id replaced: its old bytes do not count
+        assert put("signed_in", "b", 600_000) == 413  # 0.7 + 0.6 MB over the session's 1 MB
+        assert manager.file_storage.get("signed_out") is None
+        assert sum(len(f.data) for f in manager.file_storage["signed_in"].values()) == 700_000
+    finally:
+        config.set_option("server.enableXsrfProtection", before)
+
+
+def test_each_run_notes_whether_its_session_may_upload(tmp_path, monkeypatch):
+    """Item 5: app.py tells the guard, on every run, whether its session is signed in (with sign-in on)."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import upload_guard
+    from dashboard.nav import ROOT
+
+    st.cache_resource.clear()
+    monkeypatch.setenv("OGDASH_DATA_ROOT", str(tmp_path))
+    auth = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "o",
+            "client_secret": "s", "server_metadata_url": "http://localhost:1/.well-known/x"}
+    noted = []
+    monkeypatch.setattr(upload_guard, "_MAY_UPLOAD", type("Notes", (dict,), {
+        "__setitem__": lambda self, k, v: noted.append(v) or dict.__setitem__(self, k, v)})())
+    for user, expect in (({"is_logged_in": False}, False), ({"is_logged_in": True, "email": "a@x",
+                                                              "email_verified": True}, True)):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+        at.secrets["auth"] = auth
+        at.user = user
+        at.run()
+        assert not at.exception and noted[-1] is expect
+
+
+def test_a_symlink_loop_does_not_hang_a_folders_stamp(tmp_path):
+    """Item 6: file_stamp walked with followlinks=True: a link to a folder above it went round forever (438 k
+    folders in 10 s, never returned), on every request naming that folder."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.png").write_bytes(b"x")
+    for name in ("up", "again"):  # two links back up: every level of the walk doubles, it never ends
+        (tmp_path / "a" / "b" / name).symlink_to(tmp_path / "a")
+    code = ("import sys; from dashboard.memo import stamp; from ogdash.core.cache import file_stamp;"
+            "print(stamp(sys.argv[1]) == file_stamp(sys.argv[1]) is not None)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=20,
+                         cwd=Path(__file__).resolve().parents[1])  # a hang is a TimeoutExpired: the test fails
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+
+
+def test_a_folders_stamp_is_bounded(tmp_path, monkeypatch):
+    """Item 6: the walk stops after MAX_STAMP_ENTRIES files and folders, and says so in the stamp."""
+    from ogdash.core import cache
+
+    for i in range(30):
+        (tmp_path / f"{i}.txt").write_text("x")
+    monkeypatch.setattr(cache, "MAX_STAMP_ENTRIES", 10)
+    stamp = cache.file_stamp(tmp_path)
+    assert stamp[-1] == "first 10 entries"
+    (tmp_path / "0.txt").write_text("changed")  # a change among the files it listed is still seen
+    assert cache.file_stamp(tmp_path) != stamp
+
+
+def test_an_import_relabel_beyond_the_classes_is_refused(tmp_path):
+    """Item 7: an imported relabel to "999" (10 classes) or 10**18 was stored, then broke the Review page with an
+    IndexError box and took the export section with it."""
+    store = DecisionStore(tmp_path / "d.sqlite")
+    for target in (999, 10**18, 10):
+        f = _decisions_file(tmp_path / "d.csv", [(1, "keep", None, "ann", "2020-01-01T00:00:00"),
+                                                 (2, "relabel", target, "ann", "2020-01-01T00:00:00")])
+        with pytest.raises(OgdashError, match=rf"Row 2 of d.csv: new_label {target} is not a class of this data "
+                                              r"\(0\.\.9\)"):
+            store.import_(f, n_classes=10)
+    assert store.history("fp").empty  # refused whole
+    assert store.import_(_decisions_file(tmp_path / "ok.csv", [(2, "relabel", 9, "ann", "2020-01-01")]),
+                         n_classes=10) == 1
+    with pytest.raises(OgdashError, match="not a class of this data"):
+        store.record("fp", 3, "relabel", "ann", new_label=10, n_classes=10)
+
+
+def test_a_card_with_a_bad_stored_label_says_so(app_env):
+    """Item 7: a decision stored before imports were checked (a relabel to class 999 of 2) shows as bad on its card;
+    the page and its export section stay."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.nav import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["data_config"] = {"source": "imagefolder", "path": str(app_env / "imgs"), "size": 8,
+                                       "test_share": 0.25, "seed": 0}
+    at.session_state["model_config"] = {"kind": "cnn", "seed": 0, "epochs": 2}
+    at.run()
+    at.switch_page("views/data.py").run()
+    next(b for b in at.button if b.label == "Train model").click().run()
+    at.switch_page("views/gradient_space.py").run()
+    next(b for b in at.button if b.label == "Extract gradients").click().run()
+    at.switch_page("views/review.py").run()
+    sid = int(next(b for b in at.button if b.key and b.key.startswith("remove_")).key.split("_")[1])
+    from ogdash.data.folders import load_folder_splits
+
+    dataset = load_folder_splits(app_env / "imgs", 8, test_share=0.25, seed=0).train.fingerprint()  # as the page's
+    DecisionStore(os.environ["OGDASH_DECISIONS"]).record(dataset, sid, "relabel", "old import", new_label=999)
+    at.switch_page("views/review.py").run()
+    assert not at.exception, at.exception
+    assert any("not a class of this data" in m.value and "999" in m.value for m in at.markdown)
+    assert any(s.value == "Export" for s in at.subheader)
+    assert [b.label for b in at.get("download_button")][:3] == ["Decisions (.csv)", "Decisions (.json)",
+                                                                "Folder changes (.csv)"]
+
+
+def test_the_csv_guard_covers_every_line_of_every_text_cell():
+    """Item 8: a carriage return or newline inside a cell bypassed the formula guard (a reviewer name
+    "ann\\r=cmd|' /C calc'!A0" from the URL's reviewer=); every text cell is now quoted, and every line checked."""
+    import pandas as pd
+
+    from ogdash.exports import csv_bytes
+
+    frame = pd.DataFrame({"reviewer": ["ann\r=cmd|' /C calc'!A0", "bob\n+1", "eve\r\n@SUM(1)", "\t=1", "ok",
+                                       "＝1"], "sample_id": [1, 2, 3, 4, 5, 6]})
+    import io
+
+    text = csv_bytes(frame).decode()
+    rows = list(csv.reader(io.StringIO(text, newline="")))  # quoted line breaks come back inside their cell
+    cells = [r[0] for r in rows[1:]]
+    assert cells == ["ann\r'=cmd|' /C calc'!A0", "bob\n'+1", "eve\r\n'@SUM(1)", "'\t=1", "ok", "'＝1"]
+    for cell in cells:
+        for line in re.split(r"\r\n|\r|\n", cell):
+            assert not re.match(r"[=+\-@\t＝＋－＠]", line), cell
+    assert text.startswith('"reviewer","sample_id"')  # the header row is quoted too
+    assert re.search(r'^"ok",5$', text, re.M)  # text quoted, numbers as they are
+
+
+def test_reviewer_names_with_control_characters_are_refused(tmp_path):
+    """Item 8: the reviewer name came from the URL's reviewer= unchecked; a control character is refused by the
+    store and the address falls back to no name."""
+    from dashboard.state import _view_fields
+
+    store = DecisionStore(tmp_path / "d.sqlite")
+    for name in ("ann\r=cmd|' /C calc'!A0", "ann\n", "a\tb", "a\x00b", "a\u202eb", "a\u2028b"):
+        with pytest.raises(OgdashError, match="control character"):
+            store.record("fp", 1, "keep", name)
+    assert store.history("fp").empty
+    parse = _view_fields()["reviewer"][1]
+    assert parse("  ann  ") == "ann"
+    with pytest.raises(ValueError):
+        parse("ann\r=cmd|' /C calc'!A0")
+
+
+def _hf_folder(path: Path, n: int = 6) -> Path:
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"f": list(range(n)), "label": [i % 2 for i in range(n)]}).save_to_disk(str(path))
+    return path
+
+
+def test_a_dataset_folder_cannot_name_data_files_outside_it(tmp_path, monkeypatch):
+    """Item 9: state.json's _data_files named ../ paths, and values were read from an Arrow file outside the data
+    root; every data file must now lie inside the dataset's folder."""
+    import datasets
+
+    secret = _hf_folder(tmp_path / "outside" / "secret", 6)
+    folder = _hf_folder(tmp_path / "root" / "ds", 6)
+    state = json.loads((folder / "state.json").read_text())
+    target = next(secret.glob("*.arrow"))
+    for name in (f"../../outside/secret/{target.name}", str(target)):
+        state["_data_files"] = [{"filename": name}]
+        (folder / "state.json").write_text(json.dumps(state))
+        monkeypatch.setattr(datasets, "load_from_disk", lambda *a, **k: pytest.fail("read before it was checked"))
+        with pytest.raises(OgdashError, match="data file 1 of state.json is not an .arrow file inside the dataset "
+                                              "folder"):
+            load_file(folder)
+    (folder / "link.arrow").symlink_to(target)  # a link inside that leads out
+    state["_data_files"] = [{"filename": "link.arrow"}]
+    (folder / "state.json").write_text(json.dumps(state))
+    with pytest.raises(OgdashError, match="not an .arrow file inside"):
+        load_file(folder)
+
+
+def test_a_dataset_folder_may_name_known_dtypes_only(tmp_path, monkeypatch):
+    """Item 9: Value(dtype=NAME) in dataset_info.json called pyarrow.NAME(), whatever NAME was."""
+    import pyarrow as pa
+
+    folder = _hf_folder(tmp_path / "ds")
+    info = json.loads((folder / "dataset_info.json").read_text())
+    called = []
+    monkeypatch.setattr(pa, "show_versions", lambda *a: called.append(1), raising=False)
+    for dtype in ("show_versions", "jemalloc_memory_pool", "__class__"):
+        info["features"]["f"] = {"dtype": dtype, "_type": "Value"}
+        (folder / "dataset_info.json").write_text(json.dumps(info))
+        with pytest.raises(OgdashError, match="names an unknown dtype"):
+            load_file(folder)
+    assert called == []
+    info["features"]["label"] = {"names_file": "/etc/passwd", "_type": "ClassLabel"}
+    info["features"]["f"] = {"dtype": "int64", "_type": "Value"}
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    with pytest.raises(OgdashError, match="ClassLabel names a file"):
+        load_file(folder)
+    info["features"]["label"] = {"dtype": "int64", "_type": "Value"}
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    assert load_file(folder).n == 6  # a well-formed folder still loads
+
+
+def test_a_deeply_nested_link_is_refused_before_parsing(app_env):
+    """Item 10: a link holding 3,000 nested [ raised RecursionError on every run of that session."""
+    from dashboard.schema import link_json
+
+    with pytest.raises(OgdashError, match="they nest 3,000 levels deep, over 8"):
+        link_json("[" * 3000)
+    with pytest.raises(OgdashError, match="over 4,000"):
+        link_json("[" + "1," * 3000 + "1]")
+    assert link_json('{"a": "[[[[[[[[[[", "b": [1, {"c": "\\\\\\""}]}') == {"a": "[[[[[[[[[[", "b": [1, {"c": '\\"'}]}
+    at, errors = open_link({"data": "[" * 3000, "model": "{" * 3000})
+    assert len(errors) == 2 and all("levels deep" in e for e in errors), errors
+    for page in ANALYSIS_PAGES:  # every page of that session opens
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+
+
+def test_csv_errors_name_positions_never_contents(tmp_path):
+    """Item 11: a non-integer label and the names of non-numeric columns were echoed in the error; a file that is
+    not what it should be may hold anything, so the message says where, not what."""
+    path = tmp_path / "leak.csv"
+    path.write_text(f"f1,label\n1,0\n2,{SECRET}\n3,1\n")
+    with pytest.raises(OgdashError) as err:
+        load_file(path)
+    assert "AKIA" not in str(err.value) and "1 of 3 are not (the first at line 3)" in str(err.value)
+    path.write_text(f"f1,{SECRET},label\n1,a,0\n2,b,1\n")
+    with pytest.raises(OgdashError) as err:
+        load_file(path)
+    assert "AKIA" not in str(err.value) and "1 are not (column 2, counting from 1)" in str(err.value)
+
+
+def test_an_import_dated_ahead_does_not_outrank_a_later_decision(tmp_path):
+    """Item 11: an import dated up to 5 minutes ahead (within the clock skew allowed) outranked a decision made
+    after it. Decisions now rank by when the store received them; the claimed time is kept as data."""
+    from datetime import datetime, timedelta, timezone
+
+    store = DecisionStore(tmp_path / "d.sqlite")
+    ahead = (datetime.now(timezone.utc) + timedelta(minutes=4)).isoformat(timespec="microseconds")
+    assert store.import_(_decisions_file(tmp_path / "ahead.csv", [(1, "remove", None, "eve", ahead)])) == 1
+    store.record("fp", 1, "keep", "ann")  # decided after the import was received
+    assert store.current("fp")[["decision", "reviewer"]].values.tolist() == [["keep", "ann"]]
+    assert ahead in store.history("fp")["timestamp"].tolist()  # the claimed time is kept
+    assert store.history("fp")["reviewer"].tolist() == ["eve", "ann"]  # and history is in ranking order
+    # an old import still never outranks the decisions made before it arrived
+    store.import_(_decisions_file(tmp_path / "old.csv", [(1, "relabel", 0, "bob", "2020-01-01T00:00:00")]))
+    assert store.current("fp")["decision"].tolist() == ["keep"]
+
+
+def test_a_store_from_before_received_times_still_opens(tmp_path):
+    """Item 11: a decision store written before the ``received`` column gets it; its old rows rank by their time."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:
+        con.executescript("""CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL,
+            sample_id INTEGER NOT NULL, decision TEXT NOT NULL, new_label INTEGER, reviewer TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '', timestamp TEXT NOT NULL);
+            INSERT INTO decisions (dataset, sample_id, decision, reviewer, timestamp)
+            VALUES ('fp', 1, 'remove', 'ann', '2020-01-01T00:00:00.000000+00:00');""")
+    store = DecisionStore(path)
+    assert store.current("fp")["decision"].tolist() == ["remove"]
+    store.record("fp", 1, "keep", "bob")
+    assert store.current("fp")["decision"].tolist() == ["keep"]

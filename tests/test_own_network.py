@@ -89,16 +89,16 @@ def test_torchvision_network_scanned_as_it_is_and_retrained_from_its_weights(you
 
 
 def test_frozen_backbone_head_trained_on_cached_features(tmp_path, monkeypatch):
-    """examples.own_network:backbone has no linear layer: ogdash puts a head on it, trains it on the backbone's
+    """ogdash.examples.own_network:backbone has no linear layer: ogdash puts a head on it, trains it on the backbone's
     features, and computes those features once per data set (retrains reuse them)."""
-    from examples.own_network import backbone
+    from ogdash.examples.own_network import backbone
     from ogdash.models import user
 
     torch.manual_seed(0)
     path = tmp_path / "backbone.safetensors"
     save_weights(backbone(), path)
     splits = splits_of(channels=1, side=28, classes=3)
-    spec = ModelSpec("custom", arch="examples.own_network:backbone", weights=str(path), new_head=True)
+    spec = ModelSpec("custom", arch="ogdash.examples.own_network:backbone", weights=str(path), new_head=True)
     cache = DiskCache(tmp_path / "cache")
     res = scan(splits, spec, ScanSettings(budget=0.1), cache)
     assert res.grads.acts.shape == (60, 128)  # the head's inputs: the backbone's 128 features
@@ -121,7 +121,7 @@ def test_factory_errors_are_one_line(tmp_path):
     with pytest.raises(OgdashError, match="cannot import 'no_such_module'"):
         build_model(ModelSpec("custom", arch="no_such_module:net"), (3,), 2)
     with pytest.raises(OgdashError, match="has no callable 'nope'"):
-        build_model(ModelSpec("custom", arch="examples.own_network:nope"), (3,), 2)
+        build_model(ModelSpec("custom", arch="ogdash.examples.own_network:nope"), (3,), 2)
     with pytest.raises(OgdashError, match="needs its architecture"):
         ModelSpec("torchvision")
 
@@ -188,7 +188,7 @@ def test_pages_scan_and_retrain_your_torchvision_network(yours, tmp_path, monkey
 def test_page_trains_a_new_head_on_your_backbone(tmp_path, monkeypatch):
     """Your own network (a factory in an allowed package) as a frozen backbone: the Data page trains a new head; a
     factory outside the allowed packages is refused in one line and the previous model stays."""
-    from examples.own_network import backbone
+    from ogdash.examples.own_network import backbone
 
     torch.manual_seed(0)
     save_weights(backbone(), tmp_path / "backbone.safetensors")
@@ -199,7 +199,7 @@ def test_page_trains_a_new_head_on_your_backbone(tmp_path, monkeypatch):
     next(w for w in at.text_input if w.label.startswith("Factory")).set_value("os:getcwd")
     next(b for b in at.button if b.label == "Train model").click().run()
     assert len(at.error) == 1 and "os is not an allowed package" in at.error[0].value and not at.exception
-    next(w for w in at.text_input if w.label.startswith("Factory")).set_value("examples.own_network:backbone")
+    next(w for w in at.text_input if w.label.startswith("Factory")).set_value("ogdash.examples.own_network:backbone")
     next(b for b in at.button if b.label == "Train model").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.session_state["model_config"]["new_head"] is True

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lower layers never import higher ones (lazy imports inside functions included).
 LAYERS = {
     "ogdash.core": 0,
-    "ogdash.data": 1, "ogdash.models": 1,
+    "ogdash.data": 1, "ogdash.models": 1, "ogdash.examples": 1,
     "ogdash.engine": 2,
     "ogdash.influence": 3, "ogdash.detect": 4,
     "ogdash.pipeline": 5, "ogdash.retrain": 5, "ogdash.distributed": 5, "ogdash.review": 5, "ogdash.exports": 5,

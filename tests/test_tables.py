@@ -135,8 +135,8 @@ def test_splits_of_one_dataset_and_a_class_mismatch(root, tmp_path):
 
 BAD = [  # (path under the root, what the one-line message says)
     ("bad/no_label.parquet", r"missing the 'label' column"),
-    ("bad/string_labels.parquet", r"must be integer class indices.*found 'cat'"),
-    ("bad/hf_strings", r"must be integer class indices.*found 'cat'"),
+    ("bad/string_labels.parquet", r"must be integer class indices 0..K-1; 3 of 3 are not \(the first at row 0\)"),
+    ("bad/hf_strings", r"must be integer class indices.*are not \(the first at row 0\)"),
     ("bad/text_feature.parquet", r"feature columns must be numeric; \['name'\]"),
     ("bad/garbage.parquet", r"is not a readable Parquet file"),
     ("bad/missing_image", r"row 1: the image is missing"),

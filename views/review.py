@@ -50,11 +50,11 @@ def saved(write) -> None:
 
 
 def decide(sample_id, decision, new_label=None):
-    saved(lambda: store.record(dataset, sample_id, decision, me, new_label=new_label))
+    saved(lambda: store.record(dataset, sample_id, decision, me, new_label=new_label, n_classes=train.n_classes))
 
 
 def decide_many(records):
-    saved(lambda: store.record_many(dataset, records, me))
+    saved(lambda: store.record_many(dataset, records, me, n_classes=train.n_classes))
 
 
 @st.fragment
@@ -122,7 +122,7 @@ def gallery():
     st.divider()
     decision_counts(current, train, conflicts)
     exports(store, dataset, train, current, data_spec(), flags, scores, suggest, v["detector"], conflicts)
-    import_decisions(store, dataset)
+    import_decisions(store, dataset, train.n_classes)
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
 

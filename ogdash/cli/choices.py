@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from ogdash.cli.args import fraction, hidden_widths, positive_int
 from ogdash.core.errors import OgdashError
@@ -34,7 +36,8 @@ def add_model_arguments(p: argparse.ArgumentParser, weights_help: str) -> None:
     p.add_argument("--epochs", type=int, help="training epochs (default: a budget that depends on the model and the "
                                               "data's size)")
     p.add_argument("--arch", help="your network: a torchvision architecture (resnet18) or package.module:factory, "
-                                  "where factory() returns your nn.Module (the current folder is importable)")
+                                  "where factory() returns your nn.Module; the current folder is importable "
+                                  "(put on sys.path for your own code, as uvicorn does)")
     p.add_argument("--weights", help=weights_help)
     p.add_argument("--new-head", action="store_true",
                    help="your network is a frozen backbone: train a new last layer for these classes on its "
@@ -66,5 +69,7 @@ def model_choice(args, tune: str = "last", zoo_weights: bool = False) -> ModelSp
     if (args.model == "custom") != is_factory(args.arch):
         raise OgdashError("--model custom takes --arch package.module:factory; --model torchvision takes an "
                           "architecture name like resnet18.")
+    if args.model == "custom" and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # your own code, from the folder you run in (the dashboard never does this)
     return ModelSpec(args.model, epochs=args.epochs, arch=args.arch, weights=args.weights, tune=tune,
                      new_head=args.new_head)

@@ -45,12 +45,18 @@ def _sha256(path: Path) -> str:
 
 # ---------------------------------------------------------------- what a file is, cheaply and exactly
 
+MAX_STAMP_ENTRIES = 100_000  # files and folders a folder's stamp lists at most (/ linked in stops here)
+
+
 def file_stamp(path) -> tuple | None:
     """What changes when a file changes, without reading it: (size, mtime_ns, ctime_ns, inode).
 
     A folder's stamp is a hash over the relative path and stamp of every file below it
-    (symlinks followed, as the loaders follow them); a missing path gives None. Memo keys
-    that name a file carry its stamp, so a rewritten file is never served from a memo.
+    (symlinks followed, as the loaders follow them, but each folder visited once by its
+    device and inode, so a link to a folder above it ends instead of looping; at most
+    ``MAX_STAMP_ENTRIES`` files and folders, then the stamp says it stopped there); a missing path gives
+    None. Memo keys that name a file carry its stamp, so a rewritten file is never served
+    from a memo.
     """
     path = Path(path)
     try:
@@ -60,9 +66,24 @@ def file_stamp(path) -> tuple | None:
     if not path.is_dir():
         return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     h = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(path, followlinks=True)):
+    seen, count = set(), 0
+    for folder, dirs, files in os.walk(path, followlinks=True):
+        try:
+            here = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (here.st_dev, here.st_ino) in seen:  # reached again through a link: a loop, or a second way in
+            dirs[:] = []
+            continue
+        if count + len(seen) >= MAX_STAMP_ENTRIES:
+            return (st.st_mtime_ns, h.hexdigest()[:24], f"first {MAX_STAMP_ENTRIES:,} entries")
+        seen.add((here.st_dev, here.st_ino))
         dirs.sort()
         for name in sorted(files):
+            count += 1
+            if count + len(seen) > MAX_STAMP_ENTRIES:
+                return (st.st_mtime_ns, h.hexdigest()[:24], f"first {MAX_STAMP_ENTRIES:,} entries")
             f = Path(folder) / name
             h.update(f"{f.relative_to(path)}\0{file_stamp(f)}\0".encode())
     return (st.st_mtime_ns, h.hexdigest()[:24])

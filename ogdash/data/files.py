@@ -27,8 +27,11 @@ from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
 from ogdash.data.limits import check_csv, check_npz
 
 
-def _labels(arr, what: str, path) -> np.ndarray:
+def _labels(arr, what: str, path, at=None) -> np.ndarray:
+    """One integer class index per row; a refusal says how many rows are wrong and where the first is (``at(i)``:
+    "line 7", "row 3"), never what they hold: a file that is not what it should be may hold anything."""
     arr = np.asarray(arr)
+    at = at or (lambda i: f"index {i}")
     if arr.ndim != 1:
         raise OgdashError(f"{path}: {what} must be one label per row (1-D); got shape {arr.shape}; "
                           "give one integer label per sample.")
@@ -37,21 +40,25 @@ def _labels(arr, what: str, path) -> np.ndarray:
     elif arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
         out = arr.astype(np.int64)  # whole numbers written as floats (1.0) are fine
     else:
-        raise OgdashError(f"{path}: {what} must be integer class indices 0..K-1; found {_first_non_integer(arr)!r}; "
-                          "map class names or other values to integers 0..K-1 first.")
+        bad = _non_integers(arr)
+        raise OgdashError(f"{path}: {what} must be integer class indices 0..K-1; {len(bad):,} of {len(arr):,} are "
+                          f"not (the first at {at(int(bad[0]))}); map class names or other values to integers "
+                          "0..K-1 first.")
     if len(out) and out.min() < 0:
-        raise OgdashError(f"{path}: {what} must be non-negative class indices; found {out.min()}; "
-                          "map the labels to integers 0..K-1.")
+        raise OgdashError(f"{path}: {what} must be non-negative class indices; found {out.min()} (at "
+                          f"{at(int(np.argmin(out)))}); map the labels to integers 0..K-1.")
     return out
 
 
-def _first_non_integer(arr: np.ndarray):
-    """The first label that is not a whole number, as a plain Python value (for the message)."""
-    for v in arr.ravel():
+def _non_integers(arr: np.ndarray) -> np.ndarray:
+    """Positions of the labels that are not whole numbers."""
+    def whole(v) -> bool:
         v = v.item() if isinstance(v, np.generic) else v
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v != round(v):
-            return v
-    return arr.ravel()[0].item() if arr.size else None
+        if isinstance(v, str):  # a column with one word in it is read as text: its numbers are still numbers
+            return v.strip().lstrip("+-").isdigit()
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(v)) and v == round(v)
+    bad = np.flatnonzero([not whole(v) for v in arr.ravel()])
+    return bad if len(bad) else np.arange(min(1, arr.size))
 
 
 def _features(X, path) -> np.ndarray:
@@ -106,9 +113,11 @@ def _read_csv(path: Path):
     feats = [c for c in df.columns if c not in ("label", "true_label", "id")]
     if not feats:
         raise OgdashError(f"{path}: has no feature columns besides 'label'; add numeric feature columns.")
-    bad = [c for c in feats if df[c].dtype.kind not in "iufb"]
-    if bad:
-        raise OgdashError(f"{path}: feature columns must be numeric; {bad[:3]} are not, so encode or drop them.")
+    bad = [i + 1 for i, c in enumerate(df.columns) if c in feats and df[c].dtype.kind not in "iufb"]
+    if bad:  # positions, not the header's names: a file that is not a CSV of features may hold anything there
+        where = ", ".join(map(str, bad[:5])) + (", …" if len(bad) > 5 else "")
+        raise OgdashError(f"{path}: feature columns must be numeric; {len(bad):,} are not (column"
+                          f"{'s' if len(bad) > 1 else ''} {where}, counting from 1), so encode or drop them.")
     y_true = df["true_label"].to_numpy() if "true_label" in df.columns else None
     lines = np.arange(len(df)) + 2  # a spreadsheet's row numbers: the header is line 1
     ids = None
@@ -144,8 +153,8 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
     else:
         raise OgdashError(f"{path}: unsupported file type {suffix!r}; use .npz, .csv, .parquet or a dataset folder.")
     X = _features(X, path)
-    y = _labels(y, "labels", path)
-    y_true = None if y_true is None else _labels(y_true, "true labels", path)
+    y = _labels(y, "labels", path, sources.__getitem__)
+    y_true = None if y_true is None else _labels(y_true, "true labels", path, sources.__getitem__)
     if len(X) != len(y):
         raise OgdashError(f"{path}: X has {len(X)} rows but y has {len(y)}; give exactly one label per row of X.")
     if len(y) == 0:

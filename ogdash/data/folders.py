@@ -155,7 +155,11 @@ def non_image_files(root) -> list[Path]:
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, bytes, numbers and numpy arrays; refuses every other global."""
+    """Unpickles dicts, lists, bytes, numbers and numpy arrays; refuses every other global.
+
+    An array's shape is checked against ``OGDASH_MAX_ELEMENTS`` when the pickle declares it, before
+    numpy allocates: ``numpy.ndarray((10000, 3072))`` in a 20 KB pickle is 245 MB of memory from a
+    shape alone."""
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -163,15 +167,50 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
     }
 
+    def __init__(self, file, where: str = "file", **kwargs):
+        super().__init__(file, **kwargs)
+        self.where = where
+        self.checked_ndarray = self._ndarray  # one object, so _reconstruct can recognise it as the class it stands for
+
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:  # exact pairs only: no prefix rule a crafted name can satisfy
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if (module, name) not in self.ALLOWED:  # exact pairs only: no prefix rule a crafted name can satisfy
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        real = super().find_class(module, name)
+        if name == "ndarray":
+            return self.checked_ndarray
+        if name == "_reconstruct":
+            return lambda subtype, shape, dtype: self._reconstruct(real, subtype, shape, dtype)
+        return real
+
+    def _capped(self, shape, dtype) -> None:
+        try:
+            dims = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+            itemsize = np.dtype(dtype).itemsize
+        except (TypeError, ValueError) as e:
+            raise pickle.UnpicklingError(f"an array of shape {str(shape)[:40]}") from e
+        if any(d < 0 for d in dims):
+            raise pickle.UnpicklingError("an array of negative shape")
+        check_elements(int(np.prod(dims, dtype=object)), f"an array of shape {dims}", self.where, max(1, itemsize))
+
+    def _ndarray(self, shape=(), dtype=float, *args, **kwargs):
+        """``numpy.ndarray(shape, dtype, ...)``, allocated only after the shape passes the cap."""
+        self._capped(shape, dtype)
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+    def _reconstruct(self, real, subtype, shape, dtype):
+        """numpy's own pickles start an array as ``_reconstruct(ndarray, shape, dtype)`` (then fill it from the
+        pickle's bytes): a plain ndarray only, its shape capped."""
+        if subtype is not self.checked_ndarray:
+            raise pickle.UnpicklingError("refusing an ndarray subclass")
+        self._capped(shape, np.uint8)  # the dtype here is a placeholder ('b'); the filled array is checked below
+        return real(np.ndarray, shape, dtype)
 
 
 def safe_unpickle(data: bytes, where: str = "file"):
     try:
-        return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+        return _NumpyOnlyUnpickler(io.BytesIO(data), where, encoding="latin1").load()
+    except OgdashError:  # an array over the element cap, from its declared shape
+        raise
     except pickle.UnpicklingError as e:
         raise OgdashError(f"{where}: holds objects other than arrays ({e}); ogdash will not unpickle it, "
                           "so use the original CIFAR files.") from e
@@ -187,7 +226,16 @@ def _cifar_batch(path: Path, label_key: str, read=Path.read_bytes):
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
     if "data" not in d or label_key not in d:
         raise OgdashError(f"{path}: lacks 'data' or '{label_key}'; use the original CIFAR files.")
-    return np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[label_key], dtype=np.int64)
+    data, labels = d["data"], d[label_key]
+    # an array of rows of 3,072 bytes, as CIFAR ships it (a list could repeat one row a million times by reference)
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise OgdashError(f"{path}: 'data' is not an array of 32x32 colour images (rows of 3,072 values); use the "
+                          "original CIFAR files.")
+    check_elements(data.size, f"an array of shape {data.shape}", path)  # filled from the file's own bytes
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(data) or \
+            any(isinstance(v, (list, tuple, dict, np.ndarray)) for v in labels):
+        raise OgdashError(f"{path}: '{label_key}' is not one label per image; use the original CIFAR files.")
+    return data.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
 
 def load_cifar(root, noisy_labels=None, noise_key: str | None = None, within=None) -> Splits:

@@ -8,7 +8,11 @@ message that names the limit and the setting that changes it:
 
 - ``OGDASH_MAX_ELEMENTS`` (default 50,000,000): values in one array, as loaded
   (an ``.npz`` member, a CSV's rows x columns, an image folder's
-  images x channels x size x size). 50 million float32 values are 200 MB.
+  images x channels x size x size, a Parquet file's values from its footer, a
+  dataset folder's rows x columns, a table's images x channels x width x height
+  from each image's header, a CIFAR batch's array from the shape its pickle
+  declares). 50 million float32 values are 200 MB; bytes are capped at 8 bytes a
+  value (a Parquet file's uncompressed size, a wide dtype).
 - ``OGDASH_MAX_COLUMNS`` (default 10,000): columns in a CSV's header row.
 
 A malformed or non-positive setting means the default.
@@ -36,6 +40,15 @@ def max_elements() -> int:
 def max_columns() -> int:
     """Columns a CSV may have ($OGDASH_MAX_COLUMNS, default 10,000)."""
     return env_int("OGDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
+
+
+def check_bytes(nbytes: int, what: str, where) -> None:
+    """Refuse ``nbytes`` of data above the byte cap (8 bytes for each value the element cap allows)."""
+    cap = max_elements()
+    if nbytes > cap * 8:
+        raise OgdashError(f"{where}: {what} would take {nbytes / 2**20:,.0f} MB, over the limit of "
+                          f"{cap * 8 / 2**20:,.0f} MB (8 bytes for each of OGDASH_MAX_ELEMENTS = {cap:,} values); "
+                          "use less data, or raise OGDASH_MAX_ELEMENTS.")
 
 
 def check_elements(count: int, what: str, where, itemsize: int = 4) -> None:
@@ -107,11 +120,15 @@ def csv_header(path, sep: str = ",") -> list[str]:
 
 
 def count_lines(path, block: int = 1 << 20) -> int:
-    """Newlines in a file, read in blocks (no parsing)."""
-    n = 0
+    """Line ends in a file, read in blocks (no parsing): ``\\n``, ``\\r\\n`` and a lone ``\\r`` each count once,
+    as the CSV parser splits lines (a file with carriage returns only is as many rows as one with newlines)."""
+    n, last = 0, b""
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(block), b""):
-            n += chunk.count(b"\n")
+            n += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            if last == b"\r" and chunk[:1] == b"\n":  # a \r\n split between two blocks is one line end
+                n -= 1
+            last = chunk[-1:]
     return n
 
 
@@ -120,6 +137,55 @@ def check_csv(path, sep: str = ",") -> list[str]:
     names = csv_header(path, sep)
     check_elements(max(0, count_lines(path) - 1) * len(names), f"a table of {len(names):,} columns", path, 8)
     return names
+
+
+# ---------------------------------------------------------------- Parquet and Arrow tables
+
+def check_parquet(path) -> None:
+    """A Parquet file's values and uncompressed bytes, from its footer alone (nothing decoded), against the caps:
+    a 49 KB file of repeated values can stand for millions of them."""
+    try:
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        raise OgdashError("reading Parquet needs the 'pyarrow' package; install it with pip install "
+                          "'ogdash[tables]'.") from None
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as e:  # ArrowInvalid, OSError: not Parquet, truncated
+        raise OgdashError(f"{path}: is not a readable Parquet file ({type(e).__name__}); write it with "
+                          "pandas.DataFrame.to_parquet or datasets' to_parquet.") from e
+    values = nbytes = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            values += max(chunk.num_values, 0)
+            nbytes += max(chunk.total_uncompressed_size, 0)
+    values = max(values, meta.num_rows * meta.num_columns)
+    what = f"a table of {meta.num_rows:,} rows and {meta.num_columns:,} columns"
+    check_elements(values, what, path)
+    check_bytes(nbytes, f"{what}, uncompressed,", path)
+
+
+def arrow_values(table) -> int:
+    """Values an Arrow table holds: one per row and column, and every item of a list column (an embedding),
+    counted from the offsets, not the data."""
+    import pyarrow as pa
+
+    total = 0
+    for column in table.columns:
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or \
+                pa.types.is_fixed_size_list(column.type):
+            total += sum(len(chunk.flatten()) for chunk in column.chunks) + len(column)
+        else:
+            total += len(column)
+    return total
+
+
+def check_table(table, where) -> None:
+    """An Arrow table's values (``arrow_values``) against the cap, before any column becomes a numpy array."""
+    check_elements(arrow_values(table), f"a table of {table.num_rows:,} rows and {table.num_columns:,} columns",
+                   where)
 
 
 # ---------------------------------------------------------------- images

@@ -22,6 +22,7 @@ position at which ``ds[7]`` or ``pandas.read_parquet(...).iloc[7]`` finds it.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -31,6 +32,8 @@ import numpy as np
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, make_dataset
 from ogdash.data.files import _features, _labels
+from ogdash.data.limits import check_elements, check_image_pixels, check_parquet, check_table
+from ogdash.data.saved_folder import check_saved_folder
 
 RESERVED = ("label", "true_label", "id")
 
@@ -53,12 +56,14 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
                           "or a folder written by datasets' save_to_disk.")
     if table.num_rows == 0:
         raise OgdashError(f"{path}: has zero samples; give a dataset with at least one row.")
+    check_table(table, path)  # every value, list items included, before any column becomes an array
     label_col = _label_column(table, features, path)
     y, file_classes = _label_values(table, features, label_col, path)
-    y = _labels(y, "labels", path)
+    row = "row {}".format
+    y = _labels(y, "labels", path, row)
     y_true = None
     if "true_label" in table.column_names and label_col != "true_label":
-        y_true = _labels(_plain_labels(table, "true_label", features, path), "true labels", path)
+        y_true = _labels(_plain_labels(table, "true_label", features, path), "true labels", path, row)
     ids, index_col = _ids(table, path)
     used = {label_col, "true_label", "id", index_col}
     image_col = _image_column(table, features)
@@ -88,6 +93,7 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
 def _read_parquet(path: Path):
     import pyarrow.parquet as pq
 
+    check_parquet(path)  # values and bytes from the footer: a small file must not decode into gigabytes
     try:
         table = pq.read_table(path)
     except Exception as e:  # ArrowInvalid, OSError: not Parquet, truncated
@@ -117,6 +123,7 @@ def _read_dataset_folder(path: Path):
     except ModuleNotFoundError:
         raise OgdashError("reading a Hugging Face dataset folder needs the 'datasets' package; "
                           "install it with pip install 'ogdash[tables]'.") from None
+    check_saved_folder(path)  # data files inside the folder, known dtypes, rows x columns: before datasets reads it
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:
@@ -221,24 +228,37 @@ def _images(column, path, base: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     from PIL.Image import DecompressionBombError
 
-    images, modes = [], set()
-    for row, cell in enumerate(column.to_pylist()):
-        raw = _image_bytes(cell, row, path, base)
+    @contextlib.contextmanager
+    def _opened(raw: bytes, row: int, path):  # header read, pixels not yet; or one line naming the row
         try:
             with Image.open(io.BytesIO(raw)) as im:
-                im.load()
-                modes.add(im.mode)
-                images.append(im.copy())
+                yield im
+        except OgdashError:
+            raise
         except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             raise OgdashError(f"{path}: row {row}: the image is not readable ({type(e).__name__}); fix or "
                               "remove that row.") from e
-    sizes = sorted({im.size for im in images})
+
+    raws, modes, sizes = [], set(), set()
+    for row, cell in enumerate(column.to_pylist()):  # every header first (size, mode): the caps need no pixel
+        raws.append(_image_bytes(cell, row, path, base))
+        with _opened(raws[-1], row, path) as im:
+            check_image_pixels(f"{path}: row {row}", *im.size)
+            modes.add(im.mode)
+            sizes.add(im.size)
+    sizes = sorted(sizes)
     if len(sizes) > 1:
         raise OgdashError(f"{path}: images have different sizes ({sizes[0][0]}x{sizes[0][1]} and "
                           f"{sizes[-1][0]}x{sizes[-1][1]}); resize them to one size first.")
     gray = modes <= {"L", "1", "I", "I;16", "F"}
-    arr = np.stack([np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float32) for im in images])
-    X = arr[:, None] if gray else np.transpose(arr, (0, 3, 1, 2))
+    (width, height), channels = sizes[0], 1 if gray else 3
+    check_elements(len(raws) * channels * width * height, f"{len(raws):,} images of {channels} channel(s) at "
+                   f"{width}x{height}", path)
+    X = np.empty((len(raws), channels, height, width), np.float32)
+    for row, raw in enumerate(raws):  # decoded one at a time, straight into the array
+        with _opened(raw, row, path) as im:
+            pixels = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.float32)
+        X[row] = pixels[None] if gray else np.transpose(pixels, (2, 0, 1))
     if X.max() <= 1.0:  # decoded pixels are 0..255 even when all are 0 or 1: the loader scales only above 1
         X = X / 255.0
     return X

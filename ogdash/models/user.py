@@ -2,7 +2,10 @@
 
 A network is named by ``arch``: a torchvision architecture (``resnet18``) built with
 ``num_classes``, or ``package.module:factory`` for your own code, where ``factory()`` takes no
-arguments and returns the ``nn.Module`` (the current folder is importable, as with uvicorn).
+arguments and returns the ``nn.Module``. The factory is one plain name (no dots, nothing private
+after the colon). The library imports from ``sys.path`` as it is (the CLI puts the current folder
+on it; the dashboard does not) and, given the packages a caller allows, checks before importing
+that the module's real file lies inside an allowed regular package's real folder.
 Weights load with safetensors or ``torch.load(weights_only=True)`` (``ogdash.models.train``).
 
 Its **last nn.Linear** is the layer the gradient engine reads and the layer a
@@ -16,8 +19,8 @@ head are not used.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
-import sys
 
 import numpy as np
 import torch
@@ -33,22 +36,100 @@ def is_factory(arch: str) -> bool:
     return ":" in str(arch)
 
 
-def load_factory(path: str):
-    """The callable ``package.module:factory`` names; the current folder is importable (as with uvicorn)."""
-    module_name, _, attr = str(path).partition(":")
-    if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".") + attr.split(".")):
-        raise OgdashError(f"{path!r} is not a model factory; {FACTORY_HINT}.")
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+def parse_factory(path: str) -> tuple[str, str]:
+    """(module, factory) of ``package.module:factory``: plain names only. An attribute chain after the colon
+    (``mod:torch.os.abort``) reaches any function the module imported, so it is refused, as are private and
+    dunder names (``mod:__builtins__``, ``pkg.__main__``)."""
+    module_name, sep, attr = str(path).partition(":")
+    parts = module_name.split(".")
+    if (not sep or not attr.isidentifier() or attr.startswith("_")
+            or not all(p.isidentifier() and not p.startswith("__") for p in parts)):
+        raise OgdashError(f"{_short(path)} is not a model factory; {FACTORY_HINT} (one plain name after the "
+                          "colon, not a dotted or private one).")
+    return module_name, attr
+
+
+def _short(value) -> str:
+    text = repr(str(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _real(path) -> str:
+    return os.path.realpath(path)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _spec(name: str):
     try:
-        obj = importlib.import_module(module_name)
-    except ImportError as e:
-        raise OgdashError(f"cannot import {module_name!r} ({e}); {FACTORY_HINT}, importable from "
-                          "the current folder or installed.") from e
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
+        return importlib.util.find_spec(name)  # imports the parents only, never ``name`` itself
+    except (ImportError, ValueError, AttributeError) as e:
+        raise OgdashError(f"cannot find {name!r} ({type(e).__name__}); {FACTORY_HINT}, installed where the "
+                          "dashboard runs.") from None
+
+
+def package_home(package: str) -> str:
+    """The real folder of an allowed regular package (or the real file of an allowed single module).
+
+    A namespace package (a folder without ``__init__.py``) is refused: any folder on ``sys.path`` with
+    that name adds to it, so its code could come from anywhere (the current folder, the data root)."""
+    spec = _spec(package)
+    if spec is None:
+        raise OgdashError(f"the allowed package {package!r} is not installed where the dashboard runs; install "
+                          "it (pip install) or put it on PYTHONPATH.")
+    if spec.submodule_search_locations is not None:
+        if not spec.origin or not spec.has_location or os.path.basename(spec.origin) != "__init__.py":
+            raise OgdashError(f"the allowed package {package!r} is a namespace package (no __init__.py), which any "
+                              "folder on the path can extend; give it an __init__.py and install it.")
+        return _real(os.path.dirname(spec.origin))
+    if not spec.origin or not spec.has_location:
+        raise OgdashError(f"the allowed module {package!r} has no file (a built-in module); allow your own package.")
+    return _real(spec.origin)
+
+
+def check_location(module_name: str, allowed) -> None:
+    """Refuse ``module_name`` unless it lies in an allowed package and every module from that package down to it
+    is a file inside the package's real folder (symlinks resolved), checked before any of them is imported."""
+    package = next((p for p in allowed if module_name == p or module_name.startswith(p + ".")), None)
+    if package is None:
+        raise OgdashError(f"{module_name} is not an allowed package (the person running the dashboard allows them "
+                          "with OGDASH_MODEL_MODULES)")
+    home = package_home(package)
+    parts = module_name.split(".")
+    for depth in range(len(package.split(".")) + 1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        spec = _spec(name)  # imports the level above, checked on the previous turn
+        if spec is None:
+            raise OgdashError(f"cannot import {module_name!r} (no module {name!r}); {FACTORY_HINT}.")
+        if not spec.origin or not spec.has_location or not _inside(_real(spec.origin), home):
+            raise OgdashError(f"{name} does not lie inside the allowed package {package}'s folder; only code "
+                              "installed in that package is run.")
+
+
+def load_factory(path: str, allowed=None):
+    """The callable ``package.module:factory`` names, imported from ``sys.path`` as it is.
+
+    ``allowed`` (packages, e.g. the dashboard's ``OGDASH_MODEL_MODULES``): the module must lie inside one of
+    them (``check_location``, before it is imported) and the factory must be defined in that package, not
+    imported into it from elsewhere."""
+    module_name, attr = parse_factory(path)
+    if allowed is not None:
+        check_location(module_name, tuple(allowed))
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as e:  # ImportError, or the module's own code failing: one line either way
+        raise OgdashError(f"cannot import {module_name!r} ({type(e).__name__}: {str(e)[:80]}); {FACTORY_HINT}, "
+                          "installed or importable from the current folder (CLI).") from e
+    obj = getattr(module, attr, None)
     if not callable(obj):
         raise OgdashError(f"{module_name} has no callable {attr!r}; {FACTORY_HINT}.")
+    if allowed is not None:
+        owner = getattr(obj, "__module__", None) or ""
+        if not any(owner == p or owner.startswith(p + ".") for p in allowed):
+            raise OgdashError(f"{module_name}:{attr} is defined outside the allowed packages (in {_short(owner)}); "
+                              "name a factory written in your package.")
     return obj
 
 

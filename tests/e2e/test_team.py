@@ -1,8 +1,11 @@
 """A review team in real browsers: sign-in through a real OpenID Connect provider (oidc-provider-mock), two
-reviewers at once, and a signed-out visitor who sees only the sign-in screen."""
+reviewers at once, a signed-out visitor who sees only the sign-in screen and may not upload, and an account
+whose email the provider did not verify (known by its account, never by that email)."""
+import json
 import re
 import secrets
 import sqlite3
+import urllib.request
 
 import pytest
 from conftest import _free_port, serve_app, settle, shot
@@ -37,7 +40,14 @@ server_metadata_url = "{oidc}/.well-known/openid-configuration"
 admins = ["boss@example.org"]
 ''')
     for url in serve_app(home, {}, ["--secrets.files", str(home / "secrets.toml")], port=port, host="localhost"):
-        yield url, home / "decisions.sqlite"
+        yield url, home / "decisions.sqlite", oidc
+
+
+def account(oidc, sub, claims):
+    """Set what the provider says about ``sub`` (its own API): the claims its ID token will carry."""
+    request = urllib.request.Request(f"{oidc}/users/{sub}", data=json.dumps(claims).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(request, timeout=10).status == 204
 
 
 def new_page(browser):
@@ -47,8 +57,11 @@ def new_page(browser):
     return page
 
 
-def sign_in(browser, url, who):
-    """A fresh browser that signs in as ``who`` on the provider's form."""
+def sign_in(browser, team, who, claims=None, shown=None):
+    """A fresh browser that signs in as account ``who`` on the provider's form; by default the provider vouches
+    for the email ``who`` (email_verified), and the sidebar shows ``shown`` (default: ``who``)."""
+    url, _, oidc = team
+    account(oidc, who, {"email": who, "email_verified": True} if claims is None else claims)
     page = new_page(browser)
     page.goto(url)
     settle(page)
@@ -57,12 +70,12 @@ def sign_in(browser, url, who):
     page.get_by_role("button", name="Authorize").click()
     page.wait_for_url(re.compile(re.escape(url)))
     settle(page)
-    expect(page.get_by_test_id("stSidebar")).to_contain_text(f"Signed in as {who}")
+    expect(page.get_by_test_id("stSidebar")).to_contain_text(f"Signed in as {shown or who}")
     return page
 
 
 def test_signed_out_sees_only_the_sign_in_screen(browser, team):
-    url, _ = team
+    url, _, _ = team
     page = new_page(browser)
     page.goto(f"{url}/review")
     settle(page)
@@ -76,8 +89,8 @@ def test_signed_out_sees_only_the_sign_in_screen(browser, team):
 
 
 def test_two_reviewers_each_decision_carries_its_identity(browser, team):
-    url, db = team
-    ann = sign_in(browser, url, "ann@example.org")
+    url, db, _ = team
+    ann = sign_in(browser, team, "ann@example.org")
     open_page(ann, url, "data")
     click(ann, "Use this data")
     ann.get_by_label("Epochs (0 = default)").fill("1")  # the flow matters here, not the model
@@ -94,7 +107,7 @@ def test_two_reviewers_each_decision_carries_its_identity(browser, team):
     settle(ann)
     ann.get_by_text("decided: remove (ann@example.org)").wait_for()
 
-    bob = sign_in(browser, url, "bob@example.org")
+    bob = sign_in(browser, team, "bob@example.org")
     bob.goto(ann.url)  # the same view, from the address ann shares
     settle(bob)
     bob.get_by_text("Deciding as bob@example.org").wait_for()
@@ -116,4 +129,68 @@ def test_two_reviewers_each_decision_carries_its_identity(browser, team):
     settle(bob)
     bob.get_by_role("button", name="Sign in").wait_for()
     for page in (ann, bob):
+        page.context.close()
+
+
+def test_an_unverified_email_is_not_the_identity(browser, team):
+    """Issue 25, item 3: an account whose email the provider did not verify signed in as the admin of that email
+    (identities compared case-insensitively). Now it is known by the provider's issuer and its subject; only a
+    verified email, written exactly as listed, is the admin."""
+    url, _, oidc = team
+    impostor = sign_in(browser, team, "eve-1", {"email": "Boss@Example.org", "email_verified": False},
+                       shown=f"{oidc}#eve-1")
+    sidebar = impostor.get_by_test_id("stSidebar")
+    expect(sidebar).to_contain_text(f"Signed in as {oidc}#eve-1 · reviewer")
+    expect(sidebar).to_contain_text("did not verify the email Boss@Example.org")
+    shot(impostor, "team_unverified_email")
+    case = sign_in(browser, team, "boss-2", {"email": "Boss@example.org", "email_verified": True},
+                   shown="Boss@example.org")
+    expect(case.get_by_test_id("stSidebar")).to_contain_text("Signed in as Boss@example.org · reviewer")
+    boss = sign_in(browser, team, "boss@example.org")
+    expect(boss.get_by_test_id("stSidebar")).to_contain_text("Signed in as boss@example.org · admin")
+    for page in (impostor, case, boss):
+        page.context.close()
+
+
+UPLOAD = """async ([sid]) => {
+    const cookie = document.cookie.split('; ').find(c => c.startsWith('_streamlit_xsrf='));
+    const form = new FormData();
+    form.append('file', new Blob([new Uint8Array(2048)]), 'probe.npz');
+    const r = await fetch(`/_stcore/upload_file/${sid}/probe`, {method: 'PUT', body: form, credentials: 'include',
+        headers: cookie ? {'X-Xsrftoken': decodeURIComponent(cookie.split('=').slice(1).join('='))} : {}});
+    return r.status;
+}"""
+
+
+def session_of(page, url, path=""):
+    """Open ``url`` in ``page`` and return the Streamlit session id the server sent it (its first message)."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    ids = []
+
+    def frames(ws):
+        def read(payload):
+            if isinstance(payload, bytes):
+                msg = ForwardMsg.FromString(payload)
+                if msg.HasField("new_session") and msg.new_session.initialize.session_id:
+                    ids.append(msg.new_session.initialize.session_id)
+        ws.on("framereceived", read)
+    page.on("websocket", frames)
+    page.goto(f"{url}{path}")
+    settle(page)
+    assert ids, "no session id seen"
+    return ids[-1]
+
+
+def test_a_signed_out_visitor_cannot_upload(browser, team):
+    """Issue 25, item 5: a visitor who saw only the sign-in screen put 6 x 25 MB into the server's memory through
+    Streamlit's upload endpoint. The same request from a signed-in session is taken."""
+    url, _, _ = team
+    visitor = new_page(browser)
+    sid = session_of(visitor, url)
+    visitor.get_by_role("button", name="Sign in").wait_for()
+    assert visitor.evaluate(UPLOAD, [sid]) == 403
+    ann = sign_in(browser, team, "ann@example.org")
+    assert ann.evaluate(UPLOAD, [session_of(ann, url, "/data")]) == 204
+    for page in (visitor, ann):
         page.context.close()

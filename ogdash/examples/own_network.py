@@ -1,9 +1,9 @@
 """Your own network, as ogdash takes it: a module with factories that take no arguments.
 
-``examples.own_network:backbone`` is a small convolutional feature extractor for 28x28 grey
+``ogdash.examples.own_network:backbone`` is a small convolutional feature extractor for 28x28 grey
 digits (128 features, no linear layer): with ``--new-head`` ogdash puts a linear head on it for
 your classes, trains that head on the frozen backbone's features and scans it.
-``examples.own_network:classifier`` is the same backbone with a 10-class head: a whole network
+``ogdash.examples.own_network:classifier`` is the same backbone with a 10-class head: a whole network
 ogdash analyses as it is and fine-tunes when you retrain. Any ``nn.Module`` works; ogdash reads
 the gradients of its last ``nn.Linear``.
 """
