@@ -926,8 +926,7 @@ def test_the_review_page_records_the_signed_in_admin_on_an_import(app_env, monke
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
         at.secrets["auth"] = auth
         at.user = {"is_logged_in": True, "iss": iss, **claims}
-        at.session_state["data_config"] = {"source": "imagefolder", "path": str(app_env / "imgs"), "size": 8,
-                                           "test_share": 0.25, "seed": 0}
+        at.session_state["data_spec"] = DataSpec("imagefolder", path=str(app_env / "imgs"), size=8, test_share=0.25)
         at.session_state["model_config"] = {"kind": "cnn", "seed": 0, "epochs": 2}
         at.run()
         for page, label in (("views/data.py", "Train model"), ("views/gradient_space.py", "Extract gradients")):
@@ -1178,8 +1177,7 @@ def test_a_card_with_a_bad_stored_label_says_so(app_env):
     from dashboard.nav import ROOT
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.session_state["data_config"] = {"source": "imagefolder", "path": str(app_env / "imgs"), "size": 8,
-                                       "test_share": 0.25, "seed": 0}
+    at.session_state["data_spec"] = DataSpec("imagefolder", path=str(app_env / "imgs"), size=8, test_share=0.25)
     at.session_state["model_config"] = {"kind": "cnn", "seed": 0, "epochs": 2}
     at.run()
     at.switch_page("views/data.py").run()
