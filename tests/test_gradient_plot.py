@@ -157,7 +157,7 @@ def test_layouts_at_scale_are_kept_on_disk_and_umap_fits_a_seeded_subset(tmp_pat
 def test_a_selection_reads_the_ids_back():
     from types import SimpleNamespace
 
-    from dashboard.gradient_plot import selected_ids
+    from views.gradient_space_parts import selected_ids
 
     fig = plots.gradient_scatter(np.zeros((3, 2)), np.array([7, 2**60, 9]), np.array([0, 1, 0]), np.array([0, 0, 1]),
                                  np.array([0.1, 0.9, 0.5]), np.array([False, True, False]), ["a", "b"], "PCA")

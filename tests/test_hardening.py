@@ -537,7 +537,7 @@ def test_two_sessions_uploading_the_same_name_and_size_never_share(app_env, monk
 
     from dashboard.nav import ROOT
 
-    monkeypatch.setattr("dashboard.text.ENCODER", "hashing")
+    monkeypatch.setattr("views.text_selection_parts.ENCODER", "hashing")
     files = {"first": _texts_csv(30, 2400, "film"), "second": _texts_csv(60, 2400, "show")}
     assert len(files["first"]) == len(files["second"]) and files["first"] != files["second"]
     seen_paths = {}

@@ -18,7 +18,7 @@ def fits(monkeypatch):
     """
     import ogdash.pipeline as pipeline
 
-    monkeypatch.setattr("dashboard.synthetic.EPOCHS", 60)
+    monkeypatch.setattr("views.synthetic_parts.EPOCHS", 60)
     calls = []
     real_fit = pipeline.fit
     monkeypatch.setattr(pipeline, "fit", lambda spec, X, *a, **k: calls.append(len(X)) or real_fit(spec, X, *a, **k))

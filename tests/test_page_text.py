@@ -12,7 +12,7 @@ PAGE = next(p.path for p in PAGES if p.title == "Text data selection")
 
 @pytest.fixture(autouse=True)
 def tiny(monkeypatch):
-    monkeypatch.setattr("dashboard.text.ENCODER", "hashing")
+    monkeypatch.setattr("views.text_selection_parts.ENCODER", "hashing")
 
 
 def page():
@@ -53,7 +53,7 @@ def test_page_renders_and_runs_every_method():
 
 
 def test_lora_fine_tuning_runs_from_the_page(monkeypatch):
-    monkeypatch.setattr("dashboard.text.ENCODER", "tiny-bert")
+    monkeypatch.setattr("views.text_selection_parts.ENCODER", "tiny-bert")
     at = page()
     at.radio(key="ts_finetune").set_value("lora").run()
     assert not at.exception, at.exception

@@ -2,7 +2,19 @@
 import streamlit as st
 
 from dashboard import plots
-from dashboard.data_forms import (
+from dashboard.escape import error
+from dashboard.scan import (
+    active_scan,
+    default_model,
+    loaded,
+    model_fits,
+    model_kinds,
+    model_spec,
+    scan_of,
+)
+from dashboard.state import choose_data, model_config, progress_bar
+from ogdash.core.errors import OgdashError
+from views.data_parts import (
     builtin_form,
     checked_network,
     cifar_form,
@@ -12,10 +24,6 @@ from dashboard.data_forms import (
     training_budget,
     your_network_form,
 )
-from dashboard.escape import error
-from dashboard.scan import active_scan, default_model, loaded, model_fits, model_kinds, model_spec, scan_of
-from dashboard.state import choose_data, model_config, progress_bar
-from ogdash.core.errors import OgdashError
 
 st.title("Data & model")
 st.caption("Choose the data and the model; every other page works on this choice.")

@@ -9,7 +9,15 @@ from dashboard import plots
 from dashboard.escape import error, md
 from dashboard.gallery import feature_table
 from dashboard.memo import file_keyed
-from dashboard.state import PRESET_DATA, PRESET_MODEL, PRESET_TEXT, choose_data, data_root, data_spec, memo
+from dashboard.state import (
+    PRESET_DATA,
+    PRESET_MODEL,
+    PRESET_TEXT,
+    choose_data,
+    data_root,
+    data_spec,
+    memo,
+)
 from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError

@@ -1,12 +1,18 @@
 """Gradient space: extract gradients, choose a detector and a budget, and see the flagged samples stand out."""
 import streamlit as st
 
-from dashboard import gradient_plot
 from dashboard.escape import error
 from dashboard.scan import active_scan, loaded
 from dashboard.state import BUDGET_RANGE, SELECTION_IN_URL, bound, progress_bar, view
 from ogdash.core.errors import OgdashError
 from ogdash.pipeline import DETECTORS, ENSEMBLES, RECOMMENDED, describe
+from views.gradient_space_parts import (
+    histogram,
+    layout_label,
+    layout_of,
+    scatter,
+    selected_ids,
+)
 
 st.title("Gradient space")
 st.markdown("Each training sample's loss gradient is a point. Samples that hurt the model are a minority "
@@ -68,7 +74,7 @@ detector = bound("detector", c1.selectbox, "Detector", detectors, format_func=de
 bound("budget", c2.slider, "Budget (fraction flagged)", *BUDGET_RANGE, step=0.01, shown=value if auto else None,
       help="Moving it sets a budget by hand; **Use suggested budget** flags the suggested share exactly.")
 layout = bound("layout", c3.selectbox, "Layout", ["pca", "umap"],
-               format_func=lambda m: gradient_plot.layout_label(m, grads.n),
+               format_func=lambda m: layout_label(m, grads.n),
                help="A 2-D gradient is drawn as is. A layout is computed once per model and kept on disk.")
 if detector in ENSEMBLES:
     st.caption(describe(detector))
@@ -94,7 +100,7 @@ c2.button("Use suggested budget", on_click=use_suggested, disabled=auto)
 
 left, right = st.columns([2, 1])
 with right:
-    st.plotly_chart(gradient_plot.histogram(scan, scores, flags), width="stretch")
+    st.plotly_chart(histogram(scan, scores, flags), width="stretch")
     if train.truth_known and train.noisy.any():  # injected noise: only then is there a truth to score against
         m = scan.detection()
         st.markdown("**Against the known true labels** (the noise was injected)")
@@ -104,14 +110,14 @@ with right:
         a.metric("AUROC", f"{m['auroc']:.3f}")
         b.metric("Detection accuracy", f"{m['accuracy']:.1%}", help="flagged vs truly mislabeled, over all training samples")
 with left:
-    coords, axis = gradient_plot.layout(scan, layout)
-    fig, note = gradient_plot.scatter(scan, coords, axis, grads.predicted, scores, flags)
+    coords, axis = layout_of(scan, layout)
+    fig, note = scatter(scan, coords, axis, grads.predicted, scores, flags)
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso", "points"),
                             key="gradient_plot")
     if note:
         st.caption(note)
 
-selected = gradient_plot.selected_ids(event)
+selected = selected_ids(event)
 if selected != st.session_state.get("_plot_selection", []):  # a new box or lasso, not the one already taken
     st.session_state["_plot_selection"] = selected
     if selected:

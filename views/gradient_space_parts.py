@@ -19,7 +19,7 @@ def layout_label(method: str, n: int) -> str:
     return f"UMAP (fitted on a random {UMAP_FIT_MAX:,}, slower)" if n > UMAP_FIT_MAX else "UMAP (slower)"
 
 
-def layout(scan: Scan, method: str) -> tuple[np.ndarray, str]:
+def layout_of(scan: Scan, method: str) -> tuple[np.ndarray, str]:
     """(n, 2) coordinates and the axes' description of the scan's gradients (UMAP with a progress bar)."""
     if method == "pca" or memo(scan.key("layout", method)) is not None:
         return scan.layout(method)

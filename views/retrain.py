@@ -6,11 +6,28 @@ import streamlit as st
 from dashboard import plots
 from dashboard.escape import error
 from dashboard.scan import active_scan, loaded, model_spec
-from dashboard.state import budget_words, decisions_path, disk_cache, memo, model_config, progress_bar, view, whole_table
+from dashboard.state import (
+    budget_words,
+    decisions_path,
+    disk_cache,
+    memo,
+    model_config,
+    progress_bar,
+    view,
+    whole_table,
+)
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.pipeline import DETECTORS
-from ogdash.retrain import ACTIONS, NONE, RANDOM, Fix, compare, fixes_from_flags, restored
+from ogdash.retrain import (
+    ACTIONS,
+    NONE,
+    RANDOM,
+    Fix,
+    compare,
+    fixes_from_flags,
+    restored,
+)
 from ogdash.review import DecisionStore
 
 SHORT = {"remove": "remove", "relabel": "relabel", "auto": "relabel if sure, else remove"}

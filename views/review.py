@@ -4,12 +4,27 @@ import streamlit as st
 
 from dashboard.escape import error
 from dashboard.gallery import card
-from dashboard.review import conflict_ids, decision_counts, exports, import_decisions, reviewer
 from dashboard.scan import active_scan, loaded
-from dashboard.state import budget_words, SHOW, STATUS, bound, data_spec, decisions_path, sync_url, view
+from dashboard.state import (
+    SHOW,
+    STATUS,
+    bound,
+    budget_words,
+    data_spec,
+    decisions_path,
+    sync_url,
+    view,
+)
 from ogdash.core.errors import OgdashError
 from ogdash.pipeline import DETECTORS
 from ogdash.review import DecisionStore
+from views.review_parts import (
+    conflict_ids,
+    decision_counts,
+    exports,
+    import_decisions,
+    reviewer,
+)
 
 PAGE_SIZE = 12
 

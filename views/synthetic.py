@@ -1,18 +1,15 @@
 """Synthetic demo: the paper's Figure 1 and Table 1, live (Chhabra et al., Section 4)."""
 import streamlit as st
 
-from dashboard import synthetic as figs
-from dashboard import synthetic_runs as runs
-from dashboard import synthetic_text as prose
 from dashboard.escape import error
 from dashboard.state import whole_table
 from ogdash.core.errors import OgdashError
 from ogdash.data.synthetic import FLIP_MODES
 from ogdash.experiments import synthetic as study
-
+from views import synthetic_parts as parts
 
 st.title("Synthetic demo: Figure 1 and Table 1, live")
-st.markdown(prose.INTRO)
+st.markdown(parts.INTRO)
 
 # ------------------------------------------------------------------ the case
 with st.container(border=True):
@@ -41,14 +38,14 @@ with st.container(border=True):
                                              for k in study.DETECTOR_NAMES))
     budget_pct = int(c[1].slider("Budget: % of training samples flagged", 1, 30, 10, key="syn_budget",
                                  help="10% is what the paper's released code flags in this experiment."))
-epochs = figs.EPOCHS
+epochs = parts.EPOCHS
 args = (dataset, seed, flip_mode, n_flips, preset, epochs)
 budget = budget_pct / 100
 letters = "ABCD" if dataset == "blobs" else "EFGH"
 
 try:
     with st.spinner("Training the model and computing every method's scores (once per case)..."):
-        result = runs.analysis(*args)
+        result = parts.analysis(*args)
 except OgdashError as e:
     error(e)
     st.stop()
@@ -70,12 +67,12 @@ m[1].metric("Flagged", f"{int(flags.sum())} of {train.n}", help=f"budget {budget
 m[2].metric("Flagged that were truly flipped", f"{det['n_flagged_noisy']} of {det['n_noisy']}")
 m[3].metric("Outlier detection accuracy", f"{det['accuracy']:.1%}",
             help="Share of all training samples where 'flagged' equals 'truly flipped' (the paper's metric).")
-panels = figs.figure1(result, flags, scores, study.DETECTOR_NAMES[detector], letters)
+panels = parts.figure1(result, flags, scores, study.DETECTOR_NAMES[detector], letters)
 for row in (panels[:2], panels[2:]):
     cols = st.columns(2)
     for col, fig in zip(cols, row):
         col.plotly_chart(fig, width="stretch")
-st.caption(prose.figure1_caption(result, letters, study.DETECTOR_NAMES[detector]))
+st.caption(parts.figure1_caption(result, letters, study.DETECTOR_NAMES[detector]))
 
 # ------------------------------------------------------------------ trim and retrain
 st.subheader("Trim and retrain")
@@ -85,7 +82,7 @@ retrain_key = (args, detector, budget_pct)
 if st.button("Trim the flagged samples and retrain", key="syn_retrain_button", type="primary"):
     try:
         with st.spinner("Retraining on the trimmed set..."):
-            st.session_state["syn_retrain"] = (retrain_key, runs.trim_retrain(*args, study.DETECTOR_METHODS[detector],
+            st.session_state["syn_retrain"] = (retrain_key, parts.trim_retrain(*args, study.DETECTOR_METHODS[detector],
                                                                               budget_pct))
     except OgdashError as e:
         error(e)
@@ -120,7 +117,7 @@ post_trim = c[2].toggle("Measure post-trim accuracy", value=True, key="syn_post_
 variant = "predicted" if predicted else "given"
 seeds = list(range(seed, seed + n_seeds))
 try:
-    table = runs.table1(dataset, seeds, flip_mode, n_flips, preset, epochs, budget_pct, variant, post_trim,
+    table = parts.table1(dataset, seeds, flip_mode, n_flips, preset, epochs, budget_pct, variant, post_trim,
                         result.case.model_name)
 except OgdashError as e:
     error(e)
@@ -129,10 +126,10 @@ except Exception as e:
     error(f"Could not build Table 1: {type(e).__name__}: {e}")
     st.stop()
 whole_table(study.format_table1(table))
-st.caption(prose.table1_caption(dataset, seeds, study.flagged_count(budget, train.n), predicted))
+st.caption(parts.table1_caption(dataset, seeds, study.flagged_count(budget, train.n), predicted))
 st.download_button("Table 1 numbers (.csv)", table.to_csv(index=False).encode(), f"table1_{dataset}.csv",
                    "text/csv", key="syn_download")
 
 # ------------------------------------------------------------------ what to conclude
 st.subheader("What to conclude")
-st.markdown(prose.CONCLUSIONS)
+st.markdown(parts.CONCLUSIONS)

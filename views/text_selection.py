@@ -3,16 +3,15 @@
 import streamlit as st
 import torch
 
-from dashboard import text as text_ui
 from dashboard.escape import error
 from dashboard.memo import stamp
 from dashboard.state import data_root, disk_cache, memo, progress_bar
-from dashboard.text_results import review_link, show_results
 from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
 from ogdash.experiments import textselect as ts
+from views import text_selection_parts as parts
 
 st.title("Text data selection")
 st.markdown(
@@ -25,7 +24,7 @@ st.markdown(
     "instead; the gradients then cover the last encoder layer's LoRA weights too."
 )
 
-encoder = text_ui.ENCODER
+encoder = parts.ENCODER
 # ------------------------------------------------------------------ the data
 with st.container(border=True):
     c = st.columns([1.3, 1, 1])
@@ -122,5 +121,5 @@ if st.session_state.get("ts_last") != run_args or result is None:  # None: the m
     st.info("Set the data and the methods, then press **Run the experiment**.")
     st.stop()
 splits, note, enc_seconds = load_splits()
-show_results(result, splits, note, enc_seconds, keep, epochs, n_seeds, finetune)
-review_link(source, data, noise, data_seed, n_train, n_test, encoder, head)
+parts.show_results(result, splits, note, enc_seconds, keep, epochs, n_seeds, finetune)
+parts.review_link(source, data, noise, data_seed, n_train, n_test, encoder, head)

@@ -1,13 +1,64 @@
-"""The text data-selection page's results (Figure 3 and the summary) and its hand-over to the review gallery."""
+"""The Text data selection page's helpers: the paper's Figure 3 (test accuracy per epoch), the results' summary,
+and the hand-over of the rows to the review gallery."""
 from __future__ import annotations
 
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.state import whole_table
-from dashboard.text import curves_figure
 from ogdash.data.spec import DataSpec
 from ogdash.experiments import textselect as ts
+from ogdash.experiments.textselect import ALL_ROW, CLEAN_ROW, METHOD_KEYS, ROW_LABELS
 
+# ---------------------------------------------------------------- Figure 3
+
+COLORS = {
+    "og_iforest": "#d62728", "og_l1": "#ff7f0e", "og_l2": "#e377c2",
+    "tracin": "#1f77b4", "lissa": "#17becf", "datainf": "#2ca02c", "self_lissa": "#9467bd",
+    "self_datainf": "#8c564b", "random": "#7f7f7f", ALL_ROW: "#444444", CLEAN_ROW: "#000000",
+}
+# The sentence encoder the page embeds texts with (ogdash.experiments.textselect.ENCODERS); tests pick a tiny one.
+ENCODER = "minilm"
+DASHED = {ALL_ROW: "dash", CLEAN_ROW: "dot", "random": "dashdot"}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)}, {alpha})"
+
+
+def curves_figure(curves: pd.DataFrame, title: str = "Test accuracy per epoch", height: int = 460) -> go.Figure:
+    """Mean test accuracy (%) per epoch for each row, with a ±1 std band over seeds.
+
+    curves: columns method, seed, epoch, accuracy (0-1), as ``SelectionResult.curves``.
+    """
+    fig = go.Figure()
+    order = [k for k in (CLEAN_ROW, ALL_ROW, *METHOD_KEYS) if k in set(curves["method"])]
+    for key in order:
+        part = curves[curves["method"] == key]
+        g = part.groupby("epoch")["accuracy"]
+        mean, std = 100 * g.mean(), 100 * g.std(ddof=0).fillna(0.0)
+        x = list(mean.index)
+        color = COLORS.get(key, "#333333")
+        if len(part["seed"].unique()) > 1:
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=list(mean + std) + list((mean - std)[::-1]), fill="toself",
+                                     fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip",
+                                     showlegend=False, legendgroup=key))
+        fig.add_trace(go.Scatter(x=x, y=list(mean), mode="lines+markers", name=ROW_LABELS[key], legendgroup=key,
+                                 line=dict(color=color, width=2.5 if key == "og_iforest" else 1.6,
+                                           dash=DASHED.get(key, "solid")),
+                                 marker=dict(size=5), customdata=list(std),
+                                 hovertemplate=f"{ROW_LABELS[key]}<br>epoch %{{x}}: %{{y:.1f}}% ± %{{customdata:.1f}}"
+                                               "<extra></extra>"))
+    fig.update_layout(title=dict(text=title, font_size=14), height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="epoch", yaxis_title="test accuracy (%)", legend=dict(font_size=11),
+                      hovermode="closest")
+    fig.update_xaxes(dtick=1)
+    return fig
+
+
+# ---------------------------------------------------------------- the results and the hand-over
 
 def show_results(result, splits, note: str, enc_seconds: float, keep: float, epochs: int, n_seeds: int,
                  finetune: str) -> None:
