@@ -31,7 +31,7 @@ import numpy as np
 
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, make_dataset
-from ogdash.data.files import _features, _labels
+from ogdash.data.columns import feature_array, labels_array
 from ogdash.data.limits import check_elements, check_image_pixels, check_parquet, check_table
 from ogdash.data.saved_folder import check_saved_folder
 
@@ -60,10 +60,10 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
     label_col = _label_column(table, features, path)
     y, file_classes = _label_values(table, features, label_col, path)
     row = "row {}".format
-    y = _labels(y, "labels", path, row)
+    y = labels_array(y, "labels", path, row)
     y_true = None
     if "true_label" in table.column_names and label_col != "true_label":
-        y_true = _labels(_plain_labels(table, "true_label", features, path), "true labels", path, row)
+        y_true = labels_array(_plain_labels(table, "true_label", features, path), "true labels", path, row)
     ids, index_col = _ids(table, path)
     used = {label_col, "true_label", "id", index_col}
     image_col = _image_column(table, features)
@@ -72,7 +72,7 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
     else:
         other = [c for c in table.column_names if c not in used and _kind(features, c) != "ClassLabel"]
         X, feature_names = _numeric(table, other, path)  # another ClassLabel (a coarse label) is no feature
-    X = _features(X, path)
+    X = feature_array(X, path)
     if classes and file_classes and tuple(classes) != tuple(file_classes):
         raise OgdashError(f"{path}: class names {list(file_classes)[:5]} differ from the training set's "
                           f"{list(classes)[:5]}; give splits of one dataset, with the same ClassLabel names.")
