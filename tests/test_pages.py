@@ -5,6 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.nav import ROOT
 from ogdash.data import digits
+from ogdash.retrain import BASELINE
 from ogdash.review import DecisionStore
 
 
@@ -89,10 +90,17 @@ def test_full_flow_on_digits(env):
     assert not again.exception
     table = again.dataframe[0].value
     fixes = table["fix"].tolist()
-    assert fixes[0].startswith("no change") and any(f.startswith("every flipped label restored") for f in fixes)
-    assert any("random samples removed" in f for f in fixes)  # the control is always there
+    assert fixes[0] == BASELINE and any(f.startswith("every flipped label restored") for f in fixes)
+    assert any("random samples removed" in f for f in fixes)  # the removal's control
+    assert any("random samples set to their suggested label" in f for f in fixes)  # the relabel's, of its own kind
     assert sum(f.startswith(("remove the flagged", "relabel")) for f in fixes) == 3  # the three fixes of the flags
-    assert any("Too few seeds" in w.value for w in list(again.warning) + list(again.success))  # 2 seeds cannot tell
+    verdicts = [w.value for w in list(again.warning) + list(again.success)]
+    assert sum("Too few seeds" in w for w in verdicts) == 4  # one per fix, your decisions too; 2 seeds cannot tell
+    assert any(w.startswith("**your reviewed decisions") for w in verdicts)
+    # each number names its baseline: the retrained unchanged data, and Data & model's one model
+    said = " ".join(m.value for m in again.markdown)
+    assert "**The baseline** is the unchanged data retrained here on seeds [0, 1]" in said
+    assert "Data & model's" in said and "is one model, seed 0 (retrained here:" in said
 
 
 def flagged_ids(at):

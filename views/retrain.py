@@ -1,4 +1,6 @@
-"""Trim & retrain: compare each fix of the flags with a same-size random control over several seeds, then trim."""
+"""Trim & retrain: compare each fix of the flags with a control of its own kind over several seeds."""
+import hashlib
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -11,15 +13,16 @@ from dashboard.state import data_config, decisions_path, disk_cache, memo, model
 from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.detect.registry import DETECTORS
-from ogdash.retrain import ACTIONS, NONE, RANDOM, Fix, compare, fixes_from_flags, restored
+from ogdash.models.train import accuracy, predict_proba
+from ogdash.retrain import (ACTIONS, NONE, RANDOM, RESTORED, SHORT, compare, control_words, decisions_fix,
+                            fixes_from_flags, restored)
 from ogdash.review import DecisionStore
-
-SHORT = {"remove": "remove", "relabel": "relabel", "auto": "relabel if sure, else remove"}
 
 st.title("Trim & retrain")
 st.markdown("What is a fix worth? Each fix is retrained from the **same initial weights** for the **same number of "
             "steps** as the unchanged data, seed by seed, and measured on the **untouched test set**, beside a "
-            "**random control**: as many random samples removed. A fix is worth something only if it beats the control.")
+            "**control of its own kind**: as many random samples removed, or as many random samples set to their "
+            "suggested label. A fix is worth something only if it beats its control.")
 
 splits = active_splits()
 if splits is None or active_model() is None:
@@ -42,7 +45,7 @@ except OgdashError as e:
     st.stop()
 v = view()
 
-fixes = []
+fixes, P = [], None
 if flagged is None:
     st.info("Extract gradients on **Gradient space** to compare fixes of the detector's flags; reviewed decisions "
             "can be compared now.")
@@ -61,9 +64,8 @@ else:
     fixes = fixes_from_flags(train, flags, P.argmax(1), P.max(1), threshold, actions)
 if len(current):
     rel = current[current["decision"] == "relabel"]
-    decisions = Fix("decisions", "your reviewed decisions (removals, and relabels applied)",
-                    tuple(current.loc[current["decision"] == "remove", "sample_id"].astype(int)),
-                    {int(r.sample_id): int(r.new_label) for r in rel.itertuples()})
+    decisions = decisions_fix(current.loc[current["decision"] == "remove", "sample_id"].astype(int),
+                              {int(r.sample_id): int(r.new_label) for r in rel.itertuples()})
     if (decisions.remove or decisions.relabel) and st.checkbox(
             f"Also your reviewed decisions ({len(decisions.remove)} removals, {len(decisions.relabel)} relabels)",
             value=True):
@@ -75,19 +77,23 @@ if known and st.checkbox("Also restore every flipped label", value=True, key="re
     fixes.append(restored(train))
 
 seconds = memo(cache_key("train_seconds", active_model_key()))
-arms = len(fixes) + 2  # the unchanged data and the random control
+arms = 1 + 2 * len(fixes)  # the unchanged data, each fix and (at most) a control of each
 fit_in_a_minute = 3 if seconds is None else int(np.clip(60 // (arms * seconds), 3, 10))
 seeds = st.slider("Seeds", 1, 10, fit_in_a_minute, help="each seed: the same initialisation for every fix; at "
                   "least 3 seeds are needed to tell a fix from chance")
 seed0 = int(mcfg.get("seed", 0))
 seed_list = list(range(seed0, seed0 + seeds))
+# a relabel's control sets random samples to their suggested label: the held-out one, else the model's own guess
+suggested = (P if P is not None else predict_proba(active_model(), train.X)).argmax(1) if fixes else None
 key = cache_key("compare", file_keyed(data_config()), file_keyed(mcfg), tune,
-                [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes], seed_list)
+                [(f.name, f.remove, sorted(f.relabel.items())) for f in fixes], seed_list,
+                None if suggested is None else hashlib.sha256(suggested.tobytes()).hexdigest())
 result = memo(key)
 if st.button("Retrain", type="primary", disabled=not fixes):
     bar, cb = progress_bar("Retraining")
     try:
-        result = memo(key, lambda: compare(splits, model_spec(mcfg, tune), fixes, seed_list, disk_cache(), cb))
+        result = memo(key, lambda: compare(splits, model_spec(mcfg, tune), fixes, seed_list, disk_cache(), cb,
+                                           suggested=suggested))
     except OgdashError as e:
         error(e)
     bar.empty()
@@ -96,20 +102,28 @@ if result is None:
 
 rows = result.to_rows()
 one = len(result.seeds) == 1
-shown = [r for r in rows if r["control"]]  # the fixes (the controls and references have none)
-best = max(shown, key=lambda r: r["accuracy_mean"]) if shown else None
-if best is not None:
-    verdict = result.verdict(best["action"])
-    (st.success if verdict.startswith("Beat") else st.warning)(f"**Best fix, {best['label']}:** {verdict}")
+shown = sorted((r for r in rows if r["control"]), key=lambda r: -r["accuracy_mean"])  # the fixes, best first
+for i, r in enumerate(shown):  # every fix, your decisions included, gets its verdict
+    verdict = result.verdict(r["action"])
+    (st.success if verdict.startswith("Beat") else st.warning)(
+        f"**{'Best fix, ' if i == 0 and len(shown) > 1 else ''}{r['label']}:** {verdict}")
+if any(r["action"] == RESTORED for r in rows):
+    st.info(result.verdict(RESTORED))
+base = result.row(NONE).accuracy
+trained = accuracy(active_model(), splits.test.X, splits.test.y)
+st.markdown(f"**The baseline** is the unchanged data retrained here on seeds {result.seeds}: test accuracy "
+            f"{100 * base.mean():.1f}%" + ("" if one else f" ± {100 * base.std():.1f} (mean ± std over seeds)")
+            + f"; every 'vs baseline' compares with it, seed by seed. Data & model's {100 * trained:.1f}% is one model, "
+            f"seed {seed0}" + (f" (retrained here: {100 * base[0]:.1f}%)." if result.seeds[0] == seed0 else "."))
 table = pd.DataFrame({
     "fix": [r["label"] for r in rows],
     "removed": [r["n_removed"] for r in rows], "relabelled": [r["n_relabelled"] for r in rows],
-    "test accuracy": [f"{100 * r['accuracy_mean']:.1f}" + ("" if one else f" ± {100 * r['accuracy_std']:.1f}")
-                      for r in rows],
-    "vs none (pts)": ["" if r["action"] == NONE else f"{100 * r['change_mean']:+.1f}" for r in rows],
-    "control": ["" if not r["control"] else f"{result.row(r['control']).n_removed} random" for r in rows],
-    "vs control (pts)": [f"{100 * result.paired(r['action'], RANDOM).mean():+.1f}" if r["control"] else ""
-                                for r in rows],
+    "test accuracy (%)": [f"{100 * r['accuracy_mean']:.1f}" + ("" if one else f" ± {100 * r['accuracy_std']:.1f}")
+                          for r in rows],
+    "vs baseline (points)": ["" if r["action"] == NONE else f"{100 * r['change_mean']:+.1f}" for r in rows],
+    "control": [control_words(result.row(r["control"])) if r["control"] else "" for r in rows],
+    "vs control (points)": [f"{100 * result.paired(r['action'], RANDOM).mean():+.1f}" if r["control"] else ""
+                           for r in rows],
 })
 if train.truth_known:
     table["truly mislabeled touched"] = ["" if r["truly_noisy"] is None else str(r["truly_noisy"]) for r in rows]
@@ -117,10 +131,11 @@ if train.truth_known:
 whole_table(table)
 start = (f"every model started from your weights ({mcfg['arch']}) and fine-tuned "
          f"{'its last layer' if tune == 'last' else 'all layers'}" if tune else "every model trained")
-st.caption(f"Seeds {result.seeds}; {start} for {result.steps} steps; {result.seconds:.0f} s. "
-           + ("One seed: no spread measured, so differences may be chance." if one else
-              "Mean ± std over seeds; 'vs control' compares each seed's fix with the same seed's random removal of as "
-              "many samples as the fix touches."))
+together = f", {result.stacked} of them together" if result.stacked else ""
+st.caption(f"Seeds {result.seeds}; {start} for {result.steps} steps; {len(rows) * len(result.seeds)} runs{together} "
+           f"in {result.seconds:.0f} s. " + ("One seed: no spread measured, so differences may be chance." if one else
+           "Mean ± std over seeds; 'vs control' compares each seed's fix with the same seed's control: the same change "
+           "on as many random samples (drawn anew for each seed)."))
 
 names = {r["action"]: r["label"] for r in rows if r["action"] != NONE}
 pick = st.selectbox("Per class, and the samples it touched", list(names), format_func=names.get)
