@@ -168,7 +168,7 @@ DATA = {
               "noise_key": (False, _optional(_one_of(NOISE_KEYS)))},
 }
 _MODEL_COMMON = {"seed": (False, _int(*SEED)), "epochs": (False, _optional(_int(*EPOCHS))),
-                 "hidden": (False, _hidden)}  # the text page gives every head its hidden width
+                 "hidden": (False, _hidden), "scale": (False, _bool)}  # the text page gives every head its hidden width
 _YOURS = {"weights": (True, _path("file", (".safetensors", ".pt", ".pth", ".bin"))), "new_head": (False, _bool),
           "seed": (False, _int(*SEED)), "epochs": (False, _optional(_int(*EPOCHS)))}
 MODEL = {

@@ -142,3 +142,24 @@ def test_the_preset_where_noise_hurts_is_one_click(env):
     link = at.query_params["data"]
     assert '"noise_kind": "pairs"' in (link[0] if isinstance(link, list) else link)  # the address names it too
     assert any("30% pairs noise" in s.value for s in at.subheader)  # the page shows the new data at once
+
+
+def test_feature_scaling_shown_and_switched_off_on_the_data_page(env, monkeypatch):
+    """A table's MLP standardises its columns by default: the Data page says so in one line, and its checkbox
+    turns it off (the model config, and so the URL and the cache key, carry it)."""
+    import shutil
+
+    shutil.copy(ROOT / "sample_data/digits.csv", env / "digits.csv")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["data_config"] = {"source": "files", "train": str(env / "digits.csv"), "test_share": 0.2, "seed": 0}
+    at.session_state["model_config"] = {"kind": "mlp", "seed": 0, "epochs": 20}
+    go(at.run(), "views/data.py")
+    box = next(c for c in at.checkbox if c.label == "Scale feature columns")
+    assert box.value is True
+    button(at, "Train model").click().run()
+    assert not at.exception
+    assert any("Inputs standardised with the training set's statistics (64 columns" in c.value for c in at.caption)
+    next(c for c in at.checkbox if c.label == "Scale feature columns").uncheck().run()
+    button(at, "Train model").click().run()
+    assert not at.exception and at.session_state["model_config"]["scale"] is False
+    assert not any("Inputs standardised" in c.value for c in at.caption)

@@ -173,3 +173,12 @@ def test_cli_bad_file_in_a_real_process(moons_files):
     r = run_cli("scan", "--train", d / "nan.npz", "--test", d / "test.npz", "--model", "mlp")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error:") and "NaN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_scales_feature_columns_unless_told_not_to(moons_files):
+    from ogdash.cli.main import build_parser, model_choice
+
+    train = moons(0).train
+    on = build_parser().parse_args(["scan", "--train", str(moons_files / "train.npz"), "--model", "mlp"])
+    off = build_parser().parse_args(["scan", "--train", str(moons_files / "train.npz"), "--model", "mlp", "--no-scale"])
+    assert model_choice(on, train)[0].scale is True and model_choice(off, train)[0].scale is False

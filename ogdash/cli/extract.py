@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, choices=MODEL_KINDS)
     p.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
     p.add_argument("--epochs", type=int, help="training epochs (default depends on the model)")
+    p.add_argument("--no-scale", dest="scale", action="store_false",
+                   help="feed feature columns as they are (default: standardised with the training statistics)")
     p.add_argument("--weights", help="trained weights (.safetensors or a tensors-only .pt); default: train as scan does")
     p.add_argument("--layer", default="last", help="'last' (closed form, default), a module or parameter name, or 'all'")
     p.add_argument("--projection-dim", type=int, help="project gradients to this many dimensions")
@@ -41,7 +43,7 @@ def run(args, shard_progress=None) -> dict:
                         ("--chunk-size", args.chunk_size)):
         if value is not None and value < 1:
             raise OgdashError(f"{flag} must be at least 1; got {value}.")
-    return run_extract(args.train, ModelSpec(args.model, args.hidden, args.epochs),
+    return run_extract(args.train, ModelSpec(args.model, args.hidden, args.epochs, scale=args.scale),
                        GradientSettings(args.layer, args.projection_dim, args.seed), weights=args.weights,
                        chunk_size=args.chunk_size, device=args.device, cache=DiskCache(args.cache),
                        shard_progress=shard_progress)

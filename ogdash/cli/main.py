@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, choices=MODEL_KINDS + USER_KINDS,
                    help="a model trained here, or your network (torchvision or custom) with --arch and --weights")
     s.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
+    s.add_argument("--no-scale", dest="scale", action="store_false",
+                   help="feed feature columns to a logreg or MLP as they are (default: standardised with the "
+                        "training set's mean and standard deviation, stored with the model)")
     s.add_argument("--epochs", type=int, help="training epochs (default: a budget that depends on the model and the "
                                               "data's size)")
     s.add_argument("--arch", help="your network: a torchvision architecture (resnet18) or package.module:factory, "
@@ -153,7 +156,7 @@ def model_choice(args, train) -> tuple[ModelSpec, object]:
         if args.arch or args.weights or args.new_head:
             raise OgdashError("--arch, --weights and --new-head are for your own network (--model torchvision or "
                               "custom).")
-        return ModelSpec(args.model, args.hidden, args.epochs), None
+        return ModelSpec(args.model, args.hidden, args.epochs, scale=args.scale), None
     if not args.arch or not args.weights:
         raise OgdashError(f"--model {args.model} needs --arch and --weights.")
     if (args.model == "custom") != is_factory(args.arch):
