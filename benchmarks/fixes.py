@@ -35,7 +35,7 @@ from ogdash.detect.registry import RECOMMENDED  # noqa: E402
 from ogdash.detect.scoring import score  # noqa: E402
 from ogdash.models.zoo import ModelSpec  # noqa: E402
 from ogdash.pipeline import gradients, train_model  # noqa: E402
-from ogdash.retrain import ACTIONS, NONE, compare, fixes_from_flags, restored  # noqa: E402
+from ogdash.retrain import NONE, compare, fixes_from_flags, restored  # noqa: E402
 
 CASES = {
     "default": (dict(DEFAULT_DATA), ModelSpec("cnn")),

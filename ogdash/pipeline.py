@@ -5,6 +5,7 @@ server is picked up by the dashboard without recomputing anything.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -15,7 +16,9 @@ from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress, Timer
 from ogdash.data.dataset import Dataset, Splits
 from ogdash.detect.budget import BudgetEstimate, suggest_budget
+from ogdash.detect.crossfit import probe_probabilities
 from ogdash.detect.flags import flag
+from ogdash.detect.heldout import rank_probabilities
 from ogdash.detect.metrics import detection_metrics
 from ogdash.detect.registry import DETECTORS, RECOMMENDED, method
 from ogdash.detect.scoring import score
@@ -178,6 +181,7 @@ class ScanResult:
     detection: dict | None
     seconds: dict = field(default_factory=dict)
     suggested_budget: BudgetEstimate | None = None  # set when the budget was 'auto'
+    probs: np.ndarray | None = None  # cross-fitted probabilities (n, C), when the scan read them (detect.crossfit)
 
 
 def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(), cache: DiskCache | None = None,
@@ -188,10 +192,14 @@ def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(
     by default ``spec`` is trained. ``budget='auto'`` flags the suggested budget
     (``ogdash.detect.budget.suggest_budget``), which the result then carries as ``suggested_budget``.
     """
-    timer, seed, budget = Timer(), settings.seed, settings.budget
+    timer, seed, budget, seconds = Timer(), settings.seed, settings.budget, None
     with timer("train"):
         if model is None:
+            model = cached_model(spec, splits.train, seed, cache)
+        if model is None:  # trained now: how long one training takes decides whether a cross-fit is cheap
+            t = time.perf_counter()
             model = train_model(spec, splits.train, seed, cache, progress, device, splits.val)
+            seconds = time.perf_counter() - t
     with timer("gradients"):
         g_train = gradients(model, splits.train, settings.gradients, cache, device=device)
         g_val = None
@@ -200,13 +208,22 @@ def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(
             if splits.val is None or splits.val.n == 0:
                 raise OgdashError(f"{entry.name} needs a non-empty validation set (its samples are the inliers).")
             g_val = gradients(model, splits.val, settings.gradients, cache, device=device)
+    probs = None
+    with timer("probe"):  # small, cheap or memorised: the held-out probabilities are cross-fitted (detect.crossfit)
+        if settings.detector == RECOMMENDED or budget == "auto":
+            own = (spec.head_spec(), backbone_dataset(spec, splits.train, cache, device)) \
+                if spec.user and spec.tune == "last" else (spec, splits.train)
+            probs = probe_probabilities(*own, g_train.predicted, seed, seconds, cache, device, progress)
     with timer("score"):
-        scores = score(g_train, settings.detector, g_val, seed, labels=splits.train.y)
+        if probs is not None and settings.detector == RECOMMENDED:
+            scores = rank_probabilities(probs, splits.train.y)
+        else:
+            scores = score(g_train, settings.detector, g_val, seed, labels=splits.train.y)
         suggested = None
         if budget == "auto":  # the held-out probe's refit is remembered: score() and this share one
-            suggested = suggest_budget(g_train, splits.train.y, seed=seed)
+            suggested = suggest_budget(g_train, splits.train.y, seed=seed, crossfit=probs)
             budget = suggested.budget
         flags = flag(scores, budget)
     acc = accuracy(model, splits.test.X, splits.test.y)
     det = None if splits.train.noisy is None else detection_metrics(flags, scores, splits.train.noisy)
-    return ScanResult(model, g_train, scores, flags, acc, det, timer.seconds, suggested)
+    return ScanResult(model, g_train, scores, flags, acc, det, timer.seconds, suggested, probs)

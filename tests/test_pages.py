@@ -151,7 +151,8 @@ def test_feature_scaling_shown_and_switched_off_on_the_data_page(env, monkeypatc
 
     shutil.copy(ROOT / "sample_data/digits.csv", env / "digits.csv")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.session_state["data_config"] = {"source": "files", "train": str(env / "digits.csv"), "test_share": 0.2, "seed": 0}
+    at.session_state["data_config"] = {"source": "files", "train": str(env / "digits.csv"), "test_share": 0.2,
+                                       "seed": 0}
     at.session_state["model_config"] = {"kind": "mlp", "seed": 0, "epochs": 20}
     go(at.run(), "views/data.py")
     box = next(c for c in at.checkbox if c.label == "Scale feature columns")

@@ -76,9 +76,8 @@ if known and st.checkbox("Also restore every flipped label", value=True, key="re
                               "noise costs, and so the most any fix could win back."):
     fixes.append(restored(train))
 
-seconds = memo(cache_key("train_seconds", active_model_key()))
-arms = 1 + 2 * len(fixes)  # the unchanged data, each fix and (at most) a control of each
-fit_in_a_minute = 3 if seconds is None else int(np.clip(60 // (arms * seconds), 3, 10))
+seconds = memo(cache_key("train_seconds", active_model_key()))  # arms: the baseline, each fix, a control of each
+fit_in_a_minute = 3 if seconds is None else int(np.clip(60 // ((1 + 2 * len(fixes)) * seconds), 3, 10))
 seeds = st.slider("Seeds", 1, 10, fit_in_a_minute, help="each seed: the same initialisation for every fix; at "
                   "least 3 seeds are needed to tell a fix from chance")
 seed0 = int(mcfg.get("seed", 0))
@@ -103,18 +102,17 @@ if result is None:
 rows = result.to_rows()
 one = len(result.seeds) == 1
 shown = sorted((r for r in rows if r["control"]), key=lambda r: -r["accuracy_mean"])  # the fixes, best first
-for i, r in enumerate(shown):  # every fix, your decisions included, gets its verdict
-    verdict = result.verdict(r["action"])
-    (st.success if verdict.startswith("Beat") else st.warning)(
-        f"**{'Best fix, ' if i == 0 and len(shown) > 1 else ''}{r['label']}:** {verdict}")
+for i, (r, verdict) in enumerate((r, result.verdict(r["action"])) for r in shown):  # every fix gets a verdict
+    (st.success if verdict.startswith("Beat") else st.warning)(f"**{'Best fix, ' * (i == 0)}{r['label']}:** {verdict}")
 if any(r["action"] == RESTORED for r in rows):
     st.info(result.verdict(RESTORED))
 base = result.row(NONE).accuracy
 trained = accuracy(active_model(), splits.test.X, splits.test.y)
 st.markdown(f"**The baseline** is the unchanged data retrained here on seeds {result.seeds}: test accuracy "
             f"{100 * base.mean():.1f}%" + ("" if one else f" ± {100 * base.std():.1f} (mean ± std over seeds)")
-            + f"; every 'vs baseline' compares with it, seed by seed. Data & model's {100 * trained:.1f}% is one model, "
-            f"seed {seed0}" + (f" (retrained here: {100 * base[0]:.1f}%)." if result.seeds[0] == seed0 else "."))
+            + "; every 'vs baseline' compares with it, seed by seed. Data & model's "
+            f"{100 * trained:.1f}% is one model, seed {seed0}"
+            + (f" (retrained here: {100 * base[0]:.1f}%)." if result.seeds[0] == seed0 else "."))
 table = pd.DataFrame({
     "fix": [r["label"] for r in rows],
     "removed": [r["n_removed"] for r in rows], "relabelled": [r["n_relabelled"] for r in rows],
@@ -131,9 +129,8 @@ if train.truth_known:
 whole_table(table)
 start = (f"every model started from your weights ({mcfg['arch']}) and fine-tuned "
          f"{'its last layer' if tune == 'last' else 'all layers'}" if tune else "every model trained")
-together = f", {result.stacked} of them together" if result.stacked else ""
-st.caption(f"Seeds {result.seeds}; {start} for {result.steps} steps; {len(rows) * len(result.seeds)} runs{together} "
-           f"in {result.seconds:.0f} s. " + ("One seed: no spread measured, so differences may be chance." if one else
+st.caption(f"Seeds {result.seeds}; {start} for {result.steps} steps; {len(rows) * len(result.seeds)} runs"
+           f"{f', {result.stacked} of them together' if result.stacked else ''} in {result.seconds:.0f} s. " + ("One seed: no spread measured, so differences may be chance." if one else
            "Mean ± std over seeds; 'vs control' compares each seed's fix with the same seed's control: the same change "
            "on as many random samples (drawn anew for each seed)."))
 
@@ -144,7 +141,8 @@ st.plotly_chart(plots.accuracy_change(np.nanmean(result.row(NONE).per_class, 0),
                                       train.classes), width="stretch")
 if row.touched:
     pos = train.positions(np.asarray(row.touched, dtype=np.int64))
-    with st.expander(f"The {len(pos)} samples it touched" + (" (the first seed's draw)" if pick.startswith(RANDOM) else "")):
+    drawn = " (the first seed's draw)" if pick.startswith(RANDOM) else ""
+    with st.expander(f"The {len(pos)} samples it touched{drawn}"):
         st.dataframe({"id": train.ids[pos], "source": [train.source(p) for p in pos],
                       "given": [train.classes[c] for c in train.y[pos]],
                       "change": ["removed" if i in set(row.touched[:row.n_removed]) else "relabelled"

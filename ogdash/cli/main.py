@@ -125,7 +125,7 @@ def run_scan(args) -> dict:
         from ogdash.retrain import compare, fixes_from_flags, restored
 
         with timer("retrain"):
-            P = suggestions(res.grads, splits.train.y, seed=args.seed)
+            P = res.probs if res.probs is not None else suggestions(res.grads, splits.train.y, seed=args.seed)
             fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=args.action)
             if splits.train.truth_known and splits.train.noisy.any():
                 fixes.append(restored(splits.train))

@@ -183,6 +183,28 @@ def suggestions(grads: GradientSet, labels, seed: int = 0) -> np.ndarray:
     return heldout_gradients(grads, labels, seed=seed).probs
 
 
+RANK_RULES = ("margin", "self_confidence", "combined")
+DEFAULT_RANK_RULE = "margin"  # chosen by measurement: benchmarks/detection.py --rules (README, "Ranking rule")
+
+
+def rank_probabilities(probs, labels, rule: str = DEFAULT_RANK_RULE) -> np.ndarray:
+    """Scores (n,) from held-out probabilities (n, C) by one of ``RANK_RULES``; higher = more detrimental.
+
+    ``margin``: cleanlab's normalized margin, ``1 - (p_y - max_{k≠y} p_k + 1) / 2``;
+    ``self_confidence``: ``1 - p_y``; ``combined``: the mean of the two's rank-normalised scores.
+    """
+    from ogdash.detect.ensemble import combine
+
+    y = validate.labels(labels, len(probs))
+    if rule == "margin":
+        return label_quality_scores(probs, y, "normalized_margin")
+    if rule == "self_confidence":
+        return label_quality_scores(probs, y, "self_confidence")
+    if rule == "combined":
+        return combine([label_quality_scores(probs, y, m) for m in ("normalized_margin", "self_confidence")])
+    raise OgdashError(f"unknown ranking rule {rule!r}; choose one of {', '.join(RANK_RULES)}.")
+
+
 def heldout_margin(probs, labels) -> np.ndarray:
     """The held-out margin detector's scores (n,) from held-out probabilities (n, C).
 

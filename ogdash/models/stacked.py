@@ -66,7 +66,8 @@ def pays_to_stack(model: nn.Module, device: torch.device) -> bool:
 
 
 def fit_arms(spec: ModelSpec, X: np.ndarray, arms: list[Arm], n_classes: int, progress: Progress = None,
-             device=None, stack: bool | None = None, stats: dict | None = None) -> list[nn.Module]:
+             device=None, stack: bool | None = None, stats: dict | None = None, at_steps=(),
+             checkpoint=None) -> list[nn.Module]:
     """The model of each arm, as ``fit`` trains it, in ``arms`` order (on ``device``, in eval mode).
 
     spec: what to train; arms whose resolved specs agree (the same batch size, learning
@@ -74,7 +75,9 @@ def fit_arms(spec: ModelSpec, X: np.ndarray, arms: list[Arm], n_classes: int, pr
     stack: True or False forces stacking or one by one; None (default) stacks where it
     pays (``can_stack`` and ``pays_to_stack``). progress hears ``(fraction, words)``, e.g.
     "run 7 of 15 (relabel, seed 2) — about 40 s left". stats, when given, receives
-    ``stacked``: how many arms trained together.
+    ``stacked``: how many arms trained together. checkpoint(step, i, model), when given, is
+    called for each arm ``i`` after each step in ``at_steps``, with its model as it is then
+    (in eval mode; training goes on afterwards).
     """
     from ogdash.core.threads import one_thread
     from ogdash.models.train import default_device
@@ -97,10 +100,13 @@ def fit_arms(spec: ModelSpec, X: np.ndarray, arms: list[Arm], n_classes: int, pr
             if together and can_stack(models[0]):
                 if stats is not None:
                     stats["stacked"] = stats.get("stacked", 0) + len(ids)
-                _train_stacked(r, X, [arms[i] for i in ids], models, device, clock, (ids[0], ids[-1], len(arms)))
+                seen = None if checkpoint is None else (lambda step, a, m: checkpoint(step, ids[a], m))
+                _train_stacked(r, X, [arms[i] for i in ids], models, device, clock, (ids[0], ids[-1], len(arms)),
+                               set(at_steps), seen)
             else:
                 for i, model in zip(ids, models):
-                    _train_one(r, X, arms[i], model, device, clock, (i, len(arms)))
+                    seen = None if checkpoint is None else (lambda step, i=i, m=model: checkpoint(step, i, m.eval()))
+                    _train_one(r, X, arms[i], model, device, clock, (i, len(arms)), set(at_steps), seen)
             for i, model in zip(ids, models):
                 out[i] = model.eval()
     return out
@@ -114,13 +120,16 @@ def _built(r: ModelSpec, X: np.ndarray, arm: Arm, n_classes: int, device) -> nn.
     return prepare(model, device, X.ndim == 4)
 
 
-def _train_one(r: ModelSpec, X, arm: Arm, model: nn.Module, device, clock: "_Clock", where) -> None:
+def _train_one(r: ModelSpec, X, arm: Arm, model: nn.Module, device, clock: "_Clock", where, at_steps=frozenset(),
+               seen=None) -> None:
     from ogdash.models.train import train_steps
 
     words = f"run {where[0] + 1} of {where[1]} ({arm.name})"
     base = clock.done
     total = r.total_steps(len(arm.rows))
-    train_steps(model, X[arm.rows], arm.labels, r, arm.seed, lambda f, _: clock.tick(base + f * total, words), device)
+    on_step = None if seen is None else (lambda step: seen(step) if step in at_steps else None)
+    train_steps(model, X[arm.rows], arm.labels, r, arm.seed, lambda f, _: clock.tick(base + f * total, words), device,
+                on_step=on_step)
     clock.done = base + total
     clock.tick(clock.done, words)
 
@@ -149,7 +158,7 @@ class _Batches:
 
 
 def _train_stacked(r: ModelSpec, X: np.ndarray, arms: list[Arm], models: list[nn.Module], device, clock: "_Clock",
-                   where) -> None:
+                   where, at_steps=frozenset(), seen=None) -> None:
     """Train ``models`` (one per arm) in place, all at once (see the module docstring)."""
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -185,14 +194,23 @@ def _train_stacked(r: ModelSpec, X: np.ndarray, arms: list[Arm], models: list[nn
         per_arm.sum().backward()
         opt.step()
         clock.tick(base + (step + 1) * A, words)
+        if seen is not None and step + 1 in at_steps:
+            _unstack(params, models)
+            for a, model in enumerate(models):
+                seen(step + 1, a, model.eval())
     clock.done = base + total * A
-    with torch.no_grad():
-        for a, model in enumerate(models):
-            for name, p in model.named_parameters():
-                p.copy_(params[name][a])
+    _unstack(params, models)
     if not all(torch.isfinite(p).all() for m in models for p in m.parameters()):
         raise OgdashError("training diverged in the last epoch (weights became NaN or infinite); "
                           "lower the learning rate or check the inputs.")
+
+
+@torch.no_grad()
+def _unstack(params: dict, models: list[nn.Module]) -> None:
+    """Copy each arm's slice of the stacked weights into its own model."""
+    for a, model in enumerate(models):
+        for name, p in model.named_parameters():
+            p.copy_(params[name][a])
 
 
 def _padded(parts, width: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

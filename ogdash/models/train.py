@@ -72,11 +72,12 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int
 
 
 def train_steps(model: nn.Module, X: np.ndarray, y: np.ndarray, spec: ModelSpec, seed: int, progress: Progress = None,
-                device=None, val: tuple | None = None) -> None:
+                device=None, val: tuple | None = None, on_step=None) -> None:
     """Train ``model`` in place for ``spec.total_steps`` Adam steps on (X, y), batches drawn with ``seed``.
 
     The progress says the epoch, the loss, the validation accuracy (when ``val`` is given)
-    and the time left, about twice a second.
+    and the time left, about twice a second. ``on_step(step)``, when given, is called after
+    every step (it may look at the model; training goes on in train mode).
     """
     Xt = to_input(X, device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
@@ -105,6 +106,9 @@ def train_steps(model: nn.Module, X: np.ndarray, y: np.ndarray, spec: ModelSpec,
                 loss.backward()
                 opt.step()
                 step += 1
+                if on_step is not None:
+                    on_step(step)
+                    model.train()
                 if progress is None:
                     continue
                 now = time.perf_counter()
