@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,7 +39,12 @@ from ogdash.data.noise import inject_noise  # noqa: E402
 from ogdash.detect.budget import estimate_budget  # noqa: E402
 from ogdash.detect.crossfit import crossfit_probabilities, repeats_for, should_crossfit  # noqa: E402
 from ogdash.detect.flags import flag  # noqa: E402
-from ogdash.detect.heldout import DEFAULT_RANK_RULE, heldout_probabilities, rank_probabilities  # noqa: E402
+from ogdash.detect.heldout import (  # noqa: E402
+    DEFAULT_RANK_RULE,
+    RANK_RULES,
+    heldout_probabilities,
+    rank_probabilities,
+)
 from ogdash.models.zoo import ModelSpec  # noqa: E402
 from ogdash.pipeline import gradients, train_model  # noqa: E402
 
@@ -107,6 +113,7 @@ def run_case(name: str, seed: int) -> dict:
     else:
         P = heldout_probabilities(g.acts, train.y, seed=seed)
     out["after"] = judge(P, train.y, train.noisy, DEFAULT_RANK_RULE, seed)
+    out["rules"] = {rule: roc_auc_score(train.noisy, rank_probabilities(P, train.y, rule)) for rule in RANK_RULES}
     out["after"].update(fit=fit_share, crossfit=crossed, seconds=time.perf_counter() - t, one=one, repeats=repeats)
     return out
 
@@ -121,11 +128,12 @@ def main() -> None:
           "reliable | passes | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     passed = {"before": 0, "after": 0}
-    total = 0
+    total, rules = 0, []
     for name in args.cases.split(","):
         for seed in seeds:
             r = run_case(name, seed)
             total += 1
+            rules.append(r["rules"])
             for version in ("before", "after"):
                 v = r[version]
                 passed[version] += v["ok"]
@@ -137,6 +145,9 @@ def main() -> None:
                       flush=True)
     print(f"\nPasses (precision and recall >= 0.6, or unreliable with an interval that holds the truth): before "
           f"{passed['before']}/{total}, after {passed['after']}/{total}")
+    wins = {rule: sum(r[rule] >= max(r.values()) - 1e-12 for r in rules) for rule in RANK_RULES}
+    print("AUROC of the ranking rules on the probabilities 'after' reads: " + ", ".join(
+        f"{rule} {np.mean([r[rule] for r in rules]):.3f} (best in {wins[rule]}/{total})" for rule in RANK_RULES))
     print(f"({os.cpu_count()} cores, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())})")
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ def test_stacked_cnn_equals_one_by_one_and_the_fallback_is_fit():
     assert "stacked" not in stats
     for a, b, c in zip(together, one_by_one, alone):
         assert _max_weight_gap(a, c) < 1e-4 and _max_weight_gap(b, c) < 1e-4
-    # on a CPU a convolutional network trains one by one by default (stacking does not pay there)
-    assert not pays_to_stack(together[0], torch.device("cpu")) and pays_to_stack(together[0], torch.device("cuda"))
+    # on a CPU a convolutional network stacks on small images only (it does not pay on larger ones)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pays_to_stack(together[0], cpu, (1, 8, 8)) and not pays_to_stack(together[0], cpu, (1, 28, 28))
+    assert pays_to_stack(together[0], cuda, (1, 28, 28))
 
 
 def test_layers_that_cannot_stack_train_one_by_one():

@@ -13,10 +13,12 @@ equals training the arms one by one up to floating-point rounding
 
 Stacking pays when one model's step is small, so that the fixed cost of a step dominates:
 logistic regressions, MLPs and linear heads on feature rows (24 digits MLPs: 0.2 ms per
-model-step stacked against 1.0 ms alone), and convolutional networks on a GPU. On a CPU a
-convolutional network's step is already compute-bound and ``vmap`` turns its convolutions
-into grouped ones, which oneDNN runs slower than one model at a time (MNIST-5k CNN, 8 arms:
-18-23 ms per model-step stacked against 8 ms alone), so there the arms train one by one.
+model-step stacked against 1.0 ms alone), convolutional networks on small images (24 digits
+CNNs on 8x8 images, 60 steps: 7.8-10.1 s stacked against 8.5-12.0 s one by one, load 9.5), and
+convolutional networks on a GPU. On a CPU a convolutional network on larger images is
+compute-bound and ``vmap`` turns its convolutions into grouped ones, which oneDNN runs slower
+than one model at a time (MNIST-5k CNN, 24 arms: 49-50 ms per model-step stacked against
+11-25 ms alone), so there the arms train one by one.
 A network with layers outside ``STACKABLE`` (BatchNorm's running statistics, dropout,
 your own architectures) always trains one by one. Either way, on a CPU the arms train on
 one thread: each step is too small to split, and on a shared 2-core machine two spinning
@@ -60,9 +62,15 @@ def can_stack(model: nn.Module) -> bool:
     return all(type(m) in STACKABLE for m in model.modules())
 
 
-def pays_to_stack(model: nn.Module, device: torch.device) -> bool:
-    """Stacking pays on a GPU, and on a CPU for networks without convolutions (see the module docstring)."""
-    return device.type != "cpu" or not any(isinstance(m, nn.Conv2d) for m in model.modules())
+SMALL_IMAGE = 16 * 16  # on a CPU, convolutional networks stack on images up to this many pixels
+
+
+def pays_to_stack(model: nn.Module, device: torch.device, input_shape=()) -> bool:
+    """Stacking pays on a GPU, and on a CPU for networks without convolutions or on small images (see the module
+    docstring); ``input_shape``: one sample's shape."""
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    small = len(input_shape) >= 2 and int(np.prod(input_shape[-2:])) <= SMALL_IMAGE
+    return device.type != "cpu" or not convolutional or small
 
 
 def fit_arms(spec: ModelSpec, X: np.ndarray, arms: list[Arm], n_classes: int, progress: Progress = None,
@@ -96,7 +104,7 @@ def fit_arms(spec: ModelSpec, X: np.ndarray, arms: list[Arm], n_classes: int, pr
     with one_thread() if device.type == "cpu" else contextlib.nullcontext():
         for (r, _), ids in groups.items():
             models = [_built(r, X, arms[i], n_classes, device) for i in ids]
-            together = stack if stack is not None else (len(ids) > 1 and pays_to_stack(models[0], device))
+            together = stack if stack is not None else (len(ids) > 1 and pays_to_stack(models[0], device, X.shape[1:]))
             if together and can_stack(models[0]):
                 if stats is not None:
                     stats["stacked"] = stats.get("stacked", 0) + len(ids)
