@@ -141,6 +141,12 @@ def control_words(row: Row) -> str:
     return _words(*(row.drawn or (row.n_removed, 0)))
 
 
+def control_cell(row: Row) -> str:
+    """A control in a table cell: "63 removed", "63 relabelled" (drawn for the suggested label) or both."""
+    drawn = row.drawn or (row.n_removed, 0)
+    return ", ".join(f"{k} {what}" for k, what in zip(drawn, ("removed", "relabelled")) if k)
+
+
 def _words(removals: int, relabels: int) -> str:
     parts = ([f"{removals} random removal{'s' * (removals != 1)}"] if removals else []) + (
         [f"the suggested label on {relabels} random sample{'s' * (relabels != 1)}"] if relabels else [])

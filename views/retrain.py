@@ -14,7 +14,7 @@ from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.detect.registry import DETECTORS
 from ogdash.models.train import accuracy, predict_proba
-from ogdash.retrain import (ACTIONS, NONE, RANDOM, RESTORED, SHORT, compare, control_words, decisions_fix,
+from ogdash.retrain import (ACTIONS, NONE, RANDOM, RESTORED, SHORT, compare, control_cell, decisions_fix,
                             fixes_from_flags, restored)
 from ogdash.review import DecisionStore
 
@@ -119,7 +119,7 @@ table = pd.DataFrame({
     "test accuracy (%)": [f"{100 * r['accuracy_mean']:.1f}" + ("" if one else f" ± {100 * r['accuracy_std']:.1f}")
                           for r in rows],
     "vs baseline (points)": ["" if r["action"] == NONE else f"{100 * r['change_mean']:+.1f}" for r in rows],
-    "control": [control_words(result.row(r["control"])) if r["control"] else "" for r in rows],
+    "control (random samples)": [control_cell(result.row(r["control"])) if r["control"] else "" for r in rows],
     "vs control (points)": [f"{100 * result.paired(r['action'], RANDOM).mean():+.1f}" if r["control"] else ""
                            for r in rows],
 })
