@@ -49,11 +49,12 @@ def load(cfg: dict):
     splits = data.BUILTIN[cfg["name"]](seed=cfg["seed"], noise_rate=cfg["noise_rate"], noise_kind=cfg["noise_kind"],
                                        val_fraction=VAL_FRACTION)
     if cfg.get("flat"):  # the images as feature rows
-        splits = Splits(*(None if d is None else replace(d, X=d.X.reshape(d.n, -1), _fingerprint=[]) for d in splits))
+        splits = Splits(*(None if d is None else replace(d, X=d.X.reshape(d.n, -1), _fingerprint=[])
+                          for d in (splits.train, splits.test, splits.val)))
     return splits
 
 
-def run(name: str, seeds: int, timing: bool) -> None:
+def run(name: str, seeds: int, timing: bool, modes: bool) -> None:
     cfg, spec = CASES[name]
     t0 = time.perf_counter()
     splits = load(cfg)
@@ -90,6 +91,7 @@ def run(name: str, seeds: int, timing: bool) -> None:
         t = time.perf_counter()
         fit_all_threads(spec, train, 0)
         print(f"One training on every CPU thread (as main trained it): {time.perf_counter() - t:.1f} s")
+    if modes:
         for stack in (True, False):
             c2 = compare(splits, spec, fixes, range(seeds), suggested=P.argmax(1), stack=stack)
             print(f"The retrain forced {'stacked' if stack else 'one by one'}: {c2.seconds:.1f} s "
@@ -113,11 +115,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--case", default="all", choices=[*CASES, "all"])
-    p.add_argument("--timing", action="store_true", help="also time one training on every thread, and the retrain "
-                   "forced stacked and forced one by one")
+    p.add_argument("--timing", action="store_true", help="also time one training on every CPU thread")
+    p.add_argument("--modes", action="store_true", help="also time the retrain forced stacked and forced one by one")
     args = p.parse_args()
     for name in (CASES if args.case == "all" else [args.case]):
-        run(name, args.seeds, args.timing)
+        run(name, args.seeds, args.timing, args.modes)
 
 
 if __name__ == "__main__":
