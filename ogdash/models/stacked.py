@@ -225,6 +225,9 @@ def _padded(parts, width: int, device) -> tuple[torch.Tensor, torch.Tensor, torc
     """Each arm's batch (rows, labels) padded to ``width`` with row 0 at weight 0: (A, width) rows, labels and
     weights."""
     A = len(parts)
+    if all(len(r) == width for r, _ in parts):  # most steps: every arm has a full batch
+        return (torch.stack([r for r, _ in parts]), torch.stack([lab for _, lab in parts]),
+                torch.ones(A, width, device=device))
     rows = torch.zeros(A, width, dtype=torch.long, device=device)
     y = torch.zeros(A, width, dtype=torch.long, device=device)
     w = torch.zeros(A, width, device=device)
