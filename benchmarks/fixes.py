@@ -2,9 +2,9 @@
 
 For each case: train the model once (seed 0), flag with the default detector at the
 suggested budget, then retrain over several seeds (same initialisation and step budget for
-every row) with: no change, each fix of the flags (remove / relabel / auto), a random
-removal of as many samples as each fix touches, and every flipped label restored (the
-ceiling). Prints one table per case with the share of the noise gap each fix wins back,
+every row) with: no change, each fix of the flags (remove / relabel / auto), a control of
+each fix's kind (as many random removals; the suggested label on as many random samples),
+and every flipped label restored (the ceiling). Prints one table per case with the share of the noise gap each fix wins back,
 (fix - noisy) / (restored - noisy), and the page's verdict.
 
     python benchmarks/fixes.py [--seeds 5] [--case preset|mnist_uniform|all]
