@@ -36,7 +36,7 @@ def model_spec(mcfg: dict, tune: str | None = None) -> ModelSpec:
     if mcfg["kind"] in USER_KINDS:  # your network, from your weights (a frozen backbone with a new head: new_head)
         return ModelSpec(mcfg["kind"], epochs=mcfg.get("epochs"), arch=mcfg["arch"], weights=mcfg["weights"],
                          tune=tune or "last", new_head=bool(mcfg.get("new_head")))
-    return ModelSpec(mcfg["kind"], tuple(mcfg.get("hidden", (16, 16))), mcfg.get("epochs"))
+    return ModelSpec(mcfg["kind"], tuple(mcfg.get("hidden", (16, 16))), mcfg.get("epochs"), scale=mcfg.get("scale", True))
 
 
 def scan_of(spec: DataSpec, mcfg: dict | None = None) -> Scan:

@@ -156,7 +156,7 @@ def _bool(v):
 # kind -> {field: (required, check)}; a check is a function of the value (paths also take the root).
 # Lists of choices are looked up when a link is read, so the schema never drifts from the code.
 _MODEL_COMMON = {"seed": (False, _int(*SEED)), "epochs": (False, _optional(_int(*EPOCHS))),
-                 "hidden": (False, _hidden)}  # the text page gives every head its hidden width
+                 "hidden": (False, _hidden), "scale": (False, _bool)}  # the text page gives every head its hidden width
 _YOURS = {"weights": (True, _path("file", (".safetensors", ".pt", ".pth", ".bin"))), "new_head": (False, _bool),
           "seed": (False, _int(*SEED)), "epochs": (False, _optional(_int(*EPOCHS)))}
 MODEL = {

@@ -26,6 +26,7 @@ from ogdash.core.threads import at_most
 from ogdash.data.dataset import Dataset, Splits, hold_out_validation, make_dataset
 from ogdash.data.spec import DataSpec
 from ogdash.detect.budget import BudgetEstimate, estimate_budget
+from ogdash.detect.crossfit import probe_probabilities
 from ogdash.detect.flags import budget_count, flag
 from ogdash.detect.heldout import suggestions
 from ogdash.detect.metrics import detection_metrics
@@ -35,7 +36,7 @@ from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, selectable_layers, to_arrays
 from ogdash.engine.layout2d import LAYOUTS, UMAP_FIT_MAX, cached_layout, layout_2d  # noqa: F401
 from ogdash.engine.settings import GradientSettings
-from ogdash.models.train import accuracy, check_fits, confusion, fit, load_torchvision
+from ogdash.models.train import accuracy, check_fits, confusion, fit, load_torchvision, predict_proba
 from ogdash.models.zoo import ModelSpec, build_model, weights_key
 
 holdout_validation = hold_out_validation  # the public name since the first release
@@ -202,8 +203,8 @@ class ScanResult:
     """Everything one scan produced; ``scores`` follow higher = more detrimental.
 
     probabilities: (n, C) each training sample's class probabilities from a model that never saw its
-    label (the last layer refitted without it), where the gradients allow; the suggested labels are
-    their argmax. accuracy_before: on the test set (None without one). detection: precision, recall
+    label (models cross-fitted without it where the model memorised its labels, else the last layer
+    refitted without it), where the gradients allow; the suggested labels are their argmax. accuracy_before: on the test set (None without one). detection: precision, recall
     and AUROC against the true labels, only when they are known. notes: what the scan decided for you.
     """
 
@@ -348,6 +349,15 @@ class Scan:
                     "confusion": None if s.test is None else confusion(model, s.test.X, s.test.y, k)}
         return self.stages.get(self.key("summary"), compute)
 
+    def predicted(self) -> np.ndarray:
+        """(n,) the model's own predicted class of each training sample."""
+        def compute():
+            grads = self.gradients(compute=False)
+            if grads is not None:
+                return np.asarray(grads.predicted)
+            return predict_proba(self.model(), self.train.X).argmax(1)
+        return self.stages.get(self.key("predicted"), compute)
+
     def layers(self) -> list[str]:
         """The layers whose gradients can be scored: ``last`` (the closed form) and the model's own."""
         return ["last"] + [name for name in selectable_layers(self.model()) if name != "head"]
@@ -380,16 +390,36 @@ class Scan:
         return self.stages.get(self.key("val_grads"), lambda: gradients(
             self.model(), val, self.settings.gradients, self.cache, device=self.device))
 
+    def crossfit(self, progress: Progress = None) -> np.ndarray | None:
+        """Cross-fitted probabilities (n, C), from K models each trained without one fold, where the model has
+        memorised its given labels (``ogdash.detect.crossfit.should_crossfit``); None where the last-layer refit
+        is the probe. Kept on disk; how often the cross-fit is repeated depends on the data's size only, so a
+        reload or the CLI reads the same probabilities."""
+        def compute():
+            spec, train = self.spec, self.train
+            if spec is None:  # a trained network given as it is: nothing here trains it again
+                return (None,)
+            if spec.user and spec.tune == "last":  # your network: its last layer, on the backbone's features
+                spec, train = spec.head_spec(), backbone_dataset(spec, train, self.cache, self.device)
+            return (probe_probabilities(spec, train, self.gradients().predicted, self.settings.seed, None,
+                                        self.cache, self.device, progress),)
+        return self.stages.get(self.key("crossfit"), compute)[0]
+
     @property
     def probability_source(self) -> str:
-        """'probe' (a last layer refitted without each sample) or 'model' (the model's own probabilities)."""
+        """'crossfit' (models trained without each sample), 'probe' (a last layer refitted without it) or 'model'
+        (the model's own probabilities)."""
+        if self.crossfit() is not None:
+            return "crossfit"
         return "probe" if self.gradients().acts is not None else "model"
 
-    def probabilities(self) -> np.ndarray:
-        """(n, C) class probabilities of each training sample from a model that never saw its label where the
-        gradients allow (the last layer refitted without it), else the model's own; the suggestions' argmax."""
-        return self.stages.get(self.key("probabilities"), lambda: suggestions(
-            self.gradients(), self.train.y, seed=self.settings.seed))
+    def probabilities(self, progress: Progress = None) -> np.ndarray:
+        """(n, C) class probabilities of each training sample from a model that never saw its label where it can
+        (cross-fitted, else the last layer refitted without it), else the model's own; the suggestions' argmax."""
+        def compute():
+            cross = self.crossfit(progress)
+            return cross if cross is not None else suggestions(self.gradients(), self.train.y, seed=self.settings.seed)
+        return self.stages.get(self.key("probabilities"), compute)
 
     def scores(self, detector: str | None = None) -> np.ndarray:
         """Each training sample's score (n,) by ``detector`` (default the settings'); higher = more detrimental."""
@@ -397,8 +427,8 @@ class Scan:
 
         def compute():
             grads, labels = self.gradients(), self.train.y
-            if entry.from_probabilities is not None and grads.acts is not None:
-                return entry.from_probabilities(self.probabilities(), labels)  # one refit serves all three
+            if entry.from_probabilities is not None and self.probability_source != "model":
+                return entry.from_probabilities(self.probabilities(), labels)  # one probe serves all three
             inliers = (self.validation_gradients() or grads) if entry.needs_validation else None
             return score(grads, entry, inliers, self.settings.seed, labels=labels)
         return self.stages.get(self.key("scores", entry.key), compute)
@@ -406,7 +436,8 @@ class Scan:
     def suggested_budget(self) -> BudgetEstimate:
         """The estimated share of mislabelled training samples, with its interval and whether it is reliable."""
         return self.stages.get(self.key("budget"), lambda: estimate_budget(
-            self.probabilities(), self.train.y, seed=self.settings.seed, source=self.probability_source))
+            self.probabilities(), self.train.y, seed=self.settings.seed, source=self.probability_source,
+            reference=self.crossfit()))
 
     def budget(self, budget=None) -> float:
         """A budget as a fraction or count (``"auto"``: the suggested fraction); default the settings'."""
@@ -455,17 +486,21 @@ class Scan:
         with timer("train"):
             model = self.model(progress=progress)
         with timer("gradients"):
-            grads = self.gradients(progress=progress)
+            self.gradients(progress=progress)
             if settings.entry.needs_validation:
                 self.validation_gradients()
+        probs = None
+        if settings.entry.from_probabilities is not None or settings.budget == "auto":
+            with timer("probe"):  # the held-out probabilities: cross-fitted where the model memorised its labels
+                self.crossfit(progress)
+                probs = self.probabilities() if self.probability_source != "model" else None
         with timer("score"):
             scores = self.scores()
             suggested = self.suggested_budget() if settings.budget == "auto" else None
             flags = self.flags()
-        probs = self.probabilities() if grads.acts is not None else None
         notes = [n for n in [self.inliers_note()] if n]
-        return ScanResult(model, grads, scores, flags, self.accuracy(), self.detection(), timer.seconds, suggested,
-                          probs, notes)
+        return ScanResult(model, self.gradients(), scores, flags, self.accuracy(), self.detection(), timer.seconds,
+                          suggested, probs, notes)
 
 
 def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(), cache: DiskCache | None = None,

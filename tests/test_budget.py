@@ -80,7 +80,8 @@ def test_suggest_budget_from_gradients_with_known_noise(rng, source):
     assert abs(est.fraction - rate) <= 0.3 * rate  # the benchmark's criterion
     assert est.low <= est.fraction <= est.high
     d = est.to_dict()
-    assert set(d) == {"fraction", "low", "high", "level", "count", "source", "own_error", "reliable", "warning"}
+    assert set(d) == {"fraction", "low", "high", "level", "count", "source", "own_error", "reliable", "reference",
+                      "warning"}
     assert est.reliable and d["warning"] == "" and "interval" in est.describe()
 
 
@@ -119,6 +120,27 @@ def test_a_classifier_often_wrong_itself_makes_the_estimate_unreliable(rng):
     assert weak.low <= rate <= weak.high
     assert "Unreliable" in weak.warning and weak.warning in weak.describe()
     assert weak.to_dict()["reliable"] is False and weak.to_dict()["warning"] == weak.warning
+
+
+def test_cross_fitted_probabilities_catch_a_model_that_memorised_its_labels(rng):
+    """The failing case of issue 30: a memorising network's probe echoes the wrong labels, so its estimate collapses
+    and its own error is ~0. Cross-fitted probabilities estimate the truth, and as the reference they mark the
+    collapsed estimate unreliable with an interval that holds the truth."""
+    K, n, rate = 3, 400, 0.1
+    y_true = rng.integers(0, K, n)
+    y = noisy_labels(rng, y_true, rate, K)
+    truth = np.mean(y != y_true)
+    memorised = model_probs(rng, y, K, confidence=0.9)  # sure of every given label, the wrong ones too
+    honest = model_probs(rng, y_true, K, confidence=0.8)  # models that never saw each label
+    gs = factored_set(rng, y_true, y, K)
+    alone = estimate_budget(memorised, y, n_boot=50, source="probe")
+    assert alone.fraction < 0.3 * truth and alone.reliable  # blind without a reference
+    checked = estimate_budget(memorised, y, n_boot=50, source="probe", reference=honest)
+    assert not checked.reliable and checked.reference == "crossfit" and checked.low <= truth <= checked.high
+    assert "models trained without each sample disagree" in checked.warning
+    est = suggest_budget(gs, y, crossfit=honest, n_boot=50)  # the scan's path: the cross-fit is the source
+    assert est.source == "crossfit" and est.reference is None and abs(est.fraction - truth) <= 0.3 * truth
+    assert est.reliable and "models each trained without the sample" in est.describe()
 
 
 def test_bad_inputs(rng):

@@ -166,3 +166,20 @@ def test_a_selection_reads_the_ids_back():
     assert selected_ids(event) == [7, 9, 2**60]  # an id beyond 2**53 travels as a string, intact
     assert selected_ids(SimpleNamespace(selection=SimpleNamespace(points=[{"customdata": {"0": 4.0, "1": 0.2}}]))) == [4]
     assert selected_ids(None) == []
+
+
+def test_umap_above_its_fit_size_places_the_others_among_their_neighbours():
+    from ogdash.engine import layout2d
+
+    rng = np.random.default_rng(0)
+    n = layout2d.UMAP_FIT_MAX + 1_000
+    blob = rng.integers(0, 2, n)
+    G = (rng.normal(size=(n, 60)) + 12.0 * blob[:, None]).astype(np.float32)  # two blobs, far apart
+    said = []
+    coords, axis = layout2d.layout_2d(G, "umap", progress=lambda f, m: said.append(m))
+    assert coords.shape == (n, 2) and np.isfinite(coords).all() and "placed among its nearest fitted" in axis
+    assert any(m.startswith("placing samples") for m in said)
+    # every placed sample lands on its own blob's side: nearer its blob's centre than the other's
+    centres = np.array([coords[blob == b].mean(0) for b in (0, 1)])
+    nearest = np.linalg.norm(coords[:, None] - centres[None], axis=2).argmin(1)
+    assert np.mean(nearest == blob) > 0.99

@@ -8,6 +8,7 @@ import torch
 from ogdash.core.errors import OgdashError
 from ogdash.data import moons
 from ogdash.models import ModelSpec, accuracy, build_model, fit, load_weights, save_weights, weights_key
+from ogdash.models.train import predict_proba
 from ogdash.models.zoo import torchvision_model
 
 
@@ -24,7 +25,28 @@ def test_training_that_diverges_says_so():
     s = moons(0)
     X = s.train.X * 1e30
     with pytest.raises(OgdashError, match="diverged"):
-        fit(ModelSpec("mlp", epochs=5, lr=1e6), X, s.train.y, 2)
+        fit(ModelSpec("mlp", epochs=5, lr=1e6, scale=False), X, s.train.y, 2)  # scaling would tame these inputs
+
+
+def test_feature_rows_are_scaled_with_the_training_statistics_stored_with_the_model():
+    from ogdash.models.zoo import scaling_of
+
+    s = moons(0)
+    raw = s.train.X * np.array([1000.0, 0.01]) + np.array([5.0, -3.0])  # columns on very different scales
+    z = (raw - raw.mean(0)) / raw.std(0)
+    spec = ModelSpec("mlp", epochs=40)
+    a, b = fit(spec, raw, s.train.y, 2, seed=0), fit(spec, z, s.train.y, 2, seed=0)
+    test_raw = s.test.X * np.array([1000.0, 0.01]) + np.array([5.0, -3.0])
+    test_z = (test_raw - raw.mean(0)) / raw.std(0)
+    # raw and z-scored copies of a table train the same model (up to rounding)
+    np.testing.assert_allclose(predict_proba(a, test_raw), predict_proba(b, test_z), atol=1e-4)
+    np.testing.assert_allclose(scaling_of(a).mean.numpy(), raw.mean(0), rtol=1e-5)
+    assert "body.0.scale" in a.state_dict()  # the statistics are part of the weights (and of their cache key)
+    off = fit(ModelSpec("mlp", epochs=40, scale=False), raw, s.train.y, 2, seed=0)
+    assert scaling_of(off) is None and ModelSpec("mlp", scale=False).key() != ModelSpec("mlp").key()
+    assert ModelSpec("cnn", scale=False).key() == ModelSpec("cnn").key()  # images are never scaled
+    assert scaling_of(build_model(ModelSpec("cnn"), (1, 8, 8), 10)) is None
+    assert scaling_of(build_model(ModelSpec("mlp"), (1, 8, 8), 10)) is None  # images into an MLP: pixels as they are
 
 
 def test_weights_roundtrip_and_refusals(tmp_path):

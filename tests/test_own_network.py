@@ -111,8 +111,9 @@ def test_frozen_backbone_head_trained_on_cached_features(tmp_path, monkeypatch):
     fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=("remove", "relabel"))
     c = compare(splits, spec, fixes, seeds=[0, 1, 2], cache=cache)
     assert calls == [1]  # the test set's features; the training set's were cached by the scan
-    assert [r.name for r in c.rows] == [NONE, "remove", "relabel", RANDOM]
-    assert "random removals" in c.verdict("remove")
+    assert [r.name for r in c.rows] == [NONE, "remove", "relabel", RANDOM, f"{RANDOM}_2"]  # a control of each kind
+    assert "random removals" in c.verdict("remove") and "suggested label on" in c.verdict("relabel")
+    assert c.stacked == 15  # the heads on cached features all trained at once
 
 
 def test_factory_errors_are_one_line(tmp_path):

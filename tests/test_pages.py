@@ -4,7 +4,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.nav import ROOT
-from ogdash.data import digits
+from ogdash.data import DataSpec, digits
+from ogdash.retrain import BASELINE
 from ogdash.review import DecisionStore
 
 
@@ -89,10 +90,17 @@ def test_full_flow_on_digits(env):
     assert not again.exception
     table = again.dataframe[0].value
     fixes = table["fix"].tolist()
-    assert fixes[0].startswith("no change") and any(f.startswith("every flipped label restored") for f in fixes)
-    assert any("random samples removed" in f for f in fixes)  # the control is always there
+    assert fixes[0] == BASELINE and any(f.startswith("every flipped label restored") for f in fixes)
+    assert any("random samples removed" in f for f in fixes)  # the removal's control
+    assert any("random samples set to their suggested label" in f for f in fixes)  # the relabel's, of its own kind
     assert sum(f.startswith(("remove the flagged", "relabel")) for f in fixes) == 3  # the three fixes of the flags
-    assert any("Too few seeds" in w.value for w in list(again.warning) + list(again.success))  # 2 seeds cannot tell
+    verdicts = [w.value for w in list(again.warning) + list(again.success)]
+    assert sum("Too few seeds" in w for w in verdicts) == 4  # one per fix, your decisions too; 2 seeds cannot tell
+    assert any(w.startswith("**your reviewed decisions") for w in verdicts)
+    # each number names its baseline: the retrained unchanged data, and Data & model's one model
+    said = " ".join(m.value for m in again.markdown)
+    assert "**The baseline** is the unchanged data retrained here on seeds [0, 1]" in said
+    assert "Data & model's" in said and "is one model, seed 0 (retrained here:" in said
 
 
 def flagged_ids(at):
@@ -162,3 +170,24 @@ def test_use_suggested_budget_flags_the_suggested_count_exactly(env):
     go(at, "views/gradient_space.py")
     at.slider(key="_budget").set_value(0.1).run()  # by hand again
     assert at.session_state["view"]["budget"] == 0.1 and not button(at, "Use suggested budget").disabled
+
+
+def test_feature_scaling_shown_and_switched_off_on_the_data_page(env, monkeypatch):
+    """A table's MLP standardises its columns by default: the Data page says so in one line, and its checkbox
+    turns it off (the model config, and so the URL and the cache key, carry it)."""
+    import shutil
+
+    shutil.copy(ROOT / "sample_data/digits.csv", env / "digits.csv")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["data_spec"] = DataSpec("files", train=str(env / "digits.csv"))
+    at.session_state["model_config"] = {"kind": "mlp", "seed": 0, "epochs": 20}
+    go(at.run(), "views/data.py")
+    box = next(c for c in at.checkbox if c.label == "Scale feature columns")
+    assert box.value is True
+    button(at, "Train model").click().run()
+    assert not at.exception
+    assert any("Inputs standardised with the training set's statistics (64 columns" in c.value for c in at.caption)
+    next(c for c in at.checkbox if c.label == "Scale feature columns").uncheck().run()
+    button(at, "Train model").click().run()
+    assert not at.exception and at.session_state["model_config"]["scale"] is False
+    assert not any("Inputs standardised" in c.value for c in at.caption)

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,13 +99,21 @@ def test_cli_retrain_compares_every_action_in_json(moons_files):
     rows = {row["action"]: row for row in out["rows"]}
     assert {"none", "remove", "relabel", "auto", "restored", "random"} <= set(rows)
     assert all(r.startswith("random_") for r in set(rows) - {"none", "remove", "relabel", "auto", "restored", "random"})
-    for fix in ("remove", "relabel", "auto"):  # each fix has a control touching as many samples
+    for fix in ("remove", "relabel", "auto"):  # each fix has a control of its kind: as many removals and relabels
         control = rows[rows[fix]["control"]]
-        assert control["n_removed"] == rows[fix]["n_removed"] + rows[fix]["n_relabelled"]
+        assert control["drawn"] == [rows[fix]["n_removed"], rows[fix]["n_relabelled"]]
+        assert control["n_removed"] == rows[fix]["n_removed"] and control["n_relabelled"] <= rows[fix]["n_relabelled"]
     assert rows["relabel"]["n_removed"] == 0 and rows["relabel"]["n_relabelled"] > 0
     assert rows["auto"]["n_removed"] + rows["auto"]["n_relabelled"] <= 25
     assert set(out["verdicts"]) == {"remove", "relabel", "auto"}
     assert all(v.startswith(("Beat chance", "Did not beat chance")) for v in out["verdicts"].values())
+    assert re.search(r"retraining: all \d+ runs at once", r.stderr)  # overall progress in words, as the page says
+    text = run_cli("scan", "--train", d / "train.npz", "--test", d / "test.npz", "--model", "logreg", "--epochs", "50",
+                   "--budget", "0.1", "--retrain", "--seeds", "3", "--cache", d / "c2").stdout
+    assert "the trained model's test accuracy" in text  # each number names its baseline
+    assert re.search(r"retrained on seeds 0-2 without changes \(the baseline\): test accuracy [\d.]+ ± [\d.]+", text)
+    assert re.search(r"remove the flagged samples: test accuracy [\d.]+ \([+-][\d.]+ points against the baseline\)",
+                     text)
     bad = run_cli("scan", "--train", d / "train.npz", "--model", "logreg", "--retrain", "--action", "shuffle")
     assert bad.returncode == 2 and "shuffle" in bad.stderr and bad.stderr.count("\n") == 1
 
@@ -193,3 +202,12 @@ def test_cli_refuses_a_one_class_folder_in_one_line(tmp_path):
     r = run_cli("scan", "--train", tmp_path / "only", "--model", "cnn", "--epochs", "1")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "at least two classes" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_scales_feature_columns_unless_told_not_to(moons_files):
+    from ogdash.cli.choices import model_choice
+    from ogdash.cli.main import build_parser
+
+    on = build_parser().parse_args(["scan", "--train", str(moons_files / "train.npz"), "--model", "mlp"])
+    off = build_parser().parse_args(["scan", "--train", str(moons_files / "train.npz"), "--model", "mlp", "--no-scale"])
+    assert model_choice(on).scale is True and model_choice(off).scale is False

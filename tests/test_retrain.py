@@ -14,6 +14,7 @@ from ogdash.retrain import (
     Fix,
     Row,
     compare,
+    control_fix,
     fixes_from_flags,
     random_fix,
     restored,
@@ -51,21 +52,48 @@ def test_random_control_removes_as_many_and_is_drawn_per_seed(splits):
     a, b = random_fix(train, 20, 0), random_fix(train, 20, 1)
     assert len(a.remove) == len(set(a.remove)) == 20 and a.remove != b.remove
     assert random_fix(train, 20, 0) == a  # the same seed draws the same samples
+    assert control_fix(train, 20, 0, 0) == a
+
+
+def test_a_relabel_control_applies_the_relabel_rule_to_random_samples(splits):
+    train = splits.train
+    suggested = train.y.copy()
+    suggested[::3] = 1 - suggested[::3]  # a third of the samples have another suggestion
+    c = control_fix(train, 5, 30, seed=0, suggested=suggested)
+    assert len(c.remove) == 5 and not set(c.remove) & set(c.relabel)
+    pos = train.positions(list(c.relabel))
+    assert all(suggested[p] == v != train.y[p] for p, v in zip(pos, c.relabel.values()))  # to the suggestion
+    assert 0 < len(c.relabel) < 30  # samples whose suggestion is their label stay as they are
+    assert c.changes() == (5, len(c.relabel)) and control_fix(train, 5, 30, 1, suggested) != c
+    blind = control_fix(train, 0, 30, seed=0)  # no suggestions: a random other class, every drawn sample changes
+    pos = train.positions(list(blind.relabel))
+    assert len(blind.relabel) == 30 and all(train.y[pos] != np.array(list(blind.relabel.values())))
 
 
 def test_compare_rows_controls_and_step_budget(splits):
     train = splits.train
     flags = train.noisy.copy()  # an oracle trim: exactly the flipped samples
     fixes = fixes_from_flags(train, flags, train.y_true, np.ones(train.n), actions=("remove", "relabel"))
-    c = compare(splits, SPEC, fixes + [restored(train)], seeds=[0, 1, 2])
-    assert [r.name for r in c.rows] == [NONE, "remove", "relabel", "restored", RANDOM]
+    said = []
+    c = compare(splits, SPEC, fixes + [restored(train)], seeds=[0, 1, 2], suggested=train.y_true,
+                progress=lambda f, msg: said.append((f, msg)))
+    # each fix has a control of its own kind: random removals for the removal, the relabel rule on random samples
+    assert [r.name for r in c.rows] == [NONE, "remove", "relabel", "restored", RANDOM, f"{RANDOM}_2"]
+    assert c.row("remove").control == RANDOM and c.row("relabel").control == f"{RANDOM}_2"
+    assert c.row(f"{RANDOM}_2").drawn == (0, int(flags.sum())) and c.row(f"{RANDOM}_2").n_removed == 0
+    assert "the suggested label on" in c.verdict("relabel") and "random removals" in c.verdict("remove")
+    assert set(c.verdicts()) == {"remove", "relabel", "restored"}
+    assert c.verdict("restored").startswith("Restoring every flipped label")
+    # overall progress in words, never internal names
+    assert said and said[-1][0] == 1.0 and all("random_" not in m and "epoch" not in m for _, m in said)
+    assert all(m.startswith(("run ", "all 18 runs at once")) for _, m in said), said[:3]
     assert c.steps == SPEC.total_steps(train.n)  # every model trains as long as the full set does
     for r in c.rows:
         assert r.accuracy.shape == (3,) and r.per_class.shape == (3, train.n_classes)
     k = int(flags.sum())
     assert c.row("remove").n_removed == c.row(RANDOM).n_removed == k
     assert c.row("remove").truly_noisy == k and c.row("relabel").corrected == k
-    assert c.row("relabel").accuracy.tolist() == c.row("restored").accuracy.tolist()  # the same training set
+    np.testing.assert_allclose(c.row("relabel").accuracy, c.row("restored").accuracy, atol=0.02)  # the same data
     rows = c.to_rows()
     assert [r["action"] for r in rows] == [r.name for r in c.rows]
     assert rows[0]["change_mean"] == 0.0 and len(rows[1]["accuracy_per_seed"]) == 3

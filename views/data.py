@@ -14,6 +14,7 @@ from dashboard.scan import (
 )
 from dashboard.state import choose_data, model_config, progress_bar
 from ogdash.core.errors import OgdashError
+from ogdash.models.zoo import SCALED_KINDS, scaling_of
 from views.data_parts import (
     builtin_form,
     checked_network,
@@ -75,6 +76,10 @@ else:
         except ValueError:
             st.error("Hidden widths are comma-separated positive integers, like 16,16.")
             st.stop()
+    if kind in SCALED_KINDS and train.kind != "image" and not c1.checkbox(
+            "Scale feature columns", mcfg.get("scale", True), help="standardise each column with the training "
+            "set's mean and standard deviation (stored with the model), so raw and z-scored tables train alike"):
+        new["scale"] = False
     epochs = c2.number_input("Epochs (0 = default)", 0, 10_000, int(mcfg.get("epochs") or 0))
     new["epochs"] = int(epochs) or None
     new["seed"] = int(c3.number_input("Seed (initialisation)", 0, 10_000, int(mcfg.get("seed", 0))))
@@ -110,4 +115,8 @@ c1, c2 = st.columns([1, 2])
 c1.metric("Train accuracy (given labels)", f"{summary['train']:.1%}")
 c1.metric("Test accuracy", f"{summary['test']:.1%}")
 c2.plotly_chart(plots.confusion_heatmap(summary["confusion"], train.classes), width="stretch")
+if (scaled := scaling_of(model)) is not None:
+    st.caption(f"Inputs standardised with the training set's statistics ({len(scaled.mean)} columns; means "
+               f"{scaled.mean.min():.3g} to {scaled.mean.max():.3g}, standard deviations {scaled.scale.min():.3g} to "
+               f"{scaled.scale.max():.3g}), stored with the model.")
 st.page_link("views/gradient_space.py", label="Next: gradient space", icon=":material/arrow_forward:")

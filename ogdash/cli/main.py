@@ -14,10 +14,10 @@ from ogdash.cli.labelstudio import add_labelstudio_parser, format_result as form
 from ogdash.cli.llm import add_llm_parser, format_llm, run_llm
 from ogdash.cli.text import add_textselect_parser, format_textselect, run_textselect
 from ogdash.core.cache import DiskCache
-from ogdash.core.progress import Timer
+from ogdash.core.progress import Timer, stderr_progress
 from ogdash.models.zoo import TUNES
 from ogdash.pipeline import DETECTORS, RECOMMENDED
-from ogdash.retrain import ACTIONS
+from ogdash.retrain import ACTIONS, RESTORED
 
 
 def _budget(text: str) -> float | str:
@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="write per-sample scores to this CSV")
     s.add_argument("--retrain", action="store_true",
-                   help="apply each --action to the flags and retrain, beside the unchanged data and a random "
-                        "removal of the same size (and, when true labels are known, every flipped label restored)")
+                   help="apply each --action to the flags and retrain, beside the unchanged data and a control of "
+                        "each fix's kind: as many random removals, or the suggested label on as many random samples "
+                        "(and, when true labels are known, every flipped label restored)")
     s.add_argument("--action", type=choice_list(ACTIONS), default=("remove",),
                    help="with --retrain: comma-separated fixes of the flags: remove, relabel (to the suggested label), "
                         "auto (relabel where the suggestion is sure, remove the rest), or all (default: remove)")
@@ -101,9 +102,13 @@ def run_scan(args) -> dict:
             fixes = fixes_from_flags(splits.train, res.flags, P.argmax(1), P.max(1), actions=args.action)
             if splits.train.truth_known and splits.train.noisy.any():
                 fixes.append(restored(splits.train))
-            c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), scanned.cache)
+            said = stderr_progress()  # the overall progress the dashboard shows, in the same words
+            c = compare(splits, spec, fixes, range(args.seed, args.seed + args.seeds), scanned.cache,
+                        lambda f, msg: said(f, f"retraining: {msg}"), suggested=P.argmax(1))
         out["retrain"] = {"seeds": c.seeds, "steps": c.steps, "rows": c.to_rows(),
                           "verdicts": {a: c.verdict(a) for a in args.action}}
+        if any(r.name == RESTORED for r in c.rows):
+            out["retrain"]["restored"] = c.verdict(RESTORED)
         out["accuracy_after"] = c.row(args.action[0]).accuracy.mean()
         out["seconds"]["retrain"] = timer.seconds["retrain"]
     if args.out:
@@ -119,24 +124,33 @@ def run_scan(args) -> dict:
 
 
 def format_scan(result: dict) -> str:
-    """The scan's result in a line or two."""
-    line = f"flagged {result['n_flagged']} of {result['n_train']} training samples; test accuracy {result['accuracy_before']:.3f}"
+    """The scan's result in a line or two; each accuracy names its baseline."""
+    line = (f"flagged {result['n_flagged']} of {result['n_train']} training samples; the trained model's test accuracy "
+            f"{result['accuracy_before']:.3f}")
     if result.get("test_held_out"):
         line += f" on {result['n_test']} samples held out of --train (not scored)"
     if "suggested_budget" in result:
         b = result["suggested_budget"]
         line = (f"suggested budget {b['fraction']:.1%} ({b['level']:.0%} interval {b['low']:.1%}-{b['high']:.1%}); "
                 + line)
-    if "retrain" in result:
-        for r in result["retrain"]["rows"][1:]:
-            line += f"\n  {r['label']}: test accuracy {r['accuracy_mean']:.3f} ({100 * r['change_mean']:+.1f} points)"
-        for action, verdict in result["retrain"]["verdicts"].items():
-            line += f"\n  {action}: {verdict}"
     if "detection" in result:
         d = result["detection"]
         line += f"; detection precision {d['precision']:.2f}, recall {d['recall']:.2f}, AUROC {d['auroc']:.3f}"
     for note in result.get("notes", []):
         line += f"\n  note: {note}"
+    if "retrain" in result:
+        rt = result["retrain"]
+        base, seeds = rt["rows"][0], rt["seeds"]
+        which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+        line += (f"\n  retrained on {which} without changes (the baseline): test accuracy {base['accuracy_mean']:.3f}"
+                 + ("" if len(seeds) == 1 else f" ± {base['accuracy_std']:.3f} (mean ± std)"))
+        for r in rt["rows"][1:]:
+            line += (f"\n  {r['label']}: test accuracy {r['accuracy_mean']:.3f} ({100 * r['change_mean']:+.1f} points "
+                     "against the baseline)")
+        for action, verdict in rt["verdicts"].items():
+            line += f"\n  {action}: {verdict}"
+        if "restored" in rt:
+            line += f"\n  {rt['restored']}"
     return line
 
 

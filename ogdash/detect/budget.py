@@ -32,6 +32,16 @@ probabilities, which a model that memorised its noisy labels pushes too low. On 
 detection benchmark both are within 30% of the true rate in every case (mean relative
 error 2.9% for the probe, then a logistic refit, 4.3% for the model; 3.7% for today's
 closed-form probe on the 10 cases re-measured; README, "Detection benchmark").
+
+Both are blind to a network that memorised its noisy labels: its features already encode
+each wrong label, so the refitted last layer echoes it, the estimate collapses (wine with
+10% flipped labels: 1 of 14 flips flagged) and the own error is near 0, so it looked
+reliable. **Cross-fitted** probabilities (``ogdash.detect.crossfit``: K models, each trained
+without one fold) do not have that blind spot; ``suggest_budget(..., crossfit=P)`` estimates
+from them (source ``"crossfit"``), and whenever they are given they are also the
+**reference** of the reliability check: the own error is the share of given labels the
+cross-fitted models disagree with beyond the estimate, and an estimate below half the
+cross-fitted one is unreliable too (its interval is widened by that own error).
 """
 from __future__ import annotations
 
@@ -44,7 +54,8 @@ from ogdash.core.errors import OgdashError
 from ogdash.detect.heldout import heldout_gradients
 from ogdash.engine.gradients import GradientSet
 
-SOURCES = ("probe", "model")
+SOURCES = ("probe", "model")  # what ``probabilities`` reads from gradients; "crossfit" comes from its own models
+CROSSFIT = "crossfit"
 DEFAULT_SOURCE = "probe"
 RELIABLE_ERROR = 0.10  # the classifier's own error above which the estimate is marked unreliable
 
@@ -68,12 +79,18 @@ class BudgetEstimate:
     source: str
     own_error: float = 0.0
     reliable: bool = True
+    reference: str | None = None  # the probabilities the own error was measured on, when not ``source``'s
 
     @property
     def warning(self) -> str:
         """One sentence saying why the estimate is unreliable ('' when it is reliable)."""
         if self.reliable:
             return ""
+        if self.reference:
+            return (f"Unreliable: models trained without each sample disagree with "
+                    f"{self.own_error + self.fraction:.0%} of the given labels, far more than the {self.fraction:.1%} "
+                    f"this estimate calls wrong (the model may have memorised its wrong labels); the true share may "
+                    f"lie anywhere in {self.low:.0%}–{self.high:.0%}.")
         return (f"Unreliable: the classifier behind it disagrees with {self.own_error:.0%} of the given labels "
                 f"beyond the ones it calls wrong, and confident learning cannot tell its mistakes from wrong labels; "
                 f"the true share may lie anywhere in {self.low:.0%}–{self.high:.0%}.")
@@ -92,12 +109,12 @@ class BudgetEstimate:
         """JSON-ready fields (what the CLI prints as suggested_budget)."""
         return {"fraction": self.fraction, "low": self.low, "high": self.high, "level": self.level,
                 "count": self.count, "source": self.source, "own_error": self.own_error, "reliable": self.reliable,
-                "warning": self.warning}
+                "reference": self.reference, "warning": self.warning}
 
     def describe(self) -> str:
         """One sentence for people: the estimate, its count and its interval (and the warning when unreliable)."""
-        how = {"probe": "a last layer refitted without each sample", "model": "the model's own probabilities"}.get(
-            self.source, "the given probabilities")
+        how = {"probe": "a last layer refitted without each sample", "model": "the model's own probabilities",
+               CROSSFIT: "models each trained without the sample"}.get(self.source, "the given probabilities")
         return (f"about {self.fraction:.1%} of the training samples ({self.count}) look mislabelled "
                 f"({self.level:.0%} interval {self.low:.1%}–{self.high:.1%}; confident learning on {how})"
                 + (f". {self.warning}" if self.warning else ""))
@@ -175,7 +192,7 @@ def boot_count(n: int, n_classes: int) -> int:
 
 
 def estimate_budget(pred_probs, labels, n_boot: int | None = None, level: float = 0.9, seed: int = 0,
-                    source: str = "probs") -> BudgetEstimate:
+                    source: str = "probs", reference=None, reference_name: str = CROSSFIT) -> BudgetEstimate:
     """Noise-rate estimate from probabilities (n, C) and given labels (n,), with an interval.
 
     The interval is the bootstrap's (n_boot resamples of the training samples, default
@@ -183,7 +200,9 @@ def estimate_budget(pred_probs, labels, n_boot: int | None = None, level: float 
     low = high = the estimate), widened by the classifier's own error on both sides when
     that exceeds ``RELIABLE_ERROR`` (:func:`own_error`, see the module docstring).
     level: the bootstrap interval's central share; source: a name for where
-    ``pred_probs`` came from.
+    ``pred_probs`` came from. reference: other probabilities (n, C) of the same samples
+    (cross-fitted ones, called ``reference_name``) that the own error is measured on
+    instead; the estimate is then also unreliable when it is below half of theirs.
     """
     P, y = validate.probs_and_labels(pred_probs, labels)
     if len(y) < 2:
@@ -196,18 +215,30 @@ def estimate_budget(pred_probs, labels, n_boot: int | None = None, level: float 
     boots = [_rate(P[i], y[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))]
     tail = (1.0 - level) / 2
     low, high = np.quantile(boots, [tail, 1 - tail]) if boots else (point, point)
-    low, high, err = min(low, point), max(high, point), own_error(P, y, point)
-    reliable = err <= RELIABLE_ERROR
+    low, high = min(low, point), max(high, point)
+    if reference is None:
+        err = own_error(P, y, point)
+        reliable = err <= RELIABLE_ERROR
+    else:  # judged by models that never saw each label: a memorised label cannot hide there
+        R, _ = validate.probs_and_labels(reference, y)
+        err = own_error(R, y, point)
+        reliable = err <= RELIABLE_ERROR and point >= _rate(R, y) / 2
     if not reliable:  # each of the classifier's own mistakes may have been counted as a wrong label, or hidden one
         low, high = max(0.0, low - err), min(1.0, high + err)
-    return BudgetEstimate(point, float(low), float(high), level, len(y), source, err, reliable)
+    named = reference_name if reference is not None and source != reference_name else None
+    return BudgetEstimate(point, float(low), float(high), level, len(y), source, err, reliable, named)
 
 
 def suggest_budget(grads: GradientSet, labels, source: str = DEFAULT_SOURCE, n_boot: int | None = None,
-                   level: float = 0.9, seed: int = 0) -> BudgetEstimate:
+                   level: float = 0.9, seed: int = 0, crossfit=None) -> BudgetEstimate:
     """The suggested budget for a scan: estimated share of mislabelled training samples, with its interval.
 
-    grads: the training GradientSet; labels: the given training labels (n,).
+    grads: the training GradientSet; labels: the given training labels (n,). crossfit:
+    cross-fitted probabilities (n, C) (``ogdash.detect.crossfit``), when the scan computed
+    them: they replace the default probe (source ``"crossfit"``) and are the reference of the
+    reliability check whatever the source.
     """
     labels = validate.labels(labels, grads.n)
-    return estimate_budget(probabilities(grads, labels, source, seed), labels, n_boot, level, seed, source)
+    if crossfit is not None and source == DEFAULT_SOURCE:
+        return estimate_budget(crossfit, labels, n_boot, level, seed, CROSSFIT, crossfit)
+    return estimate_budget(probabilities(grads, labels, source, seed), labels, n_boot, level, seed, source, crossfit)

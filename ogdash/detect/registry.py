@@ -177,7 +177,7 @@ METHODS: tuple[Method, ...] = (
            "alignment with the mean gradient of the same given class (class-conditional)", needs_labels=True,
            build=lambda seed: PerClass(MeanAlignment)),
     Method("heldout_margin", "Held-out margin", HELDOUT,
-           "margin of the held-out gradient (last layer refitted without the sample)", needs_labels=True,
+           "margin and confidence of the held-out gradient (last layer refitted without the sample)", needs_labels=True,
            build=lambda seed: HeldOutMargin(seed=seed), from_probabilities=heldout_margin),
     Method("ens_margins", "Ensemble: held-out margin + normalized margin", ENSEMBLE,
            "ensemble: held-out margin + normalized margin", short="held-out margin + normalized margin",

@@ -1,10 +1,18 @@
 """2-D layouts of gradient space for plotting: raw (when 2-D), PCA, or UMAP.
 
 PCA goes through the (dim x dim) covariance, so 50,000 gradients take well under a second.
-UMAP on tens of thousands of points takes minutes on a small machine: above ``UMAP_FIT_MAX``
-samples it is fitted on a seeded random subset and the other samples are placed by the fitted
-model's ``transform``, so every sample still gets a position. ``cached_layout`` keeps a
-layout on disk, so a restart does not compute it again.
+
+UMAP on tens of thousands of points took 60-78 s the first time in a process on this 2-core
+machine, most of it numba compiling UMAP's code (its ``transform`` alone compiled for minutes
+under load) rather than computing. So the layout (1) reduces the gradients to ``UMAP_DIMS``
+principal components first, (2) fits UMAP on a seeded random ``UMAP_FIT_MAX`` of them with
+a neighbour graph computed by scikit-learn (no numba), all on one thread, (3) places every other sample at the
+distance-weighted mean of its ``PLACE_NEIGHBOURS`` nearest fitted samples' positions instead
+of ``transform``, and (4) asks numba to cache UMAP's compiled code on disk
+(``_cache_umap_compiles``), so only the first process ever compiles it. At 50,000 samples
+its kNN preservation and trustworthiness match the old layout's within a few hundredths
+(``benchmarks/layout.py``). ``cached_layout`` keeps a layout on disk, so a restart does not
+compute it again.
 """
 from __future__ import annotations
 
@@ -17,9 +25,12 @@ from ogdash.engine.gradients import GradientSet, project
 LAYOUTS = ("pca", "umap")
 # Layouts run on at most this many coordinates; wider gradients are projected first.
 MAX_LAYOUT_DIM = 1024
-# UMAP is fitted on at most this many samples; the others are placed by its transform.
-UMAP_FIT_MAX = 10_000
-TRANSFORM_CHUNK = 5_000
+# UMAP is fitted on at most this many samples; the others are placed by their fitted neighbours.
+UMAP_FIT_MAX = 5_000
+UMAP_DIMS = 50  # principal components UMAP and the placement work on
+UMAP_NEIGHBOURS = 15
+PLACE_NEIGHBOURS = 10
+PLACE_CHUNK = 5_000
 
 
 def _matrix(G) -> np.ndarray:
@@ -47,27 +58,74 @@ def _pca(X: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     return pca.transform(X), f"PCA of the gradients (PC1 {var[0]:.0%}, PC2 {var[1]:.0%} of variance)"
 
 
-def _umap(X: np.ndarray, seed: int, progress: Progress) -> tuple[np.ndarray, str]:
-    import umap
+def _cache_umap_compiles() -> None:
+    """Let numba keep UMAP's compiled functions on disk (UMAP compiles them without ``cache=True``), so a new
+    process loads them in a second or two instead of compiling for tens of seconds. A numba without this
+    method, or a function it cannot cache, just compiles as before."""
+    import umap.layouts
+    import umap.spectral
+    import umap.umap_
+    import umap.utils
 
+    for module in (umap.umap_, umap.layouts, umap.spectral, umap.utils):
+        for f in vars(module).values():
+            if callable(getattr(f, "enable_caching", None)) and type(getattr(f, "_cache", None)).__name__ == "NullCache":
+                try:
+                    f.enable_caching()
+                except Exception:  # noqa: BLE001 - an optimisation only: never fail a layout over it
+                    pass
+
+
+def _principal(X: np.ndarray, k: int) -> np.ndarray:
+    """X (n, d) on its first ``k`` principal components (as it is when d <= k)."""
+    if X.shape[1] <= k:
+        return X
+    Xc = X - X.mean(0)
+    values, vectors = np.linalg.eigh((Xc.T @ Xc).astype(np.float64))  # (d x d): cheap whatever n is
+    return (Xc @ vectors[:, ::-1][:, :k].astype(np.float32)).astype(np.float32)
+
+
+def _umap(X: np.ndarray, seed: int, progress: Progress) -> tuple[np.ndarray, str]:
+    from ogdash.core.threads import one_thread
+
+    with one_thread():  # small BLAS calls and numba's serial loops: a second spinning thread only slows them
+        return _umap_steps(X, seed, progress)
+
+
+def _umap_steps(X: np.ndarray, seed: int, progress: Progress) -> tuple[np.ndarray, str]:
+    import warnings
+
+    import umap
+    from sklearn.neighbors import NearestNeighbors
+
+    _cache_umap_compiles()
+    X = _principal(X, UMAP_DIMS)
     fit_on = umap_subset(len(X), seed)
     fit_X = X if fit_on is None else X[fit_on]
-    n_neighbors = int(min(15, max(2, len(fit_X) - 1)))
-    report(progress, 0.05, f"fitting UMAP on {len(fit_X):,} samples")
+    k = int(min(UMAP_NEIGHBOURS, max(2, len(fit_X) - 1)))
+    report(progress, 0.05, f"finding the neighbours of {len(fit_X):,} samples")
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(fit_X).kneighbors(fit_X)
+    report(progress, 0.2, f"fitting UMAP on {len(fit_X):,} samples")
     # 200 epochs, what UMAP itself takes above 10,000 samples (it takes 500 at or below)
-    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed, n_jobs=1,
-                        n_epochs=None if fit_on is None else 200).fit(fit_X)
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state": one thread is what we ask for
+        warnings.simplefilter("ignore", UserWarning)
+        reducer = umap.UMAP(n_components=2, n_neighbors=k, random_state=seed, n_jobs=1, n_epochs=200,
+                            precomputed_knn=(idx, dist, None)).fit(fit_X)
     if fit_on is None:
         return reducer.embedding_.astype(np.float64), "UMAP of the gradients"
     out = np.empty((len(X), 2))
     out[fit_on] = reducer.embedding_
     rest = np.setdiff1d(np.arange(len(X)), fit_on)
-    for start in range(0, len(rest), TRANSFORM_CHUNK):
-        end = min(start + TRANSFORM_CHUNK, len(rest))
-        report(progress, 0.5 + 0.5 * start / len(rest), f"placing samples {start:,}–{end:,} of {len(rest):,} others")
-        part = rest[start:start + TRANSFORM_CHUNK]
-        out[part] = reducer.transform(X[part])
-    return out, f"UMAP of the gradients (fitted on a random {len(fit_on):,} of {len(X):,}, the others placed by it)"
+    index = NearestNeighbors(n_neighbors=PLACE_NEIGHBOURS).fit(fit_X)
+    for start in range(0, len(rest), PLACE_CHUNK):
+        end = min(start + PLACE_CHUNK, len(rest))
+        report(progress, 0.6 + 0.4 * start / len(rest), f"placing samples {start:,}–{end:,} of {len(rest):,} others")
+        part = rest[start:end]
+        d, near = index.kneighbors(X[part])
+        w = 1.0 / np.maximum(d, 1e-6)  # the nearest fitted samples count most
+        out[part] = np.einsum("nk,nkc->nc", w, reducer.embedding_[near]) / w.sum(1, keepdims=True)
+    return out, (f"UMAP of the gradients (fitted on a random {len(fit_on):,} of {len(X):,}, each other sample "
+                 "placed among its nearest fitted ones)")
 
 
 def layout_2d(G, method: str = "pca", seed: int = 0, progress: Progress = None) -> tuple[np.ndarray, str]:

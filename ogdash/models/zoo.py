@@ -43,6 +43,12 @@ class ModelSpec:
     architecture or ``package.module:factory``), ``weights`` is the file training starts
     from, ``tune`` trains the ``last`` linear layer on the frozen backbone's features or
     ``all`` layers, and ``new_head`` replaces the last layer by a fresh one trained here.
+
+    ``scale`` (default on): a logistic regression or MLP on feature rows first standardises
+    each column with the training set's mean and standard deviation (a ``Standardize``
+    layer, so the statistics are stored with the weights and in the cache key), so raw and
+    z-scored copies of a table train the same model. Images, the paper's 2-2-2-1 MLP and
+    your own networks are never scaled.
     """
 
     kind: str = "mlp"
@@ -57,6 +63,7 @@ class ModelSpec:
     weights: str | None = None
     tune: str = "last"
     new_head: bool = False
+    scale: bool = True
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS + USER_KINDS + (HEAD,):
@@ -99,7 +106,8 @@ class ModelSpec:
     def key(self) -> str:
         """A stable string of the spec's fields, for cache keys (your weights by their content)."""
         fields = {k: v for k, v in asdict(self).items()
-                  if v is not None and not (k in ("tune", "new_head") and not self.user and self.kind != HEAD)}
+                  if v is not None and not (k in ("tune", "new_head") and not self.user and self.kind != HEAD)
+                  and not (k == "scale" and self.kind not in SCALED_KINDS)}
         if self.weights:
             from ogdash.core.cache import file_digest
 
@@ -131,6 +139,48 @@ def default_steps(n_train: int, batch_size: int, d: dict) -> int:
     per_epoch = math.ceil(n_train / batch_size) if batch_size else 1
     epochs = d["epochs"] if d["seen"] is None else min(d["epochs"], max(d["min_epochs"], d["seen"] / n_train))
     return max(d["min_steps"], math.ceil(epochs * per_epoch))
+
+
+SCALED_KINDS = ("logreg", "mlp")  # the kinds that standardise feature rows when ``ModelSpec.scale``
+
+
+def scales(spec: ModelSpec, input_shape) -> bool:
+    """Whether ``spec`` standardises its inputs: feature rows (one dimension) into a logistic regression or MLP."""
+    return spec.scale and spec.kind in SCALED_KINDS and len(tuple(input_shape)) == 1
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / scale`` per column, with the training set's statistics kept as buffers (saved with the
+    weights). Built as the identity; ``fit`` sets the statistics. A constant column keeps scale 1."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("scale", torch.ones(d))
+
+    @torch.no_grad()
+    def fit(self, X) -> "Standardize":
+        X = torch.as_tensor(np.asarray(X), dtype=torch.float64).reshape(len(X), -1)
+        std = X.std(0, unbiased=False)
+        self.mean.copy_(X.mean(0))
+        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+        return self
+
+    def forward(self, x):
+        return (x - self.mean) / self.scale
+
+
+def fit_scaling(model: nn.Module, X) -> nn.Module:
+    """Set ``model``'s ``Standardize`` layer (if it has one) to the statistics of the training inputs ``X``."""
+    for m in model.modules():
+        if isinstance(m, Standardize):
+            m.fit(X)
+    return model
+
+
+def scaling_of(model: nn.Module) -> Standardize | None:
+    """The model's ``Standardize`` layer, or None when it does not scale its inputs."""
+    return next((m for m in model.modules() if isinstance(m, Standardize)), None)
 
 
 class Classifier(nn.Module):
@@ -189,6 +239,8 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, ...], n_classes: int, s
         if len(input_shape) != 3:
             raise OgdashError(f"the CNN needs images (C, H, W); these samples have shape {tuple(input_shape)}. Use 'mlp'.")
         body, d = _cnn_body(input_shape[0], input_shape[-1])
+    if scales(spec, input_shape):  # a layer without randomness: the seed's weights stay as they were
+        body = nn.Sequential(Standardize(d_in), *(body if isinstance(body, nn.Sequential) else [body]))
     return Classifier(body, nn.Linear(d, out, bias=spec.bias and spec.kind != "paper_mlp"))
 
 

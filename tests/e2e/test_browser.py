@@ -219,7 +219,8 @@ def test_review_survives_a_reload_on_every_page(page, app_url):
     settle(other)
     verdict = other.get_by_test_id("stAlert").filter(has_text="Best fix,")  # the verdict against the random control
     verdict.wait_for()
-    assert re.search(r"points against \d+ random removals \(± [\d.]+; better on \d+ of \d+ seeds\)", verdict.inner_text())
+    assert re.search(r"points against \d+ random (removals|samples)[^(]* \(± [\d.]+; better on \d+ of \d+ seeds\)",
+                     verdict.inner_text())
     other.get_by_text(re.compile(r"Seeds \[0, 1, 2(, \d+)*\]; every model trained for \d+ steps")).wait_for()
     other.get_by_test_id("stDataFrame").first.wait_for()  # the comparison table (drawn on a canvas)
     shot(other, "reload_retrain")
