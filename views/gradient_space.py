@@ -3,7 +3,7 @@ import streamlit as st
 
 from dashboard.escape import error
 from dashboard.scan import active_scan, loaded
-from dashboard.state import BUDGET_RANGE, SELECTION_IN_URL, bound, progress_bar, view
+from dashboard.state import BUDGET_RANGE, SELECTION_IN_URL, bound, memo, progress_bar, view
 from ogdash.core.errors import OgdashError
 from ogdash.pipeline import DETECTORS, ENSEMBLES, RECOMMENDED, describe
 from views.gradient_space_parts import (
@@ -62,6 +62,12 @@ def use_suggested() -> None:
 
 
 try:
+    if memo(scan.key("probabilities")) is None:  # once per model: a cross-fit can take a minute, so say so
+        bar, cb = progress_bar("Judging each sample by a model that never saw its label")
+        try:
+            scan.probabilities(progress=cb)
+        finally:
+            bar.empty()
     estimate = scan.suggested_budget()
 except OgdashError as e:
     error(e)

@@ -33,6 +33,9 @@ def add_model_arguments(p: argparse.ArgumentParser, weights_help: str) -> None:
     p.add_argument("--model", required=True, choices=MODEL_KINDS + USER_KINDS,
                    help="a model trained here, or your network (torchvision or custom) with --arch and --weights")
     p.add_argument("--hidden", type=hidden_widths, default=(16, 16), help="MLP widths, e.g. 16,16")
+    p.add_argument("--no-scale", dest="scale", action="store_false",
+                   help="feed feature columns to a logreg or MLP as they are (default: standardised with the "
+                        "training set's mean and standard deviation, stored with the model)")
     p.add_argument("--epochs", type=int, help="training epochs (default: a budget that depends on the model and the "
                                               "data's size)")
     p.add_argument("--arch", help="your network: a torchvision architecture (resnet18) or package.module:factory, "
@@ -63,7 +66,7 @@ def model_choice(args, tune: str = "last", zoo_weights: bool = False) -> ModelSp
         if args.arch or args.new_head or (args.weights and not zoo_weights):
             raise OgdashError(f"--arch, {'' if zoo_weights else '--weights, '}--new-head are for your own network "
                               "(--model torchvision or custom).")
-        return ModelSpec(args.model, args.hidden, args.epochs)
+        return ModelSpec(args.model, args.hidden, args.epochs, scale=args.scale)
     if not args.arch or not args.weights:
         raise OgdashError(f"--model {args.model} needs --arch and --weights.")
     if (args.model == "custom") != is_factory(args.arch):
