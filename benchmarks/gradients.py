@@ -13,7 +13,7 @@ import torch
 from ogdash.data import make_dataset
 from ogdash.engine.gradients import last_layer_gradients
 from ogdash.models import ModelSpec, build_model, per_sample_loss
-from ogdash.models.train import prepare, to_input
+from ogdash.models.devices import prepare, to_input
 
 
 def best_of(fn, repeats=3):

@@ -111,7 +111,7 @@ def extraction():
     from ogdash.data import make_dataset
     from ogdash.engine.gradients import last_layer_gradients
     from ogdash.models import per_sample_loss
-    from ogdash.models.train import prepare, to_input
+    from ogdash.models.devices import prepare, to_input
 
     n, chunk = 2048, 256
     rng = np.random.default_rng(0)

@@ -219,7 +219,7 @@ def _features(spec, train: Dataset, cache: DiskCache, r: Ranks) -> None:
 
 
 def _model(spec, train: Dataset, weights, seed: int, cache: DiskCache, r: Ranks):
-    from ogdash.models.train import load_weights
+    from ogdash.models.weights import load_weights
     from ogdash.models.zoo import build_model
     from ogdash.pipeline import cached_model, load_network, train_model
 

@@ -26,7 +26,7 @@ from ogdash.core.threads import at_most
 from ogdash.data.dataset import Dataset, Splits, hold_out_validation, make_dataset
 from ogdash.data.spec import DataSpec
 from ogdash.detect.budget import BudgetEstimate, estimate_budget
-from ogdash.detect.crossfit import probe_probabilities
+from ogdash.detect.crossfit import probe_probabilities, should_crossfit
 from ogdash.detect.flags import budget_count, flag
 from ogdash.detect.heldout import suggestions
 from ogdash.detect.metrics import detection_metrics
@@ -36,7 +36,8 @@ from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, selectable_layers, to_arrays
 from ogdash.engine.layout2d import LAYOUTS, UMAP_FIT_MAX, cached_layout, layout_2d  # noqa: F401
 from ogdash.engine.settings import GradientSettings
-from ogdash.models.train import accuracy, check_fits, confusion, fit, load_torchvision, predict_proba
+from ogdash.models.train import accuracy, check_fits, confusion, fit, predict_proba
+from ogdash.models.weights import load_torchvision
 from ogdash.models.zoo import ModelSpec, build_model, weights_key
 
 holdout_validation = hold_out_validation  # the public name since the first release
@@ -108,7 +109,7 @@ def backbone_dataset(spec: ModelSpec, ds: Dataset, cache: DiskCache | None = Non
 
 def backbone_features_of(spec: ModelSpec, ds: Dataset, device=None, progress: Progress = None) -> np.ndarray:
     """(n, H) features of ``ds`` under your network's backbone (no cache)."""
-    from ogdash.models.train import default_device, prepare
+    from ogdash.models.devices import default_device, prepare
     from ogdash.models.user import backbone_features
 
     # the backbone with a throwaway head: your file's head (maybe for other classes) is not needed here
@@ -399,6 +400,8 @@ class Scan:
             spec, train = self.spec, self.train
             if spec is None:  # a trained network given as it is: nothing here trains it again
                 return (None,)
+            if not should_crossfit(spec, float(np.mean(self.gradients().predicted == train.y))):
+                return (None,)  # the last-layer refit is the probe: no backbone features needed
             if spec.user and spec.tune == "last":  # your network: its last layer, on the backbone's features
                 spec, train = spec.head_spec(), backbone_dataset(spec, train, self.cache, self.device)
             return (probe_probabilities(spec, train, self.gradients().predicted, self.settings.seed, None,

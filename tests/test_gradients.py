@@ -98,7 +98,7 @@ def test_factored_projection_is_the_sketch_of_the_materialised_gradients(rng):
 
 @pytest.mark.skipif(not (torch.cuda.is_available() or torch.backends.mps.is_available()), reason="no GPU here")
 def test_gpu_gives_the_cpu_result(rng):
-    from ogdash.models.train import default_device
+    from ogdash.models.devices import default_device
 
     ds = small_data(rng, n=64, shape=(1, 8, 8), classes=4)
     model = build_model(ModelSpec("cnn"), (1, 8, 8), 4, seed=0)

@@ -367,9 +367,9 @@ def test_a_bad_link_gives_one_message_and_the_defaults(app_env, query, needle, m
     """Finding 3: only a link's paths were checked. size=2000 on 15 small images took memory from 0.95 to 2.5 GB;
     arch=vit_h_14 built a 3.5 GB model on every rerun before noticing the missing weights file; a torchvision model
     without 'arch' showed a KeyError traceback on every page."""
-    from ogdash.models import zoo
+    from ogdash.models import weights
 
-    monkeypatch.setattr(zoo, "torchvision_model", lambda *a: pytest.fail("a model was built from a bad link"))
+    monkeypatch.setattr(weights, "torchvision_model", lambda *a: pytest.fail("a model was built from a bad link"))
     at, errors = open_link(query)
     assert len(errors) == 1 and re.search(needle, errors[0]), errors
     assert "\n" not in errors[0] and "Traceback" not in errors[0]
@@ -400,7 +400,7 @@ def test_weights_are_checked_before_a_model_is_built(tmp_path):
 
     import torch
 
-    from ogdash.models.train import load_torchvision
+    from ogdash.models.weights import load_torchvision
 
     path = tmp_path / "small.pt"
     torch.save({"fc.weight": torch.zeros(2, 4)}, path)
@@ -840,7 +840,7 @@ def test_the_cli_imports_your_code_from_the_current_folder(tmp_path, monkeypatch
     import torch
 
     from ogdash.cli.main import main
-    from ogdash.models.train import save_weights
+    from ogdash.models.weights import save_weights
 
     (tmp_path / "mynet25.py").write_text("from torch import nn\n\ndef net():\n    return nn.Linear(2, 2)\n")
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ from ogdash.core.errors import OgdashError
 from ogdash.data import moons
 from ogdash.models import ModelSpec, accuracy, build_model, fit, load_weights, save_weights, weights_key
 from ogdash.models.train import predict_proba
-from ogdash.models.zoo import torchvision_model
+from ogdash.models.weights import torchvision_model
 
 
 def test_seeded_build_and_fit_are_reproducible():

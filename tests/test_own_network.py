@@ -15,9 +15,10 @@ from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Splits, make_dataset
 from ogdash.detect.heldout import suggestions
-from ogdash.models.train import save_weights
+from ogdash.models.weights import save_weights
 from ogdash.models.user import last_linear
-from ogdash.models.zoo import ModelSpec, build_model, torchvision_model
+from ogdash.models.zoo import ModelSpec, build_model
+from ogdash.models.weights import torchvision_model
 from ogdash.pipeline import ScanSettings, scan, train_model
 from ogdash.retrain import NONE, RANDOM, compare, fixes_from_flags
 

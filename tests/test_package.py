@@ -91,3 +91,42 @@ def test_pages_and_dashboard_call_the_scan_not_the_stages():
             if target.startswith(("ogdash.detect", "ogdash.engine", "ogdash.influence")):
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
     assert not wrong, "\n".join(wrong)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Each ogdash module's ogdash imports (lazy ones included), as module names."""
+    names = {name for name, _ in _modules()}
+    graph = {}
+    for name, tree in _modules():
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ogdash"):
+                for a in node.names:  # "from ogdash.data import spec" names a module too
+                    full = f"{node.module}.{a.name}"
+                    out.add(full if full in names else node.module)
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names if a.name.startswith("ogdash")}
+        graph[name] = {t for t in out if t in names and t != name}
+    return graph
+
+
+def test_no_import_circles_inside_a_folder():
+    """Within one folder (layer) imports still run one way: no module reaches itself through its neighbours."""
+    graph = _module_graph()
+    folder = lambda m: m.rsplit(".", 1)[0]  # noqa: E731
+    circles = []
+    for start in graph:
+        if start.count(".") < 2:  # the package's own __init__ files re-export their folder
+            continue
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if folder(nxt) != folder(start) or nxt.endswith("__init__"):
+                    continue
+                if nxt == start:
+                    circles.append(" -> ".join(path + [start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+    assert not circles, "\n".join(sorted(set(circles))[:10])

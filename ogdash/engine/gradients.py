@@ -29,7 +29,7 @@ from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset
 from ogdash.engine.projection import SparseProjector
 from ogdash.models.losses import per_sample_loss, probabilities
-from ogdash.models.train import default_device, prepare, to_input
+from ogdash.models.devices import default_device, prepare, to_input
 from ogdash.models.user import last_linear
 
 

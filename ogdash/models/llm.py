@@ -202,7 +202,7 @@ def _runtime_dtype(device: torch.device) -> torch.dtype:
 
 
 def _device(device) -> torch.device:
-    from ogdash.models.train import default_device
+    from ogdash.models.devices import default_device
 
     return torch.device(device) if device is not None else default_device()
 

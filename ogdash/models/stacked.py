@@ -88,7 +88,7 @@ def fit_arms(spec: ModelSpec, X: np.ndarray, arms: list[Arm], n_classes: int, pr
     (in eval mode; training goes on afterwards).
     """
     from ogdash.core.threads import one_thread
-    from ogdash.models.train import default_device
+    from ogdash.models.devices import default_device
 
     if not arms:
         return []
@@ -122,7 +122,7 @@ def fit_arms(spec: ModelSpec, X: np.ndarray, arms: list[Arm], n_classes: int, pr
 
 def _built(r: ModelSpec, X: np.ndarray, arm: Arm, n_classes: int, device) -> nn.Module:
     """The arm's freshly initialised model (its inputs' scaling from its own rows), as ``fit`` builds it."""
-    from ogdash.models.train import prepare
+    from ogdash.models.devices import prepare
 
     model = fit_scaling(build_model(r, X.shape[1:], n_classes, arm.seed), X[arm.rows])
     return prepare(model, device, X.ndim == 4)
@@ -170,7 +170,7 @@ def _train_stacked(r: ModelSpec, X: np.ndarray, arms: list[Arm], models: list[nn
     """Train ``models`` (one per arm) in place, all at once (see the module docstring)."""
     from torch.func import functional_call, stack_module_state, vmap
 
-    from ogdash.models.train import to_input
+    from ogdash.models.devices import to_input
 
     A, total = len(arms), r.total_steps(len(arms[0].rows))
     params, buffers = stack_module_state(models)

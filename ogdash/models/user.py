@@ -140,7 +140,7 @@ def build_network(arch: str, n_classes: int) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise OgdashError(f"{arch}() returned a {type(model).__name__}, not an nn.Module; {FACTORY_HINT}.")
         return model
-    from ogdash.models.zoo import torchvision_model
+    from ogdash.models.weights import torchvision_model
 
     return torchvision_model(arch, n_classes)
 
@@ -186,13 +186,13 @@ def new_head(model: nn.Module, input_shape, n_classes: int, seed: int) -> nn.Mod
 def head_keys(model: nn.Module) -> set[str]:
     """The state_dict keys of the model's last linear layer."""
     name, layer = last_linear(model)
-    return {f"{name}.{k}" for k in layer.state_dict()}
+    return {f"{name}.{k}" if name else k for k in layer.state_dict()}  # a network that is one nn.Linear: no prefix
 
 
 @torch.no_grad()
 def backbone_features(model: nn.Module, X: np.ndarray, batch_size: int = 256, progress=None) -> np.ndarray:
     """The inputs of the model's last linear layer for every row of ``X`` (n, H), float32, in eval mode."""
-    from ogdash.models.train import prepare, to_input
+    from ogdash.models.devices import prepare, to_input
 
     device = next(model.parameters()).device
     model = prepare(model, device, X.ndim == 4)

@@ -262,8 +262,8 @@ def _from_your_network(spec: ModelSpec, input_shape, n_classes: int, seed: int) 
 
 def your_network(spec: ModelSpec, n_classes: int) -> nn.Module:
     """``spec.arch`` with the weights in ``spec.weights``; with ``new_head``, all but its last layer's."""
-    from ogdash.models.train import load_weights, read_weights
     from ogdash.models.user import build_network, head_keys
+    from ogdash.models.weights import load_weights, read_weights
 
     model = build_network(spec.arch, n_classes)
     if not spec.weights:
@@ -288,14 +288,3 @@ def weights_key(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def torchvision_model(arch: str, n_classes: int) -> nn.Module:
-    """A torchvision architecture by name, randomly initialised, with ``n_classes`` outputs.
-
-    Load your own trained weights into it with ``load_weights``; nothing is downloaded.
-    Its last ``nn.Linear`` is the layer the closed-form gradient engine uses.
-    """
-    import torchvision
-
-    if arch not in torchvision.models.list_models(module=torchvision.models):
-        raise OgdashError(f"unknown torchvision architecture {arch!r}; e.g. resnet18, resnet34, mobilenet_v3_small.")
-    return torchvision.models.get_model(arch, num_classes=n_classes)
