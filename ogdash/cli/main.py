@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from ogdash.cli.args import Parser, choice_list, fraction, hidden_widths, positive_int, run_command
 from ogdash.cli.extract import add_extract_parser, summary_line
 from ogdash.cli.extract import run as run_extract
@@ -20,6 +22,9 @@ from ogdash.models.user import is_factory
 from ogdash.models.zoo import MODEL_KINDS, TUNES, USER_KINDS, ModelSpec
 from ogdash.pipeline import DETECTORS, RECOMMENDED
 from ogdash.retrain import ACTIONS
+
+
+OUT_TEXT = 200  # characters of each text in scan's --out
 
 
 def _budget(text: str) -> float | str:
@@ -37,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="train, extract gradients, score, flag (and optionally retrain)")
     s.add_argument("--train", required=True,
                    help="training data: a .npz (X, y [, y_true]), .csv (a label column) or .parquet file, a saved "
-                        "Hugging Face dataset folder, an image folder (ROOT/<class>/<image>) or a CIFAR-10/100 folder")
+                        "Hugging Face dataset folder, an image folder (ROOT/<class>/<image>) or a CIFAR-10/100 folder; "
+                        "a .csv/.tsv/.parquet/dataset folder with a text column is a table of texts")
     s.add_argument("--test", help="untouched test set of the same kind; without it, --test-share of --train is held "
                                    "out (and not scored)")
     s.add_argument("--test-share", type=fraction, default=0.2, help="share held out as the test set when there is no "
@@ -46,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "training gradients, so every sample is scored")
     s.add_argument("--size", type=positive_int, default=32, help="an image folder's images are resized to SIZE x SIZE "
                                                                  "(default 32)")
+    s.add_argument("--text-column", help="a table of texts: the column holding them (default: text)")
+    s.add_argument("--encoder", help="a table of texts: minilm (default, the shipped MiniLM sentence encoder), tfidf "
+                                     "(TF-IDF fitted on the training texts; fast), or the path of a local "
+                                     "sentence-transformers / Hugging Face model folder (safetensors weights)")
     s.add_argument("--noisy-labels", help="a CIFAR folder: a CIFAR-N label file (.pt or .npz) whose --noise-key labels "
                                           "are the given ones")
     s.add_argument("--noise-key", choices=NOISE_KEYS, help="which CIFAR-N labels (default worse_label)")
@@ -102,7 +112,7 @@ def run_scan(args) -> dict:
     if args.epochs is not None and args.epochs < 1:
         raise OgdashError(f"--epochs must be at least 1; got {args.epochs}.")
     data = DataSpec.from_paths(args.train, args.test, args.val, args.test_share, args.seed, args.size,
-                               args.noisy_labels, args.noise_key)
+                               args.noisy_labels, args.noise_key, args.text_column, args.encoder)
     spec = model_choice(args)
     settings = ScanSettings(args.detector, args.budget, args.seed)
     scanned = Scan(data, spec, settings, None if args.no_cache else DiskCache(args.cache))
@@ -112,9 +122,9 @@ def run_scan(args) -> dict:
     out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": data.held_out,
            "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,
-           "seconds": {**timer.seconds, **res.seconds}}
-    if res.notes:
-        out["notes"] = res.notes
+           "classes": list(splits.train.classes), "seconds": {**timer.seconds, **res.seconds}}
+    if splits.notes or res.notes:
+        out["notes"] = [*splits.notes, *res.notes]
     if res.suggested_budget is not None:
         out["budget"] = res.suggested_budget.budget
         out["suggested_budget"] = res.suggested_budget.to_dict()
@@ -143,6 +153,10 @@ def run_scan(args) -> dict:
                            "flagged": res.flags.astype(int)})
         if splits.train.y_true is not None:
             df["true_label"] = splits.train.y_true
+        if splits.train.kind == "text":  # the row's classes by name, and the text (its first characters)
+            names = np.asarray(splits.train.classes, object)
+            df["given_class"], df["predicted_class"] = names[splits.train.y], names[res.grads.predicted]
+            df["text"] = [t if len(t) <= OUT_TEXT else t[:OUT_TEXT - 1] + "…" for t in splits.train.texts]
         df.to_csv(args.out, index=False)
     return out
 
