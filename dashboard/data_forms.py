@@ -17,6 +17,7 @@ from ogdash.data.dataset import Splits
 from ogdash.data.files import resolve_under
 from ogdash.data.folders import nested_class_folders, non_image_files
 from ogdash.data.spec import DataSpec
+from ogdash.data.text_tables import is_text_table
 
 
 def spec(**settings) -> DataSpec:
@@ -102,6 +103,8 @@ def files_form():
                 raise OgdashError("give a training set: upload one or type its path.")
             if isinstance(texts, OgdashError):
                 raise texts
+            if not is_text_table(train, texts["text_column"]):  # the encoder is a setting of tables of texts only
+                texts.pop("encoder", None)
             choice = spec(source="files", train=train, test=test, test_share=float(share_files), seed=0, **texts)
         except OgdashError as e:
             error(e)
