@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,52 @@ def test_the_sample_reviews_and_their_planted_flips():
     splits = DataSpec.from_paths(SAMPLES / "reviews.csv", SAMPLES / "reviews_test.csv", encoder="hashing").load()
     assert splits.train.n == 600 and splits.test.n == 200
     assert [splits.train.source(r) for r in rows] == flipped["path_or_id"].tolist()
+
+
+# ---------------------------------------------------------------- the pages
+
+def test_a_text_csv_through_the_data_page_gradient_space_and_review(files, monkeypatch):
+    """Data page (typed path, text column, TF-IDF) -> a head on the embeddings -> gradients -> quote cards,
+    a decision and the byte-for-byte export of the user's file."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    train, test = files
+    st.cache_resource.clear()
+    monkeypatch.setenv("OGDASH_DATA_ROOT", str(train.parent))
+    monkeypatch.setenv("OGDASH_DECISIONS", str(train.parent / "decisions.sqlite"))
+    monkeypatch.setenv("OGDASH_CACHE", str(train.parent / "cache"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["model_config"] = {"kind": "cnn", "seed": 0}  # a model texts cannot take: replaced
+    at.run()
+    at.switch_page("views/data.py").run()
+    next(w for w in at.text_input if w.label == "…or training path").set_value("train.csv")
+    next(w for w in at.text_input if w.label == "…or test path").set_value("test.csv")
+    next(w for w in at.text_input if w.label == "Text column (tables of texts)").set_value("text")
+    next(w for w in at.selectbox if w.label == "Encoder (tables of texts)").set_value("tfidf")
+    next(b for b in at.button if b.label == "Use these files").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    spec = at.session_state["data_spec"]
+    assert (spec.text_column, spec.encoder, spec.texts) == ("text", "tfidf", True)
+    assert json.loads(at.query_params["data"][0] if isinstance(at.query_params["data"], list)
+                      else at.query_params["data"])["encoder"] == "tfidf"  # the link keeps the text settings
+    captions = re.sub(r"\\([^\w\s]|_)", r"\1", " ".join(c.value for c in at.caption))  # escaped Markdown, as read
+    assert "neg = 0, pos = 1" in captions and "tfidf-lsa" in captions
+    shown = at.dataframe[0].value
+    assert list(shown.columns) == ["source", "label", "text"] and shown["source"].iloc[0] == "line 2"
+    arch = next(w for w in at.selectbox if w.label == "Architecture")
+    assert arch.options == ["Logistic regression", "MLP"] and arch.value == "logreg"
+    next(b for b in at.button if b.label == "Train model").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at.switch_page("views/gradient_space.py").run()
+    next(b for b in at.button if b.label == "Extract gradients").click().run()
+    assert not at.exception, at.exception
+    at.switch_page("views/review.py").run()
+    assert not at.exception, at.exception
+    quotes = [m.value for m in at.markdown if m.value.startswith("> ")]
+    assert quotes and "review" in quotes[0]
+    next(w for w in at.text_input if w.label == "Reviewer name").set_value("ann").run()
+    remove = [b for b in at.button if b.key and b.key.startswith("remove_")]
+    remove[0].click().run()
+    assert not at.exception and next(m for m in at.metric if m.label == "remove").value == "1"
+    assert any(b.label == "Your CSV with clean_label" for b in at.get("download_button"))
