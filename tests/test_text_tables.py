@@ -4,7 +4,6 @@ cleaned-CSV export; Trim & retrain; the sample data. The tiny hashing encoder ke
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import pickle
@@ -17,9 +16,15 @@ import pytest
 
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
-from ogdash.data.encoders import LocalEncoder, TfidfEncoder, tiny_bert, _minilm_tokenizer, MiniLMEncoder
+from ogdash.data.encoders import (
+    LocalEncoder,
+    MiniLMEncoder,
+    TfidfEncoder,
+    _minilm_tokenizer,
+    tiny_bert,
+)
 from ogdash.data.spec import DataSpec
-from ogdash.data.text_tables import is_text_table, load_text_files
+from ogdash.data.text_tables import is_text_table
 from ogdash.exports import cleaned_csv
 from ogdash.pipeline import Scan, ScanSettings
 from ogdash.review import DecisionStore
@@ -124,7 +129,7 @@ def test_bad_text_tables_say_what_is_wrong_in_one_line(tmp_path, files, monkeypa
             hashing(write_csv(tmp_path / f"{name}.csv", header, rows)).load()
         assert "\n" not in str(err.value)
     latin = tmp_path / "latin1.csv"
-    latin.write_bytes("text,label\n".encode() + "".join(f"caf\xe9 {t},{lab}\n" for t, lab in zip(texts, labels))
+    latin.write_bytes(b"text,label\n" + "".join(f"caf\xe9 {t},{lab}\n" for t, lab in zip(texts, labels))
                       .encode("latin-1"))
     with pytest.raises(OgdashError, match="not UTF-8"):
         hashing(latin).load()
@@ -306,7 +311,7 @@ def test_a_text_csv_through_the_data_page_gradient_space_and_review(files, monke
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    train, test = files
+    train, _ = files
     st.cache_resource.clear()
     monkeypatch.setenv("OGDASH_DATA_ROOT", str(train.parent))
     monkeypatch.setenv("OGDASH_DECISIONS", str(train.parent / "decisions.sqlite"))

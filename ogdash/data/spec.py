@@ -118,8 +118,8 @@ def _path_kind(source: str, name: str):
     if source == "text":
         return FILE, (".csv", ".tsv")
     if name == "noisy_labels":
-        return FILE, (".pt", ".npz")  # an "encoder" path is a folder
-    return DIR, ()
+        return FILE, (".pt", ".npz")
+    return DIR, ()  # a folder: an image or CIFAR folder, a text table's encoder
 
 
 # source -> {field: (required, check)}. Paths are checked by kind (``_path_kind``) and, from a link, under the root.

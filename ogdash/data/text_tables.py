@@ -145,7 +145,7 @@ def _read_csv(path: Path, column: str) -> TextTable:
         df = pd.read_csv(path, sep=_sep(path), dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError:
         raise OgdashError(f"{path}: is not UTF-8 text; re-save the file with UTF-8 encoding.") from None
-    except Exception as e:  # ParserError, EmptyDataError
+    except Exception as e:  # noqa: BLE001 (ParserError, EmptyDataError, csv.Error: any parse failure)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise OgdashError(f"{path}: cannot be read as {'TSV' if _sep(path) == chr(9) else 'CSV'} ({first}); save it "
                           "with a header row and quote texts that hold the separator or line breaks.") from None
@@ -208,7 +208,7 @@ def _read_arrow(path: Path, column: str) -> TextTable:
 
         try:
             meta = pq.ParquetFile(path).metadata
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (ArrowInvalid, OSError: not Parquet, truncated)
             raise OgdashError(f"{path}: is not a readable Parquet file ({type(e).__name__}); write it with "
                               "pandas.DataFrame.to_parquet or datasets' to_parquet.") from None
         n_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))

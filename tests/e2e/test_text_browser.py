@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 from conftest import settle, shot
@@ -83,7 +84,7 @@ def test_a_text_csv_from_the_data_page_to_trim_and_retrain(page, app_url, data_r
 
     with page.expect_download() as download:
         page.get_by_role("button", name="Your CSV with clean_label").click()
-    raw = open(download.value.path(), "rb").read()
+    raw = Path(download.value.path()).read_bytes()
     given = (data_root / "sample_data/reviews.csv").read_bytes()
     rows = list(csv.reader(io.StringIO(raw.decode())))
     original = list(csv.reader(io.StringIO(given.decode())))
@@ -94,7 +95,7 @@ def test_a_text_csv_from_the_data_page_to_trim_and_retrain(page, app_url, data_r
 
     go_to(page, "Trim & retrain")
     click(page, "Retrain")
-    page.get_by_text(re.compile("beat chance", re.I)).first.wait_for(timeout=600_000)
+    page.get_by_text(re.compile("beat chance", re.IGNORECASE)).first.wait_for(timeout=600_000)
     main = page.locator('[data-testid="stMain"]').inner_text()
     assert "flipped label restored" not in main  # no truth: the file has no true_label column
     assert "your reviewed decisions" in main  # the two relabels and the removal, retrained beside the flags' fixes
