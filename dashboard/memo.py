@@ -28,7 +28,7 @@ from ogdash.core.env import env_int
 
 DEFAULT_ENTRIES = 64
 DEFAULT_MB = 2048
-PATH_FIELDS = ("train", "test", "val", "path", "noisy_labels", "weights")
+PATH_FIELDS = ("train", "test", "val", "path", "noisy_labels", "weights", "encoder")  # encoder: a folder, or a name
 
 
 class Memo:

@@ -66,15 +66,19 @@ def loaded(scan: Scan, progress=None) -> Splits | None:
 # ---------------------------------------------------------------- the model choice
 
 def model_kinds(train) -> list[str]:
-    """The architectures that can take this data: images → CNN or torchvision, feature rows → logistic
-    regression or MLP (and the paper's 2-2-2-1 MLP for binary problems)."""
+    """The architectures that can take this data: images → CNN or torchvision, texts → a logistic regression or
+    MLP head on their embeddings, feature rows → logistic regression or MLP (and the paper's 2-2-2-1 MLP for
+    binary problems)."""
     if train.kind == "image":
         return ["cnn", "torchvision", "custom"]
+    if train.kind == "text":
+        return ["logreg", "mlp"]
     return ["logreg", "mlp"] + (["paper_mlp"] if train.n_classes == 2 else []) + ["custom"]
 
 
 def default_model(train) -> dict:
-    return {"kind": "cnn" if train.kind == "image" else "mlp", "seed": 0}
+    # texts: a linear head on the embeddings, whose inputs the refitted last layer sees whole (README, text benchmark)
+    return {"kind": {"image": "cnn", "text": "logreg"}.get(train.kind, "mlp"), "seed": 0}
 
 
 def model_fits(mcfg: dict, train) -> bool:

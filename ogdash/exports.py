@@ -1,7 +1,7 @@
 """Review decisions in the forms a user can apply to their own data.
 
 - ``with_sources``: any table of decisions, with where each sample came from.
-- ``cleaned_csv``: the user's own CSV, unchanged, plus ``decision`` and ``clean_label`` columns.
+- ``cleaned_csv``: the user's own CSV or TSV, byte for byte, plus ``decision`` and ``clean_label`` columns.
 - ``folder_changes``: for an image folder, ``path,given,decision,new_label`` of each decided image;
   ``apply_folder_changes`` (the ``ogdash apply`` command) writes a corrected copy of the folder from it.
 - ``csv_bytes``: a table as CSV text that a spreadsheet opens safely (every text cell quoted, no line of a
@@ -11,13 +11,13 @@ The current decision of a sample is the latest one (``DecisionStore.current``).
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ogdash.core.errors import OgdashError
@@ -39,24 +39,77 @@ def _current_by_id(current: pd.DataFrame) -> dict[int, tuple[str, int | None]]:
             for r in current.itertuples()}
 
 
-def cleaned_csv(path, ds: Dataset, current: pd.DataFrame) -> pd.DataFrame:
-    """The CSV at ``path`` as the user gave it, with ``decision`` and ``clean_label`` appended.
+def cleaned_csv(path, ds: Dataset, current: pd.DataFrame) -> bytes:
+    """The CSV (or TSV) at ``path`` exactly as the user gave it, with ``decision`` and ``clean_label`` appended
+    to every record.
 
-    ``clean_label`` is the new label for relabel, empty for remove, and the given label
-    otherwise. Rows are matched by the loader's ids (the ``id`` column, else the row
-    number), so held-out rows keep their label and an empty decision.
+    Every byte of the file is kept (quoting, number formats such as ``9`` or ``9.0``, line endings,
+    a byte-order mark, texts with line breaks); only the two new cells are added at the end of each
+    record. ``clean_label`` is the new class for relabel (by name, as ``ds.classes`` has it), empty for
+    remove, and the row's own label cell otherwise. Rows are matched by the loader's ids (the ``id``
+    column, else the row number from 0), so held-out rows keep their label and an empty decision.
+    A new cell that a spreadsheet would run as a formula is prefixed with ``'``, as in ``csv_bytes``.
     """
-    table = pd.read_csv(path, encoding="utf-8")
-    ids = table["id"].to_numpy() if "id" in table.columns else np.arange(len(table))
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise OgdashError(f"{path.name}: is not UTF-8 text; re-save it with UTF-8 encoding.") from None
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
     decided = _current_by_id(current)
-    decision = [decided.get(int(i), ("", None))[0] for i in ids]
-    clean = []
-    for i, label in zip(ids, table["label"]):
-        d, new = decided.get(int(i), ("", None))
-        clean.append(new if d == "relabel" else (pd.NA if d == "remove" else label))
-    table["decision"] = decision
-    table["clean_label"] = pd.array(clean, dtype="Int64")
-    return table
+    out = [codecs.BOM_UTF8.decode("utf-8")] if raw.startswith(codecs.BOM_UTF8) else []
+    header, row_number = None, 0
+    for record, cells in _records(text, sep):
+        if not cells:  # a blank line: not a record for the loaders either
+            out.append(record)
+            continue
+        if header is None:
+            header = cells
+            if "label" not in header:
+                raise OgdashError(f"{path.name}: has no 'label' column; is this the file the data was loaded from?")
+            added = [_free_name(header, "decision"), _free_name(header, "clean_label")]
+        else:
+            sid = int(cells[header.index("id")]) if "id" in header else row_number
+            row_number += 1
+            decision, new = decided.get(sid, ("", None))
+            label = cells[header.index("label")] if header.index("label") < len(cells) else ""
+            added = [decision, ds.classes[new] if decision == "relabel" else "" if decision == "remove" else label]
+        body = record.rstrip("\r\n")
+        out.append(body + sep + _cells([_safe(c) for c in added], sep) + record[len(body):])
+    return "".join(out).encode("utf-8")
+
+
+def _records(text: str, sep: str):
+    """(the record's exact text, its parsed cells) for each record; a quoted cell may span lines."""
+    lines, consumed = text.splitlines(keepends=True), []
+
+    def feed():
+        for line in lines:
+            consumed.append(line)
+            yield line
+    for cells in csv.reader(feed(), delimiter=sep):
+        yield "".join(consumed), cells
+        consumed.clear()
+
+
+def _free_name(header: list[str], name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``... when the file already has such a column (an earlier export)."""
+    k, out = 1, name
+    while out in header:
+        k += 1
+        out = f"{name}_{k}"
+    return out
+
+
+def _safe(cell: str) -> str:
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell
+
+
+def _cells(cells: list[str], sep: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=sep, lineterminator="").writerow(cells)
+    return buf.getvalue()
 
 
 def folder_changes(ds: Dataset, current: pd.DataFrame) -> pd.DataFrame:

@@ -174,6 +174,21 @@ def build_data_root(base: Path) -> Path:
     os.symlink(outside / "cifar" / "cifar-10-batches-py", root / "cifar_linked" / "cifar-10-batches-py")
     torch.save({"worse_label": Payload(base / PWNED)}, root / "cifar_n_code.pt")
 
+    # tables of texts (issue #28)
+    t = root / "texts"
+    t.mkdir()
+    words = ["a fine film", "a dull film", "great fun", "tedious and flat", "warm and witty", "a bore"]
+    rows = [(f"{words[i % 6]} number {i}", "pos" if i % 6 in (0, 2, 4) else "neg") for i in range(40)]
+    lines = lambda rows: "text,label\n" + "".join(f"{a},{b}\n" for a, b in rows)  # noqa: E731
+    t.joinpath("train.csv").write_text(lines(rows))
+    t.joinpath("test.csv").write_text(lines(rows[:20]))
+    t.joinpath("empty_text.csv").write_text(lines([("  " if i == 5 else a, b) for i, (a, b) in enumerate(rows)]))
+    t.joinpath("latin1.csv").write_bytes(lines([(a + " caf\xe9", b) for a, b in rows]).encode("latin-1"))
+    t.joinpath("no_text_column.tsv").write_text("review\tlabel\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
+    t.joinpath("unseen_names_test.csv").write_text(lines([(a, "meh" if i == 3 else b) for i, (a, b)
+                                                          in enumerate(rows[:20])]))
+    t.joinpath("long.csv").write_text(lines([(a + " and on" * (60 if i == 7 else 0), b) for i, (a, b)
+                                             in enumerate(rows)]))
     (root / "decisions_junk.sqlite").write_bytes(JUNK_STORE)
     _issue_25_inputs(root, outside, base)
     return root
@@ -270,6 +285,30 @@ def use_files(at, train, test="good_test.npz"):
     _find(at.text_input, "…or training path").set_value(train)
     _find(at.text_input, "…or test path").set_value(test)
     return click(at, "Use these files")
+
+
+def texts(root, train, test="texts/test.csv"):
+    """What the library does for a table of texts (the tiny hashing encoder: no model to load)."""
+    return DataSpec.from_paths(root / train, root / test, encoder="hashing").load()
+
+
+def use_texts(at, train, test="texts/test.csv"):
+    """The Data page's files form with a table of texts, embedded by TF-IDF (fast, nothing to load)."""
+    _find(at.selectbox, "Encoder (tables of texts)").set_value("tfidf")
+    return use_files(at, train, test)
+
+
+def bad_text_file(title, train, needle, test="texts/test.csv", **kw):
+    """A bad table of texts, given to the library, the CLI and the Data page alike."""
+    return Case(title, B_TEXT, lambda r: texts(r, train, test), needle,
+                cli=cli_args(train, test, "--encoder", "hashing"), page=lambda at: use_texts(at, train, test), **kw)
+
+
+def _long_texts(root):
+    """Not an error: a text over the length cap is cut, and the splits' notes say so."""
+    splits = _with_env("OGDASH_MAX_TEXT_CHARS", "100", lambda r: texts(r, "texts/long.csv"))(root)
+    assert max(map(len, splits.train.texts + splits.test.texts)) == 100
+    assert any("long.csv: 1 text(s) longer than 100 characters were cut" in n and "line 9" in n for n in splits.notes)
 
 
 def bad_train_file(title, name, needle, **kw):
@@ -388,6 +427,7 @@ B_FILES, B_DATA, B_SPLITS, B_BUDGET, B_SIZE = "bad files", "bad arrays", "bad sp
 B_CKPT, B_PATH, B_UPLOAD, B_TRAIN, B_CACHE, B_STORE = ("bad checkpoint", "path escape", "upload", "training",
                                                        "cache", "decision store")
 B_CODE, B_LINK = "code a link names", "bad link"
+B_TEXT = "bad texts"
 
 
 def _cache_entry_damaged(root, how):
@@ -439,16 +479,21 @@ def _unscaled(at):
 
 def _capped(call, cap: int = 1000):
     """``call`` run with OGDASH_MAX_ELEMENTS set to ``cap`` (as the page test sets it with page_env)."""
+    return _with_env("OGDASH_MAX_ELEMENTS", str(cap), call)
+
+
+def _with_env(name: str, value: str, call):
+    """``call`` run with the environment variable ``name`` set to ``value``."""
     def run(root):
-        before = os.environ.get("OGDASH_MAX_ELEMENTS")
-        os.environ["OGDASH_MAX_ELEMENTS"] = str(cap)
+        before = os.environ.get(name)
+        os.environ[name] = value
         try:
             return call(root)
         finally:
             if before is None:
-                del os.environ["OGDASH_MAX_ELEMENTS"]
+                del os.environ[name]
             else:
-                os.environ["OGDASH_MAX_ELEMENTS"] = before
+                os.environ[name] = before
     return run
 
 
@@ -503,6 +548,20 @@ CASES = [
          _capped(lambda r: load_image_folder(r / "images/grey", 32)),
          r"10 images of 1 channel\(s\) at 32x32 would hold 10,240 values.*OGDASH_MAX_ELEMENTS",
          page=lambda at: use_folder(at, "images/grey"), page_env={"OGDASH_MAX_ELEMENTS": "1000"}),
+    # --- tables of texts (issue #28)
+    bad_text_file("table of texts with an empty text", "texts/empty_text.csv",
+                  r"1 empty text\(s\) in column 'text' \(the first at line 7\); fill them in or drop those rows",
+                  also="test_text_tables.py::test_bad_text_tables_say_what_is_wrong_in_one_line"),
+    bad_text_file("table of texts with non-UTF-8 bytes (Latin-1)", "texts/latin1.csv", r"not UTF-8.*re-save"),
+    bad_text_file("table of texts missing its text column", "texts/no_text_column.tsv",
+                  r"no text column 'text' \(its columns: 'review', 'label'\); name the column of texts with "
+                  r"--text-column"),
+    bad_text_file("texts whose test file has a label name unseen in training", "texts/train.csv",
+                  r"'meh' \(at line 5\) is not a class of the training file \(neg, pos\)",
+                  test="texts/unseen_names_test.csv"),
+    Case("texts over the length cap: cut to it, and the data's notes say so", B_TEXT, _long_texts, None,
+         page=lambda at: use_texts(at, "texts/long.csv"), keeps=None, page_env={"OGDASH_MAX_TEXT_CHARS": "100"},
+         also="test_text_tables.py::test_texts_over_the_length_cap_are_cut_with_a_note"),
     # --- train / test / validation
     Case("test set with a class unseen in training", B_SPLITS,
          lambda r: splits(r, "good_train.npz", "files/unseen_class_test.npz"), r"class 2, unseen in training",
@@ -668,6 +727,9 @@ ISSUE_BULLETS = {
     "factory attribute chain": "attribute chain", "namespace examples": "namespace package",
     "link nesting": "nested 3,000", "symlink loop": "symlink loop", "relabel beyond classes": "class the data lacks",
     "control characters in names": "control character",
+    # issue #28, tables of texts
+    "empty texts": "an empty text", "non-UTF-8 texts": "texts with non-UTF-8", "missing text column":
+    "missing its text column", "unseen label names": "label name unseen", "texts over a length cap": "length cap",
 }
 
 
@@ -710,7 +772,7 @@ CLI_CASES = [c for c in CASES if c.cli is not None]
 
 
 def _cli_argv(case, root):
-    return [str(root / a) if a.endswith((".npz", ".csv", ".parquet", ".pt")) or a.startswith("files/") else a
+    return [str(root / a) if a.endswith((".npz", ".csv", ".tsv", ".parquet", ".pt")) or a.startswith("files/") else a
             for a in case.cli]
 
 
@@ -799,6 +861,9 @@ def test_page(case, page_env, monkeypatch):
         if "non-image" in case.name:
             warnings = [one_line(seen(w.value)) for w in at.warning]
             assert any("notes.txt" in w and "not images" in w for w in warnings), warnings
+        elif "length cap" in case.name:  # the texts were loaded, and the page says which were cut
+            notes = [seen(c.value) for c in at.caption]
+            assert any("1 text(s) longer than 100 characters were cut" in n for n in notes), notes
         else:  # the link's escaping path was ignored (the default data is shown), or the input loaded
             assert case.shows in shown(at), shown(at)
     else:

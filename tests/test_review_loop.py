@@ -1,6 +1,7 @@
 """The review loop on a user's own data, in the library: sample identity from the source, the user's splits,
 truth only when it is known, and exports that can be applied to the user's files."""
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ogdash.core.errors import OgdashError
-from ogdash.data.dataset import split_off
+from ogdash.data.dataset import make_dataset, split_off
 from ogdash.data.files import load_file, load_splits, resolve_under
 from ogdash.data.folders import load_folder_splits, load_image_folder
 from ogdash.exports import apply_folder_changes, cleaned_csv, csv_bytes, folder_changes, with_sources
@@ -118,7 +119,7 @@ def test_cleaned_csv_is_the_users_table_with_a_clean_label(tmp_path):
     first, second = int(flipped["path_or_id"].iloc[0]), int(flipped["path_or_id"].iloc[1])
     current = decided(DecisionStore(tmp_path / "d.sqlite"), ds,
                       [(first, "relabel", int(flipped["true"].iloc[0])), (second, "remove", None)])
-    out = cleaned_csv(SAMPLES / "digits.csv", ds, current)
+    out = pd.read_csv(io.BytesIO(cleaned_csv(SAMPLES / "digits.csv", ds, current)))
     original = pd.read_csv(SAMPLES / "digits.csv")
     assert out.drop(columns=["decision", "clean_label"]).equals(original)
     row = out.set_index("id")
@@ -127,6 +128,40 @@ def test_cleaned_csv_is_the_users_table_with_a_clean_label(tmp_path):
     untouched = row.drop(index=[first, second])
     assert (untouched["clean_label"] == untouched["label"]).all()
     assert with_sources(current, ds)["source"].str.startswith("line ").all()
+
+
+def test_cleaned_csv_keeps_every_byte_of_the_file_but_the_new_cells(tmp_path):
+    """Issue #26 item 9: the export rewrote 219 of 455 rows (9 -> 9.0). Every line of the user's file is kept
+    byte for byte; only ',decision,clean_label' is added at its end."""
+    splits = load_splits(SAMPLES / "digits.csv", SAMPLES / "digits_test.csv")
+    ds = splits.train
+    flipped = misfiled("digits.csv")
+    first, second = int(flipped["path_or_id"].iloc[0]), int(flipped["path_or_id"].iloc[1])
+    current = decided(DecisionStore(tmp_path / "d.sqlite"), ds,
+                      [(first, "relabel", int(flipped["true"].iloc[0])), (second, "remove", None)])
+    before = (SAMPLES / "digits.csv").read_bytes().decode().splitlines(keepends=True)
+    after = cleaned_csv(SAMPLES / "digits.csv", ds, current).decode().splitlines(keepends=True)
+    assert len(after) == len(before)
+    assert after[0] == before[0].rstrip("\n") + ",decision,clean_label\n"
+    changed = []
+    for old, new in zip(before[1:], after[1:]):
+        assert new.startswith(old.rstrip("\n") + ","), (old, new)
+        label = old.rstrip("\n").split(",")[-1]
+        if new != old.rstrip("\n") + f",,{label}\n":
+            changed.append(int(old.split(",")[0]))
+    assert sorted(changed) == sorted([first, second])
+
+    # a messier file: CRLF endings, a byte-order mark, quoted cells with commas and line breaks, 9.0 and 9
+    messy = tmp_path / "messy.csv"
+    body = ['text,label', '"Hello, world",9.0', '"two\r\nlines",9', 'plain,3', '"=SUM(A1)",3']
+    messy.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(body).encode() + b"\r\n")
+    texts = make_dataset("m", np.zeros((4, 1)), [9, 9, 3, 3], [str(i) for i in range(10)])
+    current = decided(DecisionStore(tmp_path / "m.sqlite"), texts, [(1, "relabel", 4), (3, "remove", None)])
+    out = cleaned_csv(messy, texts, current)
+    assert out.startswith(b"\xef\xbb\xbf")
+    expected = ['text,label,decision,clean_label', '"Hello, world",9.0,,9.0', '"two\r\nlines",9,relabel,4',
+                'plain,3,,3', '"=SUM(A1)",3,remove,']
+    assert out[3:].decode() == "\r\n".join(expected) + "\r\n"
 
 
 def test_folder_changes_apply_to_a_corrected_copy(tmp_path):

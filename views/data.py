@@ -37,13 +37,16 @@ for tab, form in ((builtin, builtin_form), (files, files_form), (folder, folder_
         choice = form() or choice
 
 if choice is not None:
+    bar, cb = progress_bar("Loading data")  # texts are embedded here: that can take minutes
     try:
         with st.spinner("Loading data…"):
-            new_train = scan_of(choice).splits().train
+            new_train = scan_of(choice).splits(cb).train
         # a model that cannot take the new data is not carried over: the data kind's default replaces it
         choose_data(choice, None if model_fits(model_config(), new_train) else default_model(new_train))
     except OgdashError as e:
         error(e)
+    finally:
+        bar.empty()
 
 scan = active_scan()
 splits = loaded(scan)

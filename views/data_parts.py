@@ -25,6 +25,7 @@ from ogdash.data.dataset import Splits
 from ogdash.data.files import resolve_under
 from ogdash.data.folders import nested_class_folders, non_image_files
 from ogdash.data.spec import DataSpec
+from ogdash.data.text_tables import is_text_table
 
 
 def spec(**settings) -> DataSpec:
@@ -58,21 +59,49 @@ def builtin_form():
     return choice
 
 
+ENCODER_CHOICES = {"minilm": "MiniLM (shipped sentence encoder)", "tfidf": "TF-IDF (fast, fitted on the training "
+                   "texts)", "folder": "Your encoder folder (sentence-transformers / Hugging Face, safetensors)"}
+
+
+def text_settings(c1, c2) -> dict:
+    """The text column and encoder of a table of texts (left out of the data choice at their defaults)."""
+    column = c1.text_input("Text column (tables of texts)", "", placeholder="text",
+                           help="the column holding the texts; a table with a column named text is read as texts")
+    kind = c2.selectbox("Encoder (tables of texts)", list(ENCODER_CHOICES), format_func=ENCODER_CHOICES.get,
+                        help="texts become vectors for the model; embeddings are cached per text and encoder")
+    folder = c2.text_input("Encoder folder (under the data root)", "") if kind == "folder" else ""
+    out = {"text_column": column.strip() or None}
+    if kind == "folder":
+        if not folder.strip():
+            raise OgdashError("give your encoder's folder (under the data root), or choose MiniLM or TF-IDF.")
+        out["encoder"] = str(resolve_under(data_root(), folder.strip()))
+    elif kind != "minilm":
+        out["encoder"] = kind
+    return out
+
+
 def files_form():
     """Your .npz / .csv / .parquet / Hugging Face dataset: uploaded, or typed paths under the data root."""
     choice = None
     st.markdown("`.npz` with arrays `X`, `y` (optionally `y_true`, `classes`), or `.csv` with numeric feature "
                 "columns and a `label` column (optionally `id`, `true_label`), or `.parquet` / a Hugging Face dataset "
                 "folder (`save_to_disk`) with an image or numeric columns and a `label` or `ClassLabel` column. "
+                "A `.csv`, `.tsv`, `.parquet` or dataset folder with a `text` column (or the one you name) and a "
+                "`label` column (indices or class names) is a table of texts, embedded by the encoder you choose. "
                 "Upload, or give paths under the data "
                 f"root `{data_root()}`. Every training sample is scored; without a test set, the share you set below "
                 "is held out as one (and not scored).")
     c1, c2 = st.columns(2)
-    up_train = c1.file_uploader("Training set", type=["npz", "csv", "parquet"], max_upload_size=widget_limit_mb())
-    up_test = c2.file_uploader("Test set", type=["npz", "csv", "parquet"], max_upload_size=widget_limit_mb())
+    kinds = ["npz", "csv", "tsv", "parquet"]
+    up_train = c1.file_uploader("Training set", type=kinds, max_upload_size=widget_limit_mb())
+    up_test = c2.file_uploader("Test set", type=kinds, max_upload_size=widget_limit_mb())
     p_train = c1.text_input("…or training path", "")
     p_test = c2.text_input("…or test path", "")
     share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")
+    try:
+        texts = text_settings(c1, c2)
+    except OgdashError as e:
+        texts = e
     if st.button("Use these files", key="use_files"):
         try:
             # a typed path wins over an upload: it is what the too-large-upload message asks for
@@ -80,7 +109,11 @@ def files_form():
             test = str(resolve_under(data_root(), p_test)) if p_test else stage_upload(up_test)
             if not train:
                 raise OgdashError("give a training set: upload one or type its path.")
-            choice = spec(source="files", train=train, test=test, test_share=float(share_files), seed=0)
+            if isinstance(texts, OgdashError):
+                raise texts
+            if not is_text_table(train, texts["text_column"]):  # the encoder is a setting of tables of texts only
+                texts.pop("encoder", None)
+            choice = spec(source="files", train=train, test=test, test_share=float(share_files), seed=0, **texts)
         except OgdashError as e:
             error(e)
     return choice
@@ -155,8 +188,13 @@ def data_summary(splits: Splits) -> None:
         with st.expander(f"The {splits.test.n} held-out samples"):
             st.dataframe({"id": splits.test.ids, "source": splits.test.source_list(),
                           "label": [splits.test.classes[c] for c in splits.test.y]}, hide_index=True, width="stretch")
+    for note in splits.notes:
+        st.caption(md(note))
     st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
-    if train.kind == "image":  # the first image of each class (up to 8)
+    if train.kind == "text":  # the first texts, as the file holds them
+        st.dataframe({"source": train.source_list()[:8], "label": [train.classes[c] for c in train.y[:8]],
+                      "text": list(train.texts[:8])}, hide_index=True, width="stretch")
+    elif train.kind == "image":  # the first image of each class (up to 8)
         cols = st.columns(8)
         for i, col in zip(np.unique(train.y, return_index=True)[1][:8], cols):
             col.image(train.view(i), caption=md(f"{train.classes[train.y[i]]}: {train.source(i)}"), clamp=True, width="stretch")

@@ -80,11 +80,11 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: D
                          disabled=not len(current))
     e[1].download_button("Decisions (.json)", lambda: history().astype(object).where(history().notna(), None)
                          .to_json(orient="records", indent=1), file_name="decisions.json", disabled=not len(current))
-    if data.source == "files" and str(data.train).lower().endswith(".csv"):
-        e[2].download_button("Your CSV with clean_label", lambda: csv_bytes(cleaned_csv(data.train, train, now())),
-                             file_name=f"{Path(data.train).stem}_cleaned.csv")
-        st.caption("Your training CSV as given, with `decision` and `clean_label` columns: the new label for "
-                   "relabel, empty for remove, the given label otherwise.")
+    if data.source == "files" and str(data.train).lower().endswith((".csv", ".tsv")):
+        e[2].download_button("Your CSV with clean_label", lambda: cleaned_csv(data.train, train, now()),
+                             file_name=f"{Path(data.train).stem}_cleaned{Path(data.train).suffix.lower()}")
+        st.caption("Your training file byte for byte, with `decision` and `clean_label` columns added: the new "
+                   "label for relabel, empty for remove, the given label otherwise.")
     elif data.source == "imagefolder":
         e[2].download_button("Folder changes (.csv)", lambda: csv_bytes(folder_changes(train, now())),
                              file_name="folder_changes.csv", disabled=not len(current))

@@ -16,13 +16,18 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """``--train``, ``--test``, ``--test-share``, ``--size`` and the CIFAR-N options."""
     p.add_argument("--train", required=True,
                    help="training data: a .npz (X, y [, y_true]), .csv (a label column) or .parquet file, a saved "
-                        "Hugging Face dataset folder, an image folder (ROOT/<class>/<image>) or a CIFAR-10/100 folder")
+                        "Hugging Face dataset folder, an image folder (ROOT/<class>/<image>) or a CIFAR-10/100 folder; "
+                        "a .csv/.tsv/.parquet/dataset folder with a text column is a table of texts")
     p.add_argument("--test", help="untouched test set of the same kind; without it, --test-share of --train is held "
                                   "out (and not scored)")
     p.add_argument("--test-share", type=fraction, default=0.2, help="share held out as the test set when there is no "
                                                                     "--test (default 0.2)")
     p.add_argument("--size", type=positive_int, default=32, help="an image folder's images are resized to SIZE x SIZE "
                                                                  "(default 32)")
+    p.add_argument("--text-column", help="a table of texts: the column holding them (default: text)")
+    p.add_argument("--encoder", help="a table of texts: minilm (default, the shipped MiniLM sentence encoder), tfidf "
+                                     "(TF-IDF fitted on the training texts; fast), or the path of a local "
+                                     "sentence-transformers / Hugging Face model folder (safetensors weights)")
     p.add_argument("--noisy-labels", help="a CIFAR folder: a CIFAR-N label file (.pt or .npz) whose --noise-key labels "
                                           "are the given ones")
     p.add_argument("--noise-key", choices=NOISE_KEYS, help="which CIFAR-N labels (default worse_label)")
@@ -52,7 +57,7 @@ def data_spec(args, val=None) -> DataSpec:
     if not 0 < args.test_share < 1:
         raise OgdashError(f"--test-share must be between 0 and 1; got {args.test_share}.")
     return DataSpec.from_paths(args.train, args.test, val, args.test_share, args.seed, args.size, args.noisy_labels,
-                               args.noise_key)
+                               args.noise_key, args.text_column, args.encoder)
 
 
 def model_choice(args, tune: str = "last", zoo_weights: bool = False) -> ModelSpec:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from ogdash.cli.args import Parser, choice_list, positive_int, run_command
 from ogdash.cli.choices import add_data_arguments, add_model_arguments, data_spec, model_choice
 from ogdash.cli.extract import add_extract_parser, summary_line
@@ -18,6 +20,9 @@ from ogdash.core.progress import Timer, stderr_progress
 from ogdash.models.zoo import TUNES
 from ogdash.pipeline import DETECTORS, RECOMMENDED
 from ogdash.retrain import ACTIONS, RESTORED
+
+
+OUT_TEXT = 200  # characters of each text in scan's --out
 
 
 def _budget(text: str) -> float | str:
@@ -84,9 +89,9 @@ def run_scan(args) -> dict:
     out = {"n_train": splits.train.n, "n_test": splits.test.n, "test_held_out": data.held_out,
            "n_flagged": int(res.flags.sum()), "detector": args.detector,
            "budget": args.budget, "accuracy_before": res.accuracy_before,
-           "seconds": {**timer.seconds, **res.seconds}}
-    if res.notes:
-        out["notes"] = res.notes
+           "classes": list(splits.train.classes), "seconds": {**timer.seconds, **res.seconds}}
+    if splits.notes or res.notes:
+        out["notes"] = [*splits.notes, *res.notes]
     if res.suggested_budget is not None:
         out["budget"] = res.suggested_budget.budget
         out["suggested_budget"] = res.suggested_budget.to_dict()
@@ -119,6 +124,10 @@ def run_scan(args) -> dict:
                            "flagged": res.flags.astype(int)})
         if splits.train.y_true is not None:
             df["true_label"] = splits.train.y_true
+        if splits.train.kind == "text":  # the row's classes by name, and the text (its first characters)
+            names = np.asarray(splits.train.classes, object)
+            df["given_class"], df["predicted_class"] = names[splits.train.y], names[res.grads.predicted]
+            df["text"] = [t if len(t) <= OUT_TEXT else t[:OUT_TEXT - 1] + "…" for t in splits.train.texts]
         df.to_csv(args.out, index=False)
     return out
 

@@ -158,11 +158,16 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Splits:
-    """A training set, an untouched test set, and an optional validation set."""
+    """A training set, an untouched test set, and an optional validation set.
+
+    notes: one-line remarks on how the data was read that a person should see (a text table's
+    encoder and class order, texts cut to the length cap); the CLI and the Data page show them.
+    """
 
     train: Dataset
     test: Dataset
     val: Dataset | None = None
+    notes: tuple[str, ...] = ()
 
 
 def make_dataset(name, X, y, classes=None, y_true=None, ids=None, texts=None, sources=None,

@@ -25,6 +25,15 @@ def text_hashes(texts: Sequence[str]) -> np.ndarray:
     return np.array([hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts], dtype="S16")
 
 
+def texts_hash(texts: Sequence[str]) -> str:
+    """A short content hash of a list of texts (order matters)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\x1f")
+    return h.hexdigest()[:24]
+
+
 def embed_cached(encoder, texts: Sequence[str], cache: DiskCache | None = None,
                  progress: Progress = None) -> tuple[np.ndarray, float]:
     """(embeddings (n, dim) float32 of ``texts`` in order, seconds spent encoding: 0 when all were cached).

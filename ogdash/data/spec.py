@@ -12,7 +12,9 @@ Sources and their settings (``FIELDS``):
   blobs with a ``flip_mode``) and ``seed``; a clean tenth is the validation set.
 - ``files``: ``train`` (``.npz``, ``.csv``, ``.parquet`` or a saved Hugging Face dataset
   folder), optional ``test`` and ``val``; without a test file, a seeded ``test_share`` of
-  the training file is held out (and not scored).
+  the training file is held out (and not scored). A table with a ``text`` column (or the
+  ``text_column`` named; any ``.tsv``) holds labelled texts (``ogdash.data.text_tables``),
+  embedded by ``encoder``: ``minilm`` (the default), ``tfidf``, or a local encoder folder.
 - ``imagefolder``: ``path`` (``ROOT/<class>/<image>``), images resized to ``size``,
   optional ``test`` folder or ``test_share``, optional demo ``noise_rate``.
 - ``cifar``: ``path`` holding CIFAR-10/100 batches, optional CIFAR-N ``noisy_labels`` and ``noise_key``.
@@ -36,7 +38,7 @@ VAL_SHARE = 0.1  # built-in sets and the text study keep a clean tenth as valida
 
 SEED, SHARE, NOISE, IMAGE_SIZE = (0, 100_000), (0.05, 0.5), (0.0, 0.5), (8, 128)
 TEXT_TRAIN, TEXT_TEST, TEXT_NOISE = (100, 10_000), (50, 2_600), (0.0, 0.45)
-TABLE_SUFFIXES = (".npz", ".csv", ".parquet")
+TABLE_SUFFIXES = (".npz", ".csv", ".tsv", ".parquet")
 
 
 def _short(value) -> str:
@@ -84,6 +86,26 @@ def _encoder(v):
     return _one_of(_encoders())(v)
 
 
+def _table_encoder(v):
+    """A text table's encoder: a name (``TABLE_ENCODERS``) or the path of a local encoder folder."""
+    if not isinstance(v, str) or not v.strip() or len(v) > 1000:
+        raise ValueError(f"{_short(v)} is not an encoder name or folder")
+    return v
+
+
+def _column(v):
+    if not isinstance(v, str) or not v.strip() or len(v) > 200:
+        raise ValueError(f"{_short(v)} is not a column name")
+    return v
+
+
+def is_encoder_name(v) -> bool:
+    """Whether a text table's ``encoder`` is a name (else it is a folder's path)."""
+    from ogdash.data.encoders import TABLE_ENCODERS
+
+    return v in TABLE_ENCODERS
+
+
 # What a path field must be: a file with one of these suffixes, a folder, or either.
 FILE, DIR, TABLE = "file", "dir", "table"
 PATHS = {"train": TABLE, "test": None, "val": TABLE, "path": None, "noisy_labels": FILE}
@@ -97,7 +119,7 @@ def _path_kind(source: str, name: str):
         return FILE, (".csv", ".tsv")
     if name == "noisy_labels":
         return FILE, (".pt", ".npz")
-    return DIR, ()
+    return DIR, ()  # a folder: an image or CIFAR folder, a text table's encoder
 
 
 # source -> {field: (required, check)}. Paths are checked by kind (``_path_kind``) and, from a link, under the root.
@@ -106,7 +128,8 @@ FIELDS = {
                 "noise_rate": (False, _float(*NOISE)), "noise_kind": (False, _one_of(NOISE_KINDS)),
                 "flip_mode": (False, _one_of(FLIP_MODES))},
     "files": {"train": (True, _text), "test": (False, _text), "val": (False, _text),
-              "test_share": (False, _float(*SHARE)), "seed": (False, _int(*SEED))},
+              "test_share": (False, _float(*SHARE)), "seed": (False, _int(*SEED)),
+              "text_column": (False, _column), "encoder": (False, _table_encoder)},
     "imagefolder": {"path": (True, _text), "size": (False, _int(*IMAGE_SIZE)), "test": (False, _text),
                     "test_share": (False, _float(*SHARE)), "seed": (False, _int(*SEED)),
                     "noise_rate": (False, _float(*NOISE)), "noise_kind": (False, _one_of(NOISE_KINDS))},
@@ -118,6 +141,8 @@ FIELDS = {
 }
 # Defaults a link leaves out, where a source's differ from the fields' own.
 SOURCE_DEFAULTS = {"text": {"noise_rate": 0.2}}
+# Settings a link leaves out at their default (a numeric table's link names no encoder).
+QUIET_DEFAULTS = {"files": {"encoder": "minilm"}}
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,7 @@ class DataSpec:
     n_train: int | None = None
     n_test: int | None = None
     encoder: str = "minilm"
+    text_column: str | None = None
     within: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
@@ -194,17 +220,24 @@ class DataSpec:
             for name in PATHS:
                 if root is not None and out.get(name) is not None:
                     out[name] = _checked_path(source, name, out[name], root)
+            if source == "files" and root is not None and "encoder" in out and not is_encoder_name(out["encoder"]):
+                out["encoder"] = _checked_path(source, "encoder", out["encoder"], root)
             return cls(**out, within=None if root is None else str(Path(root).resolve()))
         except (ValueError, TypeError, OgdashError) as e:
             raise OgdashError(f"{str(e).rstrip('.')}.") from None
 
     @classmethod
     def from_paths(cls, train, test=None, val=None, test_share: float = 0.2, seed: int = 0, size: int = 32,
-                   noisy_labels=None, noise_key: str | None = None) -> "DataSpec":
+                   noisy_labels=None, noise_key: str | None = None, text_column: str | None = None,
+                   encoder: str | None = None) -> "DataSpec":
         """The spec of ``--train``/``--test``/``--val`` paths, whatever they hold: a file (``.npz``, ``.csv``,
-        ``.parquet``) or saved dataset folder, an image folder (``ROOT/<class>/<image>``) or a CIFAR folder."""
+        ``.tsv``, ``.parquet``) or saved dataset folder, an image folder (``ROOT/<class>/<image>``) or a CIFAR
+        folder. ``text_column``/``encoder``: a text table's (``--text-column``, ``--encoder``)."""
         train = str(train)
         p = Path(train)
+        if (text_column or encoder) and p.is_dir() and not is_dataset_folder(p):
+            raise OgdashError(f"{p.name}: --text-column and --encoder are for a table of texts (a .csv, .tsv or "
+                              ".parquet file or a dataset folder with a text column), not an image folder.")
         if p.is_dir() and is_cifar_folder(p):
             if test is not None or val is not None:
                 raise OgdashError(f"{p.name}: CIFAR brings its own test set; leave out --test and --val.")
@@ -218,18 +251,32 @@ class DataSpec:
             return cls("imagefolder", path=train, size=size, test=None if test is None else str(test),
                        test_share=test_share, seed=seed)
         return cls("files", train=train, test=None if test is None else str(test),
-                   val=None if val is None else str(val), test_share=test_share, seed=seed)
+                   val=None if val is None else str(val), test_share=test_share, seed=seed,
+                   text_column=text_column, encoder=encoder or "minilm")
+
+    @staticmethod
+    def _texts(train, text_column) -> bool:
+        from ogdash.data.text_tables import is_text_table
+
+        return is_text_table(train, text_column)
 
     # ------------------------------------------------------------------ what it is
 
     def to_dict(self) -> dict:
         """The settings a link holds: this source's fields, unset ones left out."""
-        return {"source": self.source, **{k: getattr(self, k) for k in FIELDS[self.source]
-                                          if getattr(self, k) is not None}}
+        quiet = QUIET_DEFAULTS.get(self.source, {})
+        return {"source": self.source, **{k: getattr(self, k) for k in FIELDS[self.source] if getattr(self, k)
+                                          is not None and not (k in quiet and quiet[k] == getattr(self, k))}}
 
     def paths(self) -> list[str]:
         """Every file or folder this spec reads."""
-        return [getattr(self, k) for k in PATHS if k in FIELDS[self.source] and getattr(self, k)]
+        paths = [getattr(self, k) for k in PATHS if k in FIELDS[self.source] and getattr(self, k)]
+        return paths + ([self.encoder] if self.source == "files" and not is_encoder_name(self.encoder) else [])
+
+    @property
+    def texts(self) -> bool:
+        """Whether this is a table of texts (reads the file's header, schema or features only)."""
+        return self.source == "text" or (self.source == "files" and self._texts(self.train, self.text_column))
 
     @property
     def held_out(self) -> bool:
@@ -271,6 +318,14 @@ class DataSpec:
             return data.BUILTIN[self.name](seed=self.seed, noise_rate=self.noise_rate, noise_kind=self.noise_kind,
                                            val_fraction=VAL_SHARE)
         if self.source == "files":
+            if self._texts(self.train, self.text_column):
+                from ogdash.data.text_tables import load_text_files
+
+                return load_text_files(self.train, self.test, self.val, self.text_column, self.encoder,
+                                       self.test_share, self.seed, within, cache, progress)
+            if (self.text_column or self.encoder != "minilm") and Path(self.train).exists():
+                raise OgdashError(f"{Path(self.train).name}: has no text column; the text column and the encoder "
+                                  "are for a table of texts.")
             return data.load_splits(self.train, self.test, self.val, self.test_share, self.seed)
         if self.source == "imagefolder":
             from ogdash.data.folders import load_folder_splits

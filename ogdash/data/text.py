@@ -2,7 +2,6 @@
 embeddings (``ogdash.data.encoders``) cached on disk per text and encoder."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -113,14 +112,6 @@ def split_texts(name: str, texts: Sequence[str], y, classes, y_true=None, noise:
     return Splits(train, test), f"{name}: {subset}; {how} ({flipped:,} mislabeled)."
 
 
-
-def texts_hash(texts: Sequence[str]) -> str:
-    """A short content hash of a list of texts (order matters)."""
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\x1f")
-    return h.hexdigest()[:24]
 
 
 def embed(encoder, texts: Sequence[str], cache: DiskCache | None = None, progress: Progress = None) -> tuple[np.ndarray, float]:
