@@ -83,7 +83,7 @@ def extract_shard(model, ds: Dataset, rank: int, world_size: int, settings: Grad
     with cache.writer(SHARD_STAGE, skey) as w:
         gs = extract_gradients(model, part, settings.layer, settings.projection_dim, settings.seed, chunk_size,
                                progress, device,
-                               allocate=lambda shape: w.array("dense", shape))
+                               allocate=w.array)
         for name, value in to_arrays(gs).items():
             if name not in w.names:  # rows written in place are stored already
                 w.put(name, value)

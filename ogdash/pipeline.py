@@ -28,7 +28,7 @@ from ogdash.data.spec import DataSpec
 from ogdash.detect.budget import BudgetEstimate, estimate_budget
 from ogdash.detect.crossfit import probe_probabilities, should_crossfit
 from ogdash.detect.flags import budget_count, flag
-from ogdash.detect.heldout import suggestions
+from ogdash.detect.heldout import PROBE_FOLDS, heldout_into, suggestions
 from ogdash.detect.metrics import detection_metrics
 # the detectors' vocabulary, for the CLI and the pages (which call the scan, never the stages)
 from ogdash.detect.registry import DETECTORS, ENSEMBLES, RECOMMENDED, Method, describe, method  # noqa: F401
@@ -156,12 +156,27 @@ def gradients(model, ds: Dataset, settings: GradientSettings = GradientSettings(
     key = gradients_key(model, ds, settings)
     with cache.writer("gradients", key) as w:
         gs = extract_gradients(model, ds, layer, dim, seed, progress=progress, device=device,
-                               allocate=lambda shape: w.array("dense", shape))
+                               allocate=w.array)
         for name, value in to_arrays(gs).items():
             if name not in w.names:  # rows written in place are stored already
                 w.put(name, value)
-    return from_arrays(cache.load("gradients", key))
+    return from_arrays(cache.load("gradients", key, verify=False))  # hashed as it was written
 
+
+def heldout(grads: GradientSet, labels, key: str, seed: int = 0, cache: DiskCache | None = None) -> np.ndarray:
+    """The held-out probabilities (n, C) of closed-form gradients (``ogdash.detect.heldout``), behind the disk
+    cache under ``key`` (which must name the gradients): written there chunk by chunk as float32 and read
+    back memory-mapped, so an n x C array is never held in memory; without a cache, in memory."""
+    if cache is None:
+        return suggestions(grads, labels, seed=seed)
+    key = cache_key("heldout", key, PROBE_FOLDS, seed)
+    hit = cache.load("probes", key)
+    if hit is None:
+        with cache.writer("probes", key) as w:
+            width = max(grads.probs.shape[1], int(np.max(labels)) + 1)
+            heldout_into(grads.acts, labels, w.array("probs", (grads.n, width), np.float32), seed=seed)
+        hit = cache.load("probes", key, verify=False)  # hashed as it was written
+    return hit["probs"]
 
 
 # ---------------------------------------------------------------- the scan
@@ -421,7 +436,13 @@ class Scan:
         (cross-fitted, else the last layer refitted without it), else the model's own; the suggestions' argmax."""
         def compute():
             cross = self.crossfit(progress)
-            return cross if cross is not None else suggestions(self.gradients(), self.train.y, seed=self.settings.seed)
+            if cross is not None:
+                return cross
+            grads, train = self.gradients(), self.train
+            if grads.acts is None:
+                return suggestions(grads, train.y, seed=self.settings.seed)  # the model's own
+            key = gradients_key(self.model(), train, self.settings.gradients)
+            return heldout(grads, train.y, key, self.settings.seed, self.cache)
         return self.stages.get(self.key("probabilities"), compute)
 
     def scores(self, detector: str | None = None) -> np.ndarray:

@@ -67,21 +67,26 @@ def labels(labels, n: int) -> np.ndarray:
 
 
 def probs_and_labels(pred_probs, labels) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (n, C) float64, labels (n,) int64) checked together.
+    """(probabilities (n, C), labels (n,) int64) checked together.
 
-    Probabilities: C >= 2 columns, finite, in [0, 1], rows summing to 1 (within 1e-3).
-    Labels: one per row, integers (or whole floats) in 0..C-1.
+    Probabilities: C >= 2 columns, finite, in [0, 1], rows summing to 1 (within 1e-3); a float array
+    keeps its dtype and is never copied (a memory-mapped n x C file is checked chunk by chunk), anything
+    else becomes float64. Labels: one per row, integers (or whole floats) in 0..C-1.
     """
-    probs = np.asarray(pred_probs, dtype=np.float64)
+    from ogdash.core import chunks
+
+    probs = pred_probs if isinstance(pred_probs, np.ndarray) and pred_probs.dtype.kind == "f" else \
+        np.asarray(pred_probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] < 2:
         raise OgdashError(
             f"pred_probs must be a 2-D array (n, C) with C >= 2 class columns, got shape {probs.shape}; "
             "for a one-unit sigmoid head stack [1 - p, p]."
         )
-    if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
-        raise OgdashError("pred_probs must hold finite probabilities in [0, 1]; pass softmax outputs, not logits.")
-    if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
-        raise OgdashError("Each row of pred_probs must sum to 1; pass softmax outputs, not logits.")
+    for _, _, block in chunks.blocks(probs):
+        if not np.all(np.isfinite(block)) or block.min(initial=0) < 0 or block.max(initial=0) > 1:
+            raise OgdashError("pred_probs must hold finite probabilities in [0, 1]; pass softmax outputs, not logits.")
+        if not np.allclose(block.sum(axis=1, dtype=np.float64), 1.0, atol=1e-3):
+            raise OgdashError("Each row of pred_probs must sum to 1; pass softmax outputs, not logits.")
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.shape[0] != probs.shape[0]:
         raise OgdashError(

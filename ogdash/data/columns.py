@@ -41,16 +41,23 @@ def non_integers(arr: np.ndarray) -> np.ndarray:
 
 
 def feature_array(X, path) -> np.ndarray:
-    X = np.asarray(X)
+    """X as float32 (n, d) rows or (n, C, H, W) images in [0, 1], checked finite chunk by chunk: a memory-mapped
+    float32 X stays mapped (never copied or read whole)."""
+    from ogdash.core import chunks
+
+    X = X if isinstance(X, np.ndarray) else np.asarray(X)
     if X.dtype.kind not in "iuf" and X.dtype.kind != "b":
         raise OgdashError(f"{path}: X must be numeric; found dtype {X.dtype}; save features as numbers.")
-    X = X.astype(np.float32)
+    X = X.astype(np.float32, copy=False)
     if X.ndim == 3:
         X = X[:, None]
     if X.ndim not in (2, 4):
         raise OgdashError(f"{path}: X must be (n, d), (n, H, W) or (n, C, H, W); got shape {X.shape}; reshape it.")
-    if not np.all(np.isfinite(X)):
-        raise OgdashError(f"{path}: X contains NaN or infinite values; remove or impute them.")
-    if X.ndim == 4 and X.size and X.max() > 1.0:
+    top = -np.inf
+    for _, _, block in chunks.blocks(X):
+        if not np.all(np.isfinite(block)):
+            raise OgdashError(f"{path}: X contains NaN or infinite values; remove or impute them.")
+        top = max(top, float(block.max(initial=-np.inf)))
+    if X.ndim == 4 and X.size and top > 1.0:
         X = X / 255.0
     return X

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ogdash.core import chunks
 from ogdash.core.errors import OgdashError
 
 
@@ -82,9 +83,9 @@ class Dataset:
         if not self._fingerprint:
             h = hashlib.sha256()
             for arr in (self.X, self.y, self.ids):
-                a = np.ascontiguousarray(arr)
-                h.update(str((a.dtype.str, a.shape)).encode())
-                h.update(a.tobytes())
+                h.update(str((arr.dtype.str, arr.shape)).encode())
+                for _, _, block in chunks.blocks(arr):  # a memory-mapped X is hashed chunk by chunk, never copied whole
+                    h.update(memoryview(np.ascontiguousarray(block)).cast("B"))
             h.update("\x1f".join(self.classes).encode())
             if self.texts is not None:
                 h.update("\x1f".join(self.texts).encode())

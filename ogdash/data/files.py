@@ -26,23 +26,62 @@ from ogdash.core.errors import OgdashError
 from ogdash.data.dataset import Dataset, Splits, make_dataset, split_off
 from ogdash.data.columns import feature_array, labels_array
 from ogdash.data.limits import check_csv, check_npz
+from ogdash.data.mapped import map_npz_member
 
 
 def _read_npz(path: Path):
-    check_npz(path)  # from the members' headers: a small file must not decompress into gigabytes
+    check_npz(path, mapped=("X",))  # from the members' headers: a small file must not decompress into gigabytes
+    X = map_npz_member(path, "X")  # an uncompressed float32 X is mapped at its offset, never read
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files if k != "X" or X is None}
     except ValueError as e:
         raise OgdashError(f"{path}: holds object arrays, which ogdash refuses to unpickle; save plain numeric arrays.") from e
     except Exception as e:  # zip errors, truncated files
         raise OgdashError(f"{path}: is not a readable .npz file ({type(e).__name__}); save it with numpy.savez.") from e
+    if X is not None:
+        arrays["X"] = X
     for key in ("X", "y"):
         if key not in arrays:
             raise OgdashError(f"{path}: missing array {key!r}; an .npz needs 'X' and 'y' (found {sorted(arrays)}).")
+    return _arrays(arrays)
+
+
+def _arrays(arrays: dict):
+    """The loader's tuple from arrays ``X``, ``y`` and optional ``y_true``, ``classes``."""
     classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else None
     n = len(arrays["y"])
     return arrays["X"], arrays["y"], arrays.get("y_true"), classes, None, [f"index {i}" for i in range(n)], None
+
+
+ARRAY_FILES = ("X", "y", "y_true", "classes")
+
+
+def is_arrays_folder(path) -> bool:
+    """Whether ``path`` is a folder of ``.npy`` files: ``X.npy`` and ``y.npy`` (and optionally ``y_true.npy``,
+    ``classes.npy``), the arrays an ``.npz`` holds."""
+    path = Path(path)
+    return path.is_dir() and (path / "X.npy").is_file() and (path / "y.npy").is_file()
+
+
+def _read_npy_folder(path: Path):
+    """A folder of ``.npy`` files (``is_arrays_folder``): X mapped when it is C-ordered float32, the rest read."""
+    from ogdash.data.limits import check_elements, check_mapped
+    from ogdash.data.mapped import mappable, npy_header, read_npy
+
+    arrays = {}
+    for name in ARRAY_FILES:
+        f = path / f"{name}.npy"
+        if not f.is_file():
+            continue
+        shape, fortran, dtype, _ = npy_header(f)
+        count, map_it = int(np.prod(shape, dtype=object)), name == "X" and mappable(shape, fortran, dtype)
+        if map_it:
+            check_mapped(count, f"array {name!r} of shape {shape}", f)
+        else:
+            check_elements(count, f"array {name!r} of shape {shape}", f, max(1, dtype.itemsize))
+        arrays[name] = read_npy(f, map_it)
+    return _arrays(arrays)
 
 
 def _read_csv(path: Path):
@@ -90,6 +129,9 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
               classes=None) -> Dataset:
     """Load one ``.npz``, ``.csv`` or ``.parquet`` file (or a saved dataset folder) as a Dataset; raises OgdashError on bad input."""
     path = Path(path)
+    if is_arrays_folder(path):
+        X, y, y_true, file_classes, ids, sources, feature_names = _read_npy_folder(path)
+        return _dataset(path, name, n_classes, classes, X, y, y_true, file_classes, ids, sources, feature_names)
     if path.suffix.lower() == ".parquet" or path.is_dir():  # Parquet and Hugging Face datasets: ogdash.data.tables
         from ogdash.data.tables import load_table
 
@@ -103,6 +145,11 @@ def load_file(path, name: str | None = None, n_classes: int | None = None,
         X, y, y_true, file_classes, ids, sources, feature_names = _read_csv(path)
     else:
         raise OgdashError(f"{path}: unsupported file type {suffix!r}; use .npz, .csv, .parquet or a dataset folder.")
+    return _dataset(path, name, n_classes, classes, X, y, y_true, file_classes, ids, sources, feature_names)
+
+
+def _dataset(path, name, n_classes, classes, X, y, y_true, file_classes, ids, sources, feature_names) -> Dataset:
+    """The arrays a reader found, checked, as a Dataset."""
     X = feature_array(X, path)
     y = labels_array(y, "labels", path, sources.__getitem__)
     y_true = None if y_true is None else labels_array(y_true, "true labels", path, sources.__getitem__)
@@ -129,10 +176,24 @@ def load_splits(train, test=None, val=None, test_share: float = 0.2, seed: int =
     """
     tr = load_file(train, "train")
     if test is None:
+        _check_split_copy(tr, test_share, train)
         tr, held = split_off(tr, test_share, seed)
         return Splits(_check_classes(tr, train), held, None if val is None else _matching(val, "val", tr))
     _check_classes(tr, train)
     return Splits(tr, _matching(test, "test", tr), None if val is None else _matching(val, "val", tr))
+
+
+def _check_split_copy(tr: Dataset, share: float, path) -> None:
+    """Holding a test share out of memory-mapped features copies the rest into memory: refused above the
+    in-memory cap, with the way round it (a test file keeps them mapped)."""
+    from ogdash.data.limits import max_elements
+    from ogdash.data.mapped import is_mapped
+
+    values = int(round((1 - share) * tr.n)) * int(np.prod(tr.X.shape[1:]))
+    if is_mapped(tr.X) and values > max_elements():
+        raise OgdashError(f"{path}: holding out a test share would copy {values:,} memory-mapped feature values "
+                          f"into memory, over the limit of {max_elements():,} (OGDASH_MAX_ELEMENTS); give a test file "
+                          "(--test) so the features stay mapped, or raise OGDASH_MAX_ELEMENTS.")
 
 
 def _check_classes(tr: Dataset, path) -> Dataset:

@@ -14,6 +14,15 @@ message that names the limit and the setting that changes it:
   declares). 50 million float32 values are 200 MB; bytes are capped at 8 bytes a
   value (a Parquet file's uncompressed size, a wide dtype).
 - ``OGDASH_MAX_COLUMNS`` (default 10,000): columns in a CSV's header row.
+- ``OGDASH_MAX_MAPPED_ELEMENTS`` (default 4,000,000,000): values in a features array that is
+  memory-mapped rather than read (``ogdash.data.mapped``: an uncompressed ``.npz`` member or a
+  ``.npy`` file of C-ordered float32). A mapped file costs address space and disk reads, not
+  memory: the stages pass over it in chunks and keep what they derive from it (gradient factors,
+  probabilities) in memory-mapped cache files too. It cannot be a bomb either: the file must hold
+  every byte its header declares. So its cap bounds the work and the disk the cache will take
+  (about three times the file), not memory; the default admits 16 GB of float32 (ImageNet's
+  1.28 million x 2,048 features are 10 GB). Everything read into memory (labels, a compressed
+  member, another dtype) stays under ``OGDASH_MAX_ELEMENTS``.
 
 A malformed or non-positive setting means the default.
 """
@@ -30,6 +39,7 @@ from ogdash.core.errors import OgdashError
 
 DEFAULT_MAX_ELEMENTS = 50_000_000
 DEFAULT_MAX_COLUMNS = 10_000
+DEFAULT_MAX_MAPPED_ELEMENTS = 4_000_000_000
 
 
 def max_elements() -> int:
@@ -40,6 +50,20 @@ def max_elements() -> int:
 def max_columns() -> int:
     """Columns a CSV may have ($OGDASH_MAX_COLUMNS, default 10,000)."""
     return env_int("OGDASH_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
+
+
+def max_mapped_elements() -> int:
+    """Values one memory-mapped features array may hold ($OGDASH_MAX_MAPPED_ELEMENTS, default 4,000,000,000)."""
+    return env_int("OGDASH_MAX_MAPPED_ELEMENTS", DEFAULT_MAX_MAPPED_ELEMENTS)
+
+
+def check_mapped(count: int, what: str, where) -> None:
+    """Refuse a memory-mapped array of ``count`` values above ``OGDASH_MAX_MAPPED_ELEMENTS``."""
+    cap = max_mapped_elements()
+    if count > cap:
+        raise OgdashError(f"{where}: {what} holds {count:,} values, over the limit of {cap:,} for a memory-mapped "
+                          "features file (OGDASH_MAX_MAPPED_ELEMENTS); use less data, or raise "
+                          "OGDASH_MAX_MAPPED_ELEMENTS (the cache takes about three times the file on disk).")
 
 
 def check_bytes(nbytes: int, what: str, where) -> None:
@@ -85,15 +109,23 @@ def npz_headers(path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     return out
 
 
-def check_npz(path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """The member headers of an ``.npz``, each checked against the element cap (and object arrays refused)."""
+def check_npz(path, mapped: tuple[str, ...] = ()) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The member headers of an ``.npz``, each checked against the element cap (and object arrays refused);
+    a member named in ``mapped`` that can be memory-mapped (``ogdash.data.mapped``) is checked against the
+    mapped cap instead: it will not be read."""
+    from ogdash.data.mapped import mappable, npz_member_header
+
     headers = npz_headers(path)
     for name, (shape, dtype) in headers.items():
         if dtype.hasobject:
             raise OgdashError(f"{path}: holds object arrays, which ogdash refuses to unpickle; save plain numeric "
                               "arrays.")
-        check_elements(int(np.prod(shape, dtype=object)), f"array {name!r} of shape {shape}", path,
-                       max(1, dtype.itemsize))
+        count = int(np.prod(shape, dtype=object))
+        found = npz_member_header(path, name) if name in mapped else None
+        if found is not None and mappable(*found[:3]):
+            check_mapped(count, f"array {name!r} of shape {shape}", path)
+        else:
+            check_elements(count, f"array {name!r} of shape {shape}", path, max(1, dtype.itemsize))
     return headers
 
 

@@ -10,8 +10,10 @@ have produced). :meth:`to_dict` is what a page's address holds.
 Sources and their settings (``FIELDS``):
 - ``builtin``: ``name`` (digits, mnist5k with injected ``noise_rate``/``noise_kind``; moons,
   blobs with a ``flip_mode``) and ``seed``; a clean tenth is the validation set.
-- ``files``: ``train`` (``.npz``, ``.csv``, ``.parquet`` or a saved Hugging Face dataset
-  folder), optional ``test`` and ``val``; without a test file, a seeded ``test_share`` of
+- ``files``: ``train`` (``.npz``, ``.csv``, ``.parquet``, a saved Hugging Face dataset
+  folder, or a folder of ``X.npy`` and ``y.npy``), optional ``test`` and ``val``; precomputed features
+  in an uncompressed ``.npz`` or a ``.npy`` (C-ordered float32) are memory-mapped, not read
+  (``ogdash.data.mapped``); without a test file, a seeded ``test_share`` of
   the training file is held out (and not scored). A table with a ``text`` column (or the
   ``text_column`` named; any ``.tsv``) holds labelled texts (``ogdash.data.text_tables``),
   embedded by ``encoder``: ``minilm`` (the default), ``tfidf``, or a local encoder folder.
@@ -245,7 +247,7 @@ class DataSpec:
                        noise_key=noise_key)
         if noisy_labels is not None:
             raise OgdashError("--noisy-labels is for a CIFAR folder; give the folder holding cifar-10-batches-py/.")
-        if p.is_dir() and not is_dataset_folder(p):
+        if p.is_dir() and not is_dataset_folder(p) and not is_arrays_folder(p):
             if val is not None:
                 raise OgdashError("an image folder takes no --val; OneClassSVM fits on the training gradients.")
             return cls("imagefolder", path=train, size=size, test=None if test is None else str(test),
@@ -347,6 +349,13 @@ def is_cifar_folder(path: Path) -> bool:
     """Whether ``path`` holds CIFAR-10/100 in torchvision's local format."""
     return any((path / p).exists() for p in ("cifar-10-batches-py", "cifar-100-python", "data_batch_1")) or (
         (path / "train").is_file() and (path / "test").is_file())
+
+
+def is_arrays_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of ``X.npy`` and ``y.npy`` (precomputed features; ``ogdash.data.files``)."""
+    from ogdash.data.files import is_arrays_folder as arrays
+
+    return arrays(path)
 
 
 def is_dataset_folder(path: Path) -> bool:

@@ -25,7 +25,7 @@ import weakref
 
 import numpy as np
 
-from ogdash.core import validate
+from ogdash.core import chunks, validate
 from ogdash.core.errors import OgdashError
 from ogdash.detect.base import check_fitted, require_labels
 from ogdash.engine.gradients import GradientSet
@@ -62,9 +62,16 @@ def heldout_probabilities(acts, labels, folds: int = PROBE_FOLDS, seed: int = 0)
     return P.copy()
 
 
-def _refit(acts, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Out-of-fold probabilities (n, max label + 1): seeded stratified folds, then :func:`_cross_fit`."""
-    return _cross_fit(acts, y, _folds(y, folds, seed), seed)
+def _refit(acts, y: np.ndarray, folds: int, seed: int, out=None) -> np.ndarray:
+    """Out-of-fold probabilities (n, max label + 1): seeded stratified folds, then :func:`_cross_fit` (into ``out``
+    when given)."""
+    return _cross_fit(acts, y, _folds(y, folds, seed), seed, out)
+
+
+def heldout_into(acts, labels, out, folds: int = PROBE_FOLDS, seed: int = 0) -> np.ndarray:
+    """:func:`heldout_probabilities` written into ``out`` (n, C >= max label + 1), chunk by chunk, and returned:
+    how a scan keeps them in a memory-mapped cache file. Nothing is remembered."""
+    return _refit(acts, validate.labels(labels, len(acts)), folds, seed, out)
 
 
 def _folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
@@ -80,41 +87,72 @@ def _folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
     return [held for _, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)]
 
 
-def _cross_fit(acts, y: np.ndarray, parts: list[np.ndarray], seed: int) -> np.ndarray:
-    """Probabilities (n, max label + 1) of each fold's rows from the ridge fit and temperature without that fold."""
+def _cross_fit(acts, y: np.ndarray, parts: list[np.ndarray], seed: int, out=None) -> np.ndarray:
+    """Probabilities (n, max label + 1) of each fold's rows from the ridge fit and temperature without that fold.
+
+    Two passes over ``acts`` in row chunks (``ogdash.core.chunks``; it may be a memory-mapped file): the
+    first adds each chunk's rows into their fold's ``h^T h`` and per-class sums, the second scores each
+    chunk's rows with their fold's fit and writes their probabilities into ``out`` (any (n, C >= max label + 1)
+    float array, a memory-mapped cache file say; default a new float32 array). Memory holds one chunk
+    and the K fits, never an n x C or n x H array.
+    """
     import torch  # its matrix products are the fastest here (float32 sums of products, float64 solves)
 
-    classes = np.flatnonzero(np.bincount(y))
-    order = np.concatenate(parts)  # rows sorted by fold: each fold is one slice
-    bounds = np.cumsum([0] + [len(p) for p in parts])
-    X = torch.from_numpy(_standardised(np.asarray(acts)[order]))
-    column = np.searchsorted(classes, y[order])  # each label's column among the given classes
-    folds = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    # one pass: each fold's part of h^T h and of h^T onehot(y) (the sum of its rows' h per class)
-    grams = [X[f].T @ X[f] for f in folds]
-    sums = [torch.zeros(len(classes), X.shape[1]).index_add_(0, torch.from_numpy(column[f]), X[f]) for f in folds]
-    gram, total = sum(grams), sum(sums)
-    penalty = torch.full((X.shape[1],), PROBE_RIDGE, dtype=torch.float64)
+    acts = acts if isinstance(acts, np.ndarray) else np.asarray(acts, dtype=np.float32)
+    n, classes = len(y), np.flatnonzero(np.bincount(y))
+    fold_of = np.empty(n, dtype=np.int64)
+    for k, rows in enumerate(parts):
+        fold_of[rows] = k
+    column = np.searchsorted(classes, y)  # each label's column among the given classes
+    centre, scale = chunks.moments(acts)
+    standardise = _standardiser(centre, scale)
+    width = len(centre) + 1
+    # pass 1: each fold's part of h^T h and of h^T onehot(y) (the sum of its rows' h per class), float64 totals
+    grams = torch.zeros(len(parts), width, width, dtype=torch.float64)
+    sums = torch.zeros(len(parts), len(classes), width, dtype=torch.float64)
+    for start, stop, block in chunks.blocks(acts, np.float32):
+        X, f, c = torch.from_numpy(standardise(block)), fold_of[start:stop], torch.from_numpy(column[start:stop])
+        for k in np.unique(f):
+            rows = torch.from_numpy(np.flatnonzero(f == k))
+            Xk = X[rows]
+            grams[k] += (Xk.T @ Xk).double()
+            sums[k] += torch.zeros(len(classes), width).index_add_(0, c[rows], Xk).double()
+    gram, total = grams.sum(0), sums.sum(0)
+    penalty = torch.full((width,), PROBE_RIDGE, dtype=torch.float64)
     penalty[-1] = 1e-6  # the bias column: (almost) unpenalised
     rng = np.random.default_rng(seed)
-    out = np.zeros((len(y), int(y.max()) + 1))
-    for k, f in enumerate(folds):
+    order = np.concatenate(parts)  # the calibration rows are drawn as when rows were sorted by fold
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    fits = []
+    for k in range(len(parts)):
         # the fit without fold k: the totals minus its part, one Cholesky factorisation
-        factor = torch.linalg.cholesky((gram - grams[k]).double() + torch.diag(penalty))
-        W = torch.cholesky_solve((total - sums[k]).T.double(), factor)
-        fit_rows = np.r_[0:f.start, f.stop:len(y)]
-        cal = np.sort(rng.choice(fit_rows, min(CALIBRATION_ROWS, len(fit_rows)), replace=False))
-        temperature = _temperature(_leave_one_out(X[cal].double(), column[cal], W, factor), column[cal])
-        out[np.ix_(order[f], classes)] = _softmax(temperature * (X[f] @ W.float()).double().numpy())
+        factor = torch.linalg.cholesky((gram - grams[k]) + torch.diag(penalty))
+        W = torch.cholesky_solve((total - sums[k]).T, factor)
+        fit_rows = np.r_[0:bounds[k], bounds[k + 1]:n]
+        cal = order[np.sort(rng.choice(fit_rows, min(CALIBRATION_ROWS, len(fit_rows)), replace=False))]
+        Xc = torch.from_numpy(standardise(np.asarray(acts[cal], dtype=np.float32)))
+        fits.append((W.float(), _temperature(_leave_one_out(Xc.double(), column[cal], W, factor), column[cal])))
+    # pass 2: each chunk's rows scored by the fit that never saw their fold
+    out = np.zeros((n, int(y.max()) + 1), dtype=np.float32) if out is None else out
+    for start, stop, block in chunks.blocks(acts, np.float32):
+        X, f = torch.from_numpy(standardise(block)), fold_of[start:stop]
+        P = np.zeros((stop - start, out.shape[1]), dtype=out.dtype)
+        for k in np.unique(f):
+            rows = np.flatnonzero(f == k)
+            W, temperature = fits[k]
+            P[np.ix_(rows, classes)] = _softmax(temperature * (X[torch.from_numpy(rows)] @ W).double().numpy())
+        chunks.write(out, start, P)
     return out
 
 
-def _standardised(acts) -> np.ndarray:
-    """Inputs (n, H) as float32, each column centred and scaled to unit variance (labels unused), then a 1s column."""
-    X = np.asarray(acts, dtype=np.float32)
-    centre, scale = X.mean(0), X.std(0)
-    X = (X - centre) / np.where(scale > 0, scale, 1)
-    return np.hstack([X, np.ones((len(X), 1), dtype=np.float32)])
+def _standardiser(centre: np.ndarray, scale: np.ndarray):
+    """rows -> float32 rows centred and scaled to unit variance per column (labels unused), then a 1s column."""
+    centre, scale = centre.astype(np.float32), np.where(scale > 0, scale, 1).astype(np.float32)
+
+    def standardise(rows: np.ndarray) -> np.ndarray:
+        X = (np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) - centre) / scale
+        return np.hstack([X, np.ones((len(X), 1), dtype=np.float32)])
+    return standardise
 
 
 def _leave_one_out(X, column, W, factor) -> np.ndarray:
@@ -156,20 +194,31 @@ def heldout_gradients(grads: GradientSet, labels, folds: int = PROBE_FOLDS, seed
 
     grads: closed-form gradients (their ``acts`` are the refit's inputs); labels: the
     given labels (n,). Returns a GradientSet of the same samples whose ``probs``,
-    ``loss`` and ``errors`` come from :func:`heldout_probabilities`.
+    ``loss`` and ``errors`` (float32, made chunk by chunk) come from :func:`heldout_probabilities`.
     """
+    y = validate.labels(labels, grads.n)
+    P = _heldout_probs(grads, y, folds, seed)
+    binary = grads.errors is not None and grads.errors.shape[1] == 1
+    errors = np.empty((grads.n, 1 if binary else P.shape[1]), dtype=np.float32)
+    for start, stop, block in chunks.blocks(P, np.float32):
+        rows, given = np.arange(stop - start), y[start:stop]
+        if binary:
+            errors[start:stop] = block[:, 1:] - given[:, None]
+        else:
+            block[rows, given] -= 1
+            errors[start:stop] = block
+    loss = -np.log(np.clip(P[np.arange(grads.n), y].astype(np.float64), 1e-12, None))
+    return GradientSet(grads.ids, P, loss, grads.layer, errors=errors, acts=grads.acts, bias=grads.bias)
+
+
+def _heldout_probs(grads: GradientSet, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Held-out probabilities with as many columns as the model's (classes above every given label: 0)."""
     if grads.acts is None:
         raise OgdashError("held-out gradients refit the last layer on its inputs, which dense gradients lack; "
                           "use the last layer's closed-form gradients or another detector.")
-    y = validate.labels(labels, grads.n)
     P = heldout_probabilities(grads.acts, y, folds, seed)
-    K = max(grads.probs.shape[1], P.shape[1])
-    P = np.pad(P, ((0, 0), (0, K - P.shape[1])))
-    onehot = np.eye(K)[y]
-    errors = (P[:, 1:] - y[:, None]) if grads.errors is not None and grads.errors.shape[1] == 1 else P - onehot
-    loss = -np.log(np.clip(P[np.arange(grads.n), y], 1e-12, None))
-    return GradientSet(grads.ids, P, loss, grads.layer, errors=errors.astype(np.float32), acts=grads.acts,
-                       bias=grads.bias)
+    width = max(grads.probs.shape[1], P.shape[1])
+    return P if P.shape[1] == width else np.hstack([P, np.zeros((len(P), width - P.shape[1]), dtype=P.dtype)])
 
 
 def suggestions(grads: GradientSet, labels, seed: int = 0) -> np.ndarray:
@@ -180,8 +229,8 @@ def suggestions(grads: GradientSet, labels, seed: int = 0) -> np.ndarray:
     a memorised wrong label is not echoed back. Otherwise the model's own probabilities.
     """
     if grads.acts is None:
-        return np.asarray(grads.probs, dtype=np.float64)
-    return heldout_gradients(grads, labels, seed=seed).probs
+        return np.asarray(grads.probs)
+    return _heldout_probs(grads, validate.labels(labels, grads.n), PROBE_FOLDS, seed)
 
 
 RANK_RULES = ("margin", "self_confidence", "combined")
@@ -228,7 +277,7 @@ class HeldOutMargin:
     Attributes
     ----------
     ids_ : array (n,), the ids of the fitted samples.
-    probs_ : float64 array (n, C), their held-out probabilities.
+    probs_ : float32 array (n, C), their held-out probabilities.
     """
 
     def __init__(self, *, folds: int = PROBE_FOLDS, seed: int = 0):
@@ -248,7 +297,7 @@ class HeldOutMargin:
         """
         labels = require_labels(y, G.n, "the held-out margin")
         self.ids_ = np.asarray(G.ids).copy()
-        self.probs_ = heldout_gradients(G, labels, self.folds, self.seed).probs
+        self.probs_ = _heldout_probs(G, labels, self.folds, self.seed)
         return self
 
     def score_samples(self, G: GradientSet, y=None) -> np.ndarray:

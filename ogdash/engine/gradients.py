@@ -17,13 +17,14 @@ gradients is ever held in memory.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from ogdash.core import chunks
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 from ogdash.data.dataset import Dataset
@@ -38,7 +39,7 @@ class GradientSet:
     """Per-sample loss gradients of one dataset under one model.
 
     ids:      (n,) sample ids, in the dataset's order.
-    probs:    (n, C) predicted class probabilities; ``predicted`` is their argmax.
+    probs:    (n, C) predicted class probabilities (float32); ``predicted`` is their argmax.
     loss:     (n,) per-sample loss.
     errors:   (n, K) dL/dlogits, and ``acts`` (n, H) the last layer's inputs, when the
               gradient is the closed-form last-layer one (``bias`` says whether the
@@ -55,6 +56,7 @@ class GradientSet:
     bias: bool = False
     dense: np.ndarray | None = None
     projected: bool = False
+    _predicted: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
     def n(self) -> int:
@@ -63,8 +65,11 @@ class GradientSet:
 
     @property
     def predicted(self) -> np.ndarray:
-        """The model's predicted class of each sample (n,)."""
-        return self.probs.argmax(1)
+        """The model's predicted class of each sample (n,), computed once, chunk by chunk (``probs`` may be a
+        memory-mapped n x C file)."""
+        if self._predicted is None:
+            self._predicted = chunks.argmax_rows(self.probs)
+        return self._predicted
 
     @property
     def factored(self) -> bool:
@@ -91,14 +96,13 @@ class GradientSet:
         ``‖e ⊗ h‖ = ‖e‖·‖h‖`` for both norms, and the bias part ``e`` adds ``‖e‖``
         (as an extra activation equal to 1).
         """
+        if ord not in (1, 2):
+            raise OgdashError(f"norm order must be 1 or 2; got {ord}.")
         if self.dense is not None:
-            return np.linalg.norm(self.dense.astype(np.float64), ord=ord, axis=1)
-        e, h = self.errors.astype(np.float64), self.acts.astype(np.float64)
+            return _row_norms(self.dense, ord)
         if ord == 1:
-            return np.abs(e).sum(1) * (np.abs(h).sum(1) + self.bias)
-        if ord == 2:
-            return np.linalg.norm(e, axis=1) * np.sqrt((h * h).sum(1) + self.bias)
-        raise OgdashError(f"norm order must be 1 or 2; got {ord}.")
+            return _row_norms(self.errors, 1) * (_row_norms(self.acts, 1) + self.bias)
+        return _row_norms(self.errors, 2) * np.sqrt(_row_norms(self.acts, 2) ** 2 + self.bias)
 
     def augmented_acts(self) -> np.ndarray:
         """Activations with a trailing column of ones when the head has a bias: g = e ⊗ [h, 1] up to order."""
@@ -135,6 +139,14 @@ class GradientSet:
                            pick(self.acts), self.bias, pick(self.dense), self.projected)
 
 
+def _row_norms(a, ord: int) -> np.ndarray:
+    """L1 or L2 norm (float64) of every row of ``a``, chunk by chunk (``a`` may be a memory-mapped file)."""
+    out = np.empty(len(a))
+    for start, stop, block in chunks.blocks(a, np.float64):
+        out[start:stop] = np.abs(block).sum(1) if ord == 1 else np.sqrt(np.einsum("ij,ij->i", block, block))
+    return out
+
+
 def outer_flat(e: np.ndarray, h: np.ndarray, bias: bool) -> np.ndarray:
     """Rows ``[vec(e hᵀ), e]`` in torch's (weight, bias) order, shape (n, K·H [+K])."""
     w = (e[:, :, None] * h[:, None, :]).reshape(len(e), -1)
@@ -146,18 +158,31 @@ def _chunks(n, chunk_size):
 
 
 def _tensors(ds: Dataset, s, e, device):
-    return to_input(ds.X[s:e], device), torch.as_tensor(ds.y[s:e], dtype=torch.long, device=device)
+    x = np.array(ds.X[s:e])  # a copy: a memory-mapped features file gives its pages back at once
+    chunks.release(ds.X, s, e)
+    return to_input(x, device), torch.as_tensor(ds.y[s:e], dtype=torch.long, device=device)
+
+
+def _in_memory(name: str, shape, dtype=np.float32) -> np.ndarray:
+    """Where rows go when nobody gives an ``allocate``: memory."""
+    return np.empty(shape, dtype=dtype)
 
 
 def last_layer_gradients(model: nn.Module, ds: Dataset, chunk_size: int = 512,
-                         progress: Progress = None, device=None) -> GradientSet:
-    """Closed-form last-layer gradients from one batched forward pass (kept as factors)."""
+                         progress: Progress = None, device=None, allocate: Callable | None = None) -> GradientSet:
+    """Closed-form last-layer gradients from one batched forward pass (kept as factors).
+
+    ``errors`` (n, K), ``acts`` (n, H) and ``probs`` (n, C), float32, are written chunk by chunk into the arrays
+    ``allocate(name, shape, dtype)`` gives (memory-mapped cache files, say; default memory), so a million
+    samples with a thousand classes never hold a 4 GB array in memory.
+    """
     device = torch.device(device) if device else default_device()
     model = prepare(model, device, ds.X.ndim == 4)
     name, head = last_linear(model)
-    captured = {}
+    allocate = allocate or _in_memory
+    captured, out = {}, {}
+    losses = np.empty(ds.n)
     hook = head.register_forward_hook(lambda m, inp, out: captured.update(h=inp[0], z=out))
-    errs, acts, probs, losses = [], [], [], []
     try:
         with torch.no_grad():
             for i, (s, e) in enumerate(spans := _chunks(ds.n, chunk_size)):
@@ -169,16 +194,18 @@ def last_layer_gradients(model: nn.Module, ds: Dataset, chunk_size: int = 512,
                 else:
                     err = torch.softmax(z, 1)
                     err[torch.arange(len(yb), device=device), yb] -= 1
-                errs.append(err.float().cpu().numpy())
-                acts.append(h.float().cpu().numpy())
-                probs.append(probabilities(z).double().cpu().numpy())
-                losses.append(per_sample_loss(z, yb).double().cpu().numpy())
+                rows = {"errors": err, "acts": h, "probs": probabilities(z)}
+                if not out:
+                    out = {k: allocate(k, (ds.n, v.shape[1]), np.float32) for k, v in rows.items()}
+                for k, v in rows.items():
+                    chunks.write(out[k], s, v.float().cpu().numpy())
+                losses[s:e] = per_sample_loss(z, yb).double().cpu().numpy()
                 if progress:
                     progress((i + 1) / len(spans), f"gradients {e}/{ds.n}")
     finally:
         hook.remove()
-    return GradientSet(ds.ids.copy(), np.concatenate(probs), np.concatenate(losses), name,
-                       errors=np.concatenate(errs), acts=np.concatenate(acts), bias=head.bias is not None)
+    return GradientSet(ds.ids.copy(), out["probs"], losses, name, errors=out["errors"], acts=out["acts"],
+                       bias=head.bias is not None)
 
 
 def parameter_names(model: nn.Module, layer: str) -> list[str]:
@@ -204,7 +231,7 @@ def generic_gradients(model: nn.Module, ds: Dataset, layer: str = "all", chunk_s
     """Per-sample gradients of any parameters with ``torch.func.vmap(grad(...))``.
 
     Each chunk is projected (if asked) and written into one output array as soon as
-    it is made: ``allocate(shape)`` gives that array (a memory-mapped cache file, say),
+    it is made: ``allocate(name, shape, dtype)`` gives that array (a memory-mapped cache file, say),
     so memory holds one chunk of full gradients at a time.
     """
     from torch.func import functional_call, grad, vmap
@@ -222,17 +249,17 @@ def generic_gradients(model: nn.Module, ds: Dataset, layer: str = "all", chunk_s
     per_sample = vmap(grad(loss_of), in_dims=(None, 0, 0))
     chosen = {n: params[n] for n in names}
     width = projector.d_out if projector else sum(params[n].numel() for n in names)
-    out = (allocate or (lambda shape: np.empty(shape, dtype=np.float32)))((ds.n, width))
+    out = (allocate or _in_memory)("dense", (ds.n, width), np.float32)
     probs, losses = [], []
     spans = _chunks(ds.n, chunk_size)
     for i, (s, e) in enumerate(spans):
         xb, yb = _tensors(ds, s, e, device)
         g = per_sample(chosen, xb, yb)
         flat = torch.cat([g[n].reshape(len(xb), -1) for n in names], 1).float().cpu().numpy()
-        out[s:e] = projector.transform(flat) if projector else flat
+        chunks.write(out, s, projector.transform(flat) if projector else flat)
         with torch.no_grad():
             z = model(xb)
-            probs.append(probabilities(z).double().cpu().numpy())
+            probs.append(probabilities(z).float().cpu().numpy())
             losses.append(per_sample_loss(z, yb).double().cpu().numpy())
         if progress:
             progress((i + 1) / len(spans), f"gradients {e}/{ds.n}")
@@ -298,10 +325,10 @@ def extract_gradients(model: nn.Module, ds: Dataset, layer: str = "last", projec
     parameter name, or 'all'. projection_dim: project to that many dimensions
     (None keeps full gradients): a TensorSketch of the last layer's factors, or a
     seeded sparse random projection of each chunk on the generic path.
-    allocate(shape): where the generic path writes its rows (default: memory).
+    allocate(name, shape, dtype): where rows are written (the factors, or the generic path's rows; default memory).
     """
     if layer == "last":
-        gs = last_layer_gradients(model, ds, chunk_size or 512, progress, device)
+        gs = last_layer_gradients(model, ds, chunk_size or 512, progress, device, None if projection_dim else allocate)
         if projection_dim:
             gs = project(gs, projection_dim, seed)
         return gs

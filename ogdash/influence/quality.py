@@ -35,8 +35,7 @@ def self_confidence_quality(pred_probs, labels) -> np.ndarray:
         ``cleanlab.rank.get_self_confidence_for_each_label(labels, pred_probs)``.
         NOT a detrimental score: use ``label_quality_scores(..., "self_confidence")``.
     """
-    probs, lab = validate.probs_and_labels(pred_probs, labels)
-    return probs[np.arange(len(lab)), lab]
+    return _per_row(pred_probs, labels, lambda P, y: P[np.arange(len(y)), y])
 
 
 def normalized_margin_quality(pred_probs, labels) -> np.ndarray:
@@ -55,12 +54,24 @@ def normalized_margin_quality(pred_probs, labels) -> np.ndarray:
     quality : float64 array (n,) in [0, 1].  Equals
         ``cleanlab.rank.get_normalized_margin_for_each_label(labels, pred_probs)``.
     """
+    def margin(P, y):
+        rows = np.arange(len(y))
+        own = P[rows, y]
+        P[rows, y] = -np.inf  # P is this chunk's own copy
+        return (own - P.max(axis=1) + 1.0) / 2.0
+    return _per_row(pred_probs, labels, margin)
+
+
+def _per_row(pred_probs, labels, fn) -> np.ndarray:
+    """``fn(P, y)`` (float64 (rows,)) over chunks of the checked probabilities (each a float64 copy), joined: an
+    n x C memory-mapped file is never read whole."""
+    from ogdash.core import chunks
+
     probs, lab = validate.probs_and_labels(pred_probs, labels)
-    rows = np.arange(len(lab))
-    own = probs[rows, lab]
-    others = probs.copy()
-    others[rows, lab] = -np.inf
-    return (own - others.max(axis=1) + 1.0) / 2.0
+    out = np.empty(len(lab))
+    for start, stop, P in chunks.blocks(probs, np.float64):
+        out[start:stop] = fn(P, lab[start:stop])
+    return out
 
 
 def _normalized_entropy(probs: np.ndarray) -> np.ndarray:
@@ -87,11 +98,12 @@ def confidence_weighted_entropy_quality(pred_probs, labels) -> np.ndarray:
     quality : float64 array (n,).  Equals
         ``cleanlab.rank.get_confidence_weighted_entropy_for_each_label(labels, pred_probs)``.
     """
-    probs, lab = validate.probs_and_labels(pred_probs, labels)
-    own = np.maximum(probs[np.arange(len(lab)), lab], _CWE_CLIP)
-    x = _normalized_entropy(probs) / own
-    # log(1 + x) rather than log1p(x): the latter differs from cleanlab by ~1e-10 when x < 1e-6.
-    return np.log(1.0 + x) / np.maximum(x, _CWE_CLIP)
+    def quality(P, y):
+        own = np.maximum(P[np.arange(len(y)), y], _CWE_CLIP)
+        x = _normalized_entropy(P) / own
+        # log(1 + x) rather than log1p(x): the latter differs from cleanlab by ~1e-10 when x < 1e-6.
+        return np.log(1.0 + x) / np.maximum(x, _CWE_CLIP)
+    return _per_row(pred_probs, labels, quality)
 
 
 _QUALITY = {

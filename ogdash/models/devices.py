@@ -1,6 +1,9 @@
 """Where models run: the device, inputs as tensors on it, and a model moved there (channels-last for images)."""
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -17,7 +20,12 @@ def default_device() -> torch.device:
 def to_input(X, device, dtype=torch.float32) -> torch.Tensor:
     """Inputs as a tensor on ``device``; images go channels-last, which runs convolutions
     several times faster on CPUs (oneDNN) and as fast on GPUs."""
-    t = torch.as_tensor(X, dtype=dtype, device=device)
+    if isinstance(X, np.ndarray) and not X.flags.writeable:  # a memory-mapped file, shared read-only: never written
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.as_tensor(X, dtype=dtype, device=device)
+    else:
+        t = torch.as_tensor(X, dtype=dtype, device=device)
     return t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t
 
 

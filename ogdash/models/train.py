@@ -144,20 +144,38 @@ def predict_proba(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.
     return np.concatenate(out) if out else np.zeros((0, 2))
 
 
+@torch.no_grad()
+def predict_labels(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The predicted class (n,) of each input, batch by batch: no (n, C) array is kept (a million samples with a
+    thousand classes would make 8 GB of probabilities), and a memory-mapped X gives its pages back as it goes."""
+    from ogdash.core import chunks
+
+    device = next(model.parameters()).device
+    model = prepare(model, device, X.ndim == 4)
+    out = np.empty(len(X), dtype=np.int64)
+    for start in range(0, len(X), batch_size):
+        xb = np.array(X[start:start + batch_size])
+        chunks.release(X, start, start + len(xb))
+        z = model(to_input(xb, device))
+        out[start:start + len(xb)] = (z[:, 0] > 0).long().cpu().numpy() if z.shape[1] == 1 else \
+            z.argmax(1).cpu().numpy()
+    return out
+
+
 def accuracy(model: nn.Module, X: np.ndarray, y: np.ndarray) -> float:
     """Share of samples whose predicted class equals ``y``."""
-    return float(np.mean(predict_proba(model, X).argmax(1) == y))
+    return float(np.mean(predict_labels(model, X) == y))
 
 
 def per_class_accuracy(model: nn.Module, X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     """Accuracy within each class of ``y`` (n_classes,); NaN for a class with no samples."""
-    pred = predict_proba(model, X).argmax(1)
+    pred = predict_labels(model, X)
     return np.array([np.mean(pred[y == c] == c) if np.any(y == c) else math.nan for c in range(n_classes)])
 
 
 def confusion(model: nn.Module, X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix, rows = given label, columns = predicted."""
-    pred = predict_proba(model, X).argmax(1)
+    pred = predict_labels(model, X)
     m = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(m, (y, pred), 1)
     return m

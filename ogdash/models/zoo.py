@@ -160,9 +160,10 @@ class Standardize(nn.Module):
 
     @torch.no_grad()
     def fit(self, X) -> "Standardize":
-        X = torch.as_tensor(np.asarray(X), dtype=torch.float64).reshape(len(X), -1)
-        std = X.std(0, unbiased=False)
-        self.mean.copy_(X.mean(0))
+        from ogdash.core.chunks import moments  # in chunks: a memory-mapped million rows is never copied whole
+
+        mean, std = (torch.from_numpy(m) for m in moments(np.asarray(X).reshape(len(X), -1)))
+        self.mean.copy_(mean)
         self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         return self
 
