@@ -15,8 +15,21 @@
    ``ogdash.pipeline.scan`` with the suggested budget: seconds per stage, test
    accuracy, AUROC of the default detector, L2 and IsolationForest, and the suggested
    budget (estimate, interval, reliable or not) against the true noise rate.
+5. A million samples from a features file: ``ogdash scan --model logreg --budget auto --out`` in a child
+   process on an uncompressed ``.npz`` of n x 256 float32 features (Gaussian classes, written in chunks),
+   1,000 classes, 20% uniform noise, a clean test file of n / 10: wall time, each stage, the peak resident
+   memory of the process (``ru_maxrss``: anonymous and file-backed pages together), AUROC and the suggested
+   budget against the truth. ``--sizes`` gives the cost-per-sample curve (default 50k, 200k, 1M).
+6. ImageNet's shape: 1,281,167 x 2,048 features (10 GB of float32, generated on disk in chunks), 1,000
+   classes, 20% noise: a logistic-regression head trained for ``--head-steps`` steps (timed apart), then
+   scoring from the cached features: gradients, held-out probabilities, scores, suggested budget, flags,
+   each stage timed, and the peak memory of the process.
 Usage: python benchmarks/scale.py [--n 50000] [--part 1,2,3,4] [--skip-dense-cifar100] [--quality-only]
        [--steps 0] [--cache]
+       python benchmarks/scale.py --part 5 [--sizes 50000,200000,1000000] [--home /tmp/ogdash-scale]
+       python benchmarks/scale.py --part 6 [--rows 1281167] [--head-steps 2000] [--home /tmp/ogdash-scale]
+Every run prints the machine's load (``uptime``) before and after; big parts refuse to start when less
+memory is available than they need (``MemAvailable``).
 """
 import argparse
 import json
@@ -243,9 +256,180 @@ def tabular(n, steps, use_cache):
         print(f"   {b.warning}")
 
 
+# ---------------------------------------------------------------- 5 and 6: a million samples, ImageNet's shape
+
+SPREAD = {256: 3.0, 2048: 8.6}  # noise per feature around the class centres: about 90% clean linear accuracy
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def write_features(path, n: int, d: int, classes: int, noise: float, seed: int, centres=None):
+    """An uncompressed ``.npz`` (as ``numpy.savez`` writes it) of ``X`` (n, d) float32 around seeded Gaussian class
+    centres, ``y`` (a ``noise`` share flipped uniformly to another class), ``y_true`` and ``classes``; X is
+    streamed into the zip in chunks, never whole in memory. Returns the centres (the test file reuses them)."""
+    import zipfile
+
+    rng = np.random.default_rng(seed)
+    if centres is None:
+        centres = rng.normal(0, 1, (classes, d)).astype(np.float32)
+    y_true = rng.integers(0, classes, n)
+    y = y_true.copy()
+    flip = rng.random(n) < noise
+    y[flip] = (y[flip] + rng.integers(1, classes, int(flip.sum()))) % classes
+    spread, step = SPREAD.get(d, 3.0), max(1, (1 << 24) // d)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        with z.open("X.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_2_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n, d)})
+            for s in range(0, n, step):
+                rows = y_true[s:s + step]
+                X = centres[rows] + spread * rng.standard_normal((len(rows), d), dtype=np.float32)
+                f.write(X.tobytes())
+        for name, arr in (("y", y), ("y_true", y_true), ("classes", np.array([f"c{c}" for c in range(classes)]))):
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, arr, allow_pickle=False)
+    return centres
+
+
+def need_memory(gb: float, what: str) -> bool:
+    available = _status_mb_meminfo("MemAvailable:") / 1024
+    if available < gb:
+        print(f"   skipped {what}: {available:.1f} GB available, {gb:.0f} GB needed")
+        return False
+    return True
+
+
+def million(sizes, home, d=256, classes=1000, noise=0.2):
+    """Part 5: the whole ``ogdash scan --budget auto`` on features files, one child process per size."""
+    import resource
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    print(f"\n5. ogdash scan --model logreg --budget auto --out, n x {d} float32 features (uncompressed .npz, "
+          f"memory-mapped), {classes} classes, {noise:.0%} uniform noise, a clean test file of n/10; {uptime()}")
+    rows = []
+    for n in sizes:
+        if not need_memory(10, f"n = {n:,}"):
+            continue
+        train, test, cache, out = (home / f"train_{n}.npz", home / f"test_{n}.npz", home / f"cache_{n}",
+                                   home / f"scores_{n}.csv")
+        if not train.exists():
+            t = time.perf_counter()
+            centres = write_features(train, n, d, classes, noise, seed=0)
+            write_features(test, n // 10, d, classes, 0.0, seed=1, centres=centres)
+            print(f"   wrote {train.name} ({train.stat().st_size / 2**30:.2f} GB) in {time.perf_counter() - t:.0f} s")
+        shutil.rmtree(cache, ignore_errors=True)
+        before = uptime()
+        t = time.perf_counter()
+        run = subprocess.run([sys.executable, "-m", "ogdash", "scan", "--train", str(train), "--test", str(test),
+                              "--model", "logreg", "--budget", "auto", "--out", str(out), "--json", "--cache",
+                              str(cache)], capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # GB, the largest child so far
+        if run.returncode != 0:
+            print(f"   n = {n:,}: failed after {wall:.0f} s: {run.stderr.strip().splitlines()[-1:]}")
+            continue
+        res = json.loads(run.stdout.strip().splitlines()[-1])
+        scores = pd.read_csv(out, usecols=["score", "flagged", "given_label", "true_label"])
+        noisy = (scores["given_label"] != scores["true_label"]).to_numpy()
+        auroc = roc_auc_score(noisy, scores["score"])
+        b = res["suggested_budget"]
+        rows.append((n, wall, peak, res, auroc, b, noisy.mean(), len(scores), before))
+        sec = res["seconds"]
+        print(f"   n = {n:,}: {wall:.0f} s, peak {peak:.2f} GB; " + ", ".join(f"{k} {v:.1f}" for k, v in sec.items())
+              + f"; test accuracy {res['accuracy_before']:.3f}; AUROC {auroc:.3f}; suggested {b['fraction']:.1%} "
+              f"({b['low']:.1%}-{b['high']:.1%}, {'reliable' if b['reliable'] else 'UNRELIABLE'}) against "
+              f"{noisy.mean():.1%}; --out {len(scores):,} rows; load before: {before.split('load average:')[-1]}")
+        print(f"     cache on disk: {sum(p.stat().st_size for p in cache.rglob('*') if p.is_file()) / 2**30:.1f} GB")
+        shutil.rmtree(cache, ignore_errors=True)
+    if rows:
+        print("\n| n | wall | peak memory | load | train | gradients | held-out probabilities | score + budget | "
+              "--out | µs per sample | AUROC | suggested budget (truth) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for n, wall, peak, res, auroc, b, truth, _, before in rows:
+            sec = res["seconds"]
+            print(f"| {n:,} | {wall:.0f} s | {peak:.2f} GB | {sec.get('load', 0):.1f} s | {sec['train']:.0f} s | "
+                  f"{sec['gradients']:.0f} s | {sec.get('probe', 0):.0f} s | {sec['score']:.1f} s | "
+                  f"{sec.get('out', 0):.1f} s | {1e6 * wall / n:.0f} | {auroc:.3f} | {b['fraction']:.1%} "
+                  f"[{b['low']:.1%}, {b['high']:.1%}] ({truth:.1%}) |")
+    print(f"   {uptime()}")
+
+
+def imagenet_child(args):
+    """Run in a child process: train a head for ``head_steps`` steps, then time each scoring stage."""
+    from ogdash.core.cache import DiskCache
+    from ogdash.data.spec import DataSpec
+    from ogdash.models import ModelSpec
+    from ogdash.pipeline import Scan, ScanSettings
+
+    scan = Scan(DataSpec.from_paths(args["train"], args["test"]), ModelSpec("logreg", steps=args["head_steps"]),
+                ScanSettings(budget="auto"), DiskCache(args["cache"]))
+    seconds = {}
+    for name, stage in (("load", scan.splits), ("train the head", scan.model), ("gradients", scan.gradients),
+                        ("held-out probabilities", scan.probabilities), ("scores", scan.scores),
+                        ("suggested budget", scan.suggested_budget), ("flags", scan.flags),
+                        ("test accuracy", scan.accuracy)):
+        t = time.perf_counter()
+        stage()
+        seconds[name] = time.perf_counter() - t
+        print(f"     {name}: {seconds[name]:.1f} s (peak so far {peak_mb() / 1024:.2f} GB)", file=sys.stderr,
+              flush=True)
+    b, det = scan.suggested_budget(), scan.detection()
+    return {"seconds": seconds, "peak_gb": peak_mb() / 1024, "auroc": det["auroc"], "truth": det["n_noisy"] / scan.train.n,
+            "budget": [b.fraction, b.low, b.high, b.reliable], "accuracy": scan.accuracy()}
+
+
+def imagenet(rows, head_steps, home, d=2048, classes=1000, noise=0.2):
+    """Part 6: scoring from cached features of ImageNet's shape, in a child process."""
+    import shutil
+    from pathlib import Path
+
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    train, test, cache = home / f"imagenet_{rows}.npz", home / f"imagenet_test_{rows}.npz", home / "cache_imagenet"
+    print(f"\n6. ImageNet's shape: {rows:,} x {d} float32 features, {classes} classes, {noise:.0%} noise; logreg head "
+          f"for {head_steps} steps, then scoring from the cached features; {uptime()}")
+    if not need_memory(14, "ImageNet's shape"):
+        return
+    if not train.exists():
+        t = time.perf_counter()
+        centres = write_features(train, rows, d, classes, noise, seed=0)
+        write_features(test, 50_000, d, classes, 0.0, seed=1, centres=centres)
+        print(f"   wrote {train.name} ({train.stat().st_size / 2**30:.1f} GB) in {time.perf_counter() - t:.0f} s")
+    shutil.rmtree(cache, ignore_errors=True)
+    t = time.perf_counter()
+    run = subprocess.run([sys.executable, __file__, "--imagenet-child", json.dumps(
+        {"train": str(train), "test": str(test), "cache": str(cache), "head_steps": head_steps})],
+        capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    print(run.stderr.strip()[-3000:])
+    if run.returncode != 0:
+        print(f"   failed after {wall:.0f} s")
+        return
+    res = json.loads(run.stdout.strip().splitlines()[-1])
+    sec = res["seconds"]
+    scoring = sum(v for k, v in sec.items() if k not in ("load", "train the head", "test accuracy"))
+    f, lo, hi, ok = res["budget"]
+    print(f"   scoring (gradients to flags) {scoring:.0f} s; peak {res['peak_gb']:.2f} GB; head test accuracy "
+          f"{res['accuracy']:.3f}; AUROC {res['auroc']:.3f}; suggested {f:.1%} ({lo:.1%}-{hi:.1%}, "
+          f"{'reliable' if ok else 'UNRELIABLE'}) against {res['truth']:.1%}")
+    print("| stage | seconds |\n|---|---|\n" + "\n".join(f"| {k} | {v:.1f} |" for k, v in sec.items()))
+    print(f"   cache on disk: {sum(p.stat().st_size for p in cache.rglob('*') if p.is_file()) / 2**30:.1f} GB; {uptime()}")
+    shutil.rmtree(cache, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         print(json.dumps(one_variant(json.loads(sys.argv[2]))))
+        sys.exit()
+    if len(sys.argv) > 2 and sys.argv[1] == "--imagenet-child":
+        print(json.dumps(imagenet_child(json.loads(sys.argv[2]))))
         sys.exit()
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=50_000)
@@ -256,6 +440,10 @@ if __name__ == "__main__":
     ap.add_argument("--part", default="1,2,3,4", help="which parts to run, e.g. 2 or 2,4")
     ap.add_argument("--steps", type=int, default=0, help="part 4: MLP training steps (default 0: the default budget)")
     ap.add_argument("--cache", action="store_true", help="part 4: reuse the model and gradients from the disk cache")
+    ap.add_argument("--sizes", default="50000,200000,1000000", help="part 5: training-set sizes")
+    ap.add_argument("--rows", type=int, default=1_281_167, help="part 6: rows of the ImageNet-shaped features")
+    ap.add_argument("--head-steps", type=int, default=2000, help="part 6: training steps of the logreg head")
+    ap.add_argument("--home", default="/tmp/ogdash-scale", help="parts 5 and 6: where data and caches go")
     a = ap.parse_args()
     parts = {"3"} if a.quality_only else set(a.part.split(","))
     if "1" in parts:
@@ -271,3 +459,7 @@ if __name__ == "__main__":
         quality()
     if "4" in parts:
         tabular(a.n, a.steps, a.cache)
+    if "5" in parts:
+        million([int(v) for v in a.sizes.split(",")], a.home)
+    if "6" in parts:
+        imagenet(a.rows, a.head_steps, a.home)

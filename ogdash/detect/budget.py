@@ -170,6 +170,10 @@ def _rate(P: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(share * (1.0 - cj.diagonal() / cj.sum(1))))
 
 
+class _TooWide(Exception):
+    """More entries lie near a threshold than ``_Guesses`` keeps."""
+
+
 class _Guesses:
     """Every sample's confidently predicted class under any thresholds within ``band`` of ``thresholds``, from one
     pass over the probabilities: what the bootstrap needs, without a pass over n x C values per resample.
@@ -178,36 +182,41 @@ class _Guesses:
     entries within the band can change, so they are kept (row, class, value) and recounted per resample.
     """
 
-    def __init__(self, P, thresholds: np.ndarray, band: np.ndarray):
+    def __init__(self, P, thresholds: np.ndarray, band: np.ndarray, limit: int | None = None):
         low, high = thresholds - 1e-6 - band, thresholds - 1e-6 + band
         n = len(P)
-        self.fixed = np.empty(n, dtype=np.int64)  # entries confident under every threshold
-        self.member = np.empty(n, dtype=np.int64)  # one of them (the one, when there is one)
+        self.fixed = np.empty(n, dtype=np.int32)  # entries confident under every threshold
+        self.member = np.empty(n, dtype=np.int32)  # one of them (the one, when there is one)
         self.top = np.empty(n, dtype=np.int64)  # the most probable class
-        rows, cols, values = [], [], []
+        rows, cols, values, kept = [], [], [], 0
         for start, stop, block in chunks.blocks(P):
             surely = block >= high
             self.fixed[start:stop], self.member[start:stop] = surely.sum(1), surely.argmax(1)
             self.top[start:stop] = block.argmax(1)
             r, c = np.nonzero((block >= low) & ~surely)
-            rows.append(r + start)
-            cols.append(c)
+            kept += len(r)
+            if limit is not None and kept > limit:
+                raise _TooWide
+            rows.append((r + start).astype(np.int32 if n < 2**31 else np.int64))
+            cols.append(c.astype(np.int32))
             values.append(block[r, c])
-        self.rows, self.cols, self.values = np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
-        self.unsure, self.at = np.unique(self.rows, return_inverse=True)
+        rows = np.concatenate(rows)  # ascending: chunks in order, each row-major
+        self.cols, self.values = np.concatenate(cols), np.concatenate(values)
+        new_row = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)
+        self.unsure, self.at = rows[new_row], np.cumsum(new_row) - 1
 
     def guess(self, thresholds: np.ndarray) -> np.ndarray:
         """(n,) each sample's confidently predicted class under ``thresholds`` (within the band), -1 for none: the
         single confident class, or the most probable one when several are confident (as ``_confident_joint``)."""
-        inside = (self.values >= thresholds[self.cols] - 1e-6).astype(np.float64)
-        count = self.fixed.copy()
-        added = np.bincount(self.at, weights=inside, minlength=len(self.unsure)).astype(np.int64)
-        count[self.unsure] += added
-        member = self.member.copy()
-        # an unsure row with no sure member and one entry inside the band: that entry's class
-        which = np.bincount(self.at, weights=inside * self.cols, minlength=len(self.unsure)).astype(np.int64)
-        alone = (added == 1) & (self.fixed[self.unsure] == 0)
-        member[self.unsure[alone]] = which[alone]
+        inside = self.values >= (thresholds - 1e-6)[self.cols]
+        at = self.at[inside]
+        count = self.fixed.astype(np.int64)
+        count[self.unsure] += np.bincount(at, minlength=len(self.unsure))
+        member = self.member.astype(np.int64)
+        # a row with no sure member and one entry inside: that entry's class (rows with more are not read)
+        rows, cols = self.unsure[at], self.cols[inside]
+        alone = self.fixed[rows] == 0
+        member[rows[alone]] = cols[alone]
         return np.where(count > 1, self.top, np.where(count == 1, member, -1))
 
 
@@ -221,12 +230,19 @@ def _rate_of(guess: np.ndarray, y: np.ndarray, weights, K: int) -> float:
     return float(np.sum(share * (1.0 - np.maximum(diagonal, 1) / row)))
 
 
-def _bootstrap(P, y: np.ndarray, n_boot: int, rng) -> tuple[float, list[float], np.ndarray]:
-    """(the estimate, ``n_boot`` resampled estimates, each sample's most probable class) in three passes over P.
+BOOT_WORK = 1_000_000_000  # entries the default bootstrap may recount, over all its resamples (about 5 s)
+BAND_MAX = 50_000_000  # entries near a threshold kept in memory (600 MB); beyond, the bootstrap runs on a subsample
+
+
+def _bootstrap(P, y: np.ndarray, n_boot: int, rng, fewer: bool = False) -> tuple[float, list[float], np.ndarray]:
+    """(the estimate, the resampled estimates, each sample's most probable class) in three passes over P.
 
     Each resample is drawn as row indices (``rng.integers(0, n, n)``, as before) and used as counts: it costs
-    O(n), not a pass over n x C probabilities, so a million samples with a thousand classes take 200
-    resamples in seconds. The result equals ``_rate`` of ``P[idx], y[idx]`` up to the order of sums."""
+    O(n) and a recount of the entries near a threshold (``_Guesses``), not a pass over n x C probabilities,
+    so a million samples with a thousand classes take 200 resamples in seconds. The result equals ``_rate``
+    of ``P[idx], y[idx]`` up to the order of sums. ``fewer``: keep the recounts within ``BOOT_WORK`` by
+    using fewer resamples (at least 50): a weak classifier's diffuse probabilities put many entries near
+    the thresholds (20,000 samples of 1,000 classes at 24% accuracy: every entry)."""
     n, K = P.shape
     given = _given_probability(P, y)
     t = _thresholds(None, y, given, K)
@@ -238,13 +254,31 @@ def _bootstrap(P, y: np.ndarray, n_boot: int, rng) -> tuple[float, list[float], 
     with np.errstate(invalid="ignore"):  # inf - inf: a class nobody was given, in any resample: no band
         for cut in cuts:
             band = np.maximum(band, np.nan_to_num(np.abs(cut - t), nan=0.0, posinf=np.inf))
-    guesses = _Guesses(P, t, band * (1 + 1e-9) + 1e-12)  # a margin for the rounding of t - 1e-6 + band
+    try:
+        guesses = _Guesses(P, t, band * (1 + 1e-9) + 1e-12, BAND_MAX)  # a margin for rounding t - 1e-6 + band
+    except _TooWide:
+        return _subsampled(P, y, n_boot, rng, fewer)
     point = _rate_of(guesses.guess(t), y, np.ones(n), K)
+    if fewer:
+        keep = int(np.clip(BOOT_WORK // max(1, n + len(guesses.values)), min(50, n_boot), n_boot))
+        states, cuts = states[:keep], cuts[:keep]
     boots = []
     for state, cut in zip(states, cuts):
         rng.bit_generator.state = state  # the same resample again, rather than n_boot x n counts kept
         boots.append(_rate_of(guesses.guess(cut), y, _counts(rng, n), K))
     return point, boots, guesses.top
+
+
+def _subsampled(P, y: np.ndarray, n_boot: int, rng, fewer: bool) -> tuple[float, list[float], np.ndarray]:
+    """``_bootstrap`` where too many entries sit near a threshold (a weak classifier on many samples): the
+    resampled estimates of a seeded subsample of m rows (m x C within ``BAND_MAX``), their spread around the
+    subsample's own estimate scaled by sqrt(m / n) and centred on the full estimate (the m-out-of-n bootstrap)."""
+    n, K = P.shape
+    m = int(min(n, max(2, BAND_MAX // K)))
+    rows = np.sort(rng.choice(n, m, replace=False))
+    sub_point, sub_boots, _ = _bootstrap(np.asarray(P[rows]), y[rows], n_boot, rng, fewer)
+    point, scale = _rate(P, y), np.sqrt(m / n)
+    return point, [point + (b - sub_point) * scale for b in sub_boots], chunks.argmax_rows(P)
 
 
 def _counts(rng, n: int) -> np.ndarray:
@@ -283,7 +317,7 @@ def own_error(pred_probs, labels, fraction: float) -> float:
 
 def boot_count(n: int, n_classes: int) -> int:
     """Bootstrap resamples by default: 200 at any size (each costs O(n), not a pass over the n x C
-    probabilities: ``_bootstrap``)."""
+    probabilities: ``_bootstrap``; fewer, at least 50, where too many entries sit near a threshold)."""
     return 200
 
 
@@ -305,8 +339,8 @@ def estimate_budget(pred_probs, labels, n_boot: int | None = None, level: float 
         raise OgdashError("a budget estimate needs at least two training samples.")
     if not 0 < level < 1:
         raise OgdashError(f"level must be in (0, 1); got {level}.")
-    n_boot = boot_count(*P.shape) if n_boot is None else n_boot
-    point, boots, top = _bootstrap(P, y, n_boot, np.random.default_rng(seed))
+    point, boots, top = _bootstrap(P, y, boot_count(*P.shape) if n_boot is None else n_boot,
+                                   np.random.default_rng(seed), fewer=n_boot is None)
     tail = (1.0 - level) / 2
     low, high = np.quantile(boots, [tail, 1 - tail]) if boots else (point, point)
     low, high = min(low, point), max(high, point)
