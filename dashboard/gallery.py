@@ -85,8 +85,9 @@ def _neighbours(ds, info: CardInfo, given: int, suggested: int) -> None:
         found = info.neighbours.get(which)
         if found is None or not len(found[0]):
             continue
-        st.caption(f"Closest labelled **{md(ds.classes[label])}** ({which}; cosine similarity)",
-                   help=f"Nearest training samples whose given label is {ds.classes[label]}, in {info.space}.")
+        st.caption(f"Closest labelled **{md(ds.classes[label])}** ({which})",
+                   help=f"The nearest training samples given the label {md(ds.classes[label])} in {info.space}, "
+                        "with their cosine similarity to this one (1: the same direction).")
         kind.neighbours(ds, *found)
 
 
@@ -107,7 +108,8 @@ def card(ds, info: CardInfo, actions: Actions) -> None:
     sid = int(ds.ids[pos])
     given, suggested = int(ds.y[pos]), int(np.argmax(info.probs))
     with st.container(border=True, key=f"card_{sid}"):
-        if info.focus:
+        if info.focus:  # the keys' card stands out (an outline, so the layout does not move)
+            st.html(f"<style>.st-key-card_{sid} {{outline: 3px solid #ff4b4b; outline-offset: 2px;}}</style>")
             st.caption(f"⌨ Keys act on this card: **{KEYS['keep']}** keep · **{KEYS['remove']}** remove · "
                        f"**{KEYS['relabel']}** relabel · **{KEYS['unsure']}** unsure · **N** next · **Z** undo")
         KINDS[ds.kind].body(ds, pos, info)
@@ -134,11 +136,11 @@ def _controls(ds, info: CardInfo, actions: Actions, sid: int, suggested: int) ->
     """Keep / remove / unsure / relabel (and undo), disabled with the reason beside them when a click would not be
     saved; the focused card's buttons carry the keyboard shortcuts."""
     off, keys = bool(info.refused), (KEYS if info.focus and not info.refused else {})
-    b = st.columns(3)
-    for col, name in zip(b, ("keep", "remove", "unsure")):
-        col.button(name.capitalize(), key=f"{name}_{sid}", on_click=actions.decide, args=(sid, name, None),
-                   width="stretch", disabled=off, shortcut=keys.get(name))
-    r = st.columns([2, 1])
+    row = st.container(horizontal=True, gap="small")  # wraps rather than cut a label short (a key hint widens it)
+    for name in ("keep", "remove", "unsure"):
+        row.button(name.capitalize(), key=f"{name}_{sid}", on_click=actions.decide, args=(sid, name, None),
+                   disabled=off, shortcut=keys.get(name))
+    r = st.columns([3, 2], vertical_alignment="bottom")
     decision = info.decision
     start = valid_label(ds, decision["new_label"]) if decision and decision["decision"] == "relabel" else None
     start = suggested if start is None else start
@@ -147,7 +149,7 @@ def _controls(ds, info: CardInfo, actions: Actions, sid: int, suggested: int) ->
                             format_func=lambda c: ds.classes[c], label_visibility="collapsed")
     r[1].button("Relabel", key=f"relabel_{sid}", on_click=lambda: actions.decide(sid, "relabel",
                                                                                   int(st.session_state[box])),
-                width="stretch", disabled=off, shortcut=keys.get("relabel"),
+                disabled=off, shortcut=keys.get("relabel"),
                 help=f"relabel to the class chosen on the left (now {md(ds.classes[target])})")
     if info.refused:
         st.markdown(f":red[**Decisions are off:**] {md(info.refused)}")

@@ -199,8 +199,8 @@ def test_filters_by_suggested_class_and_by_class_pair(env):
 def test_cards_show_neighbours_from_the_given_and_the_suggested_class(env):
     at = review(env)
     captions = [c.value for c in at.caption if c.value.startswith("Closest labelled")]
-    assert sum("(given;" in c for c in captions) == 12
-    assert 0 < sum("(suggested;" in c for c in captions) <= 12
+    assert sum(c.endswith("(given)") for c in captions) == 12
+    assert 0 < sum(c.endswith("(suggested)") for c in captions) <= 12
     thumbs = [len(i.value) for i in at.image]  # each card: its image, then its neighbours' thumbnails per class
     assert thumbs.count(1) == 12 and thumbs.count(3) >= 12 and set(thumbs) <= {1, 2, 3}
     assert all(c.replace(".", "").isdigit() for i in at.image if len(i.value) > 1 for c in i.captions)

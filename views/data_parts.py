@@ -159,8 +159,8 @@ def data_summary(splits: Splits) -> None:
     st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
     if train.kind == "image":  # the first image of every class, in rows that wrap
         first = np.unique(train.y, return_index=True)[1]
-        st.image([train.view(i) for i in first], caption=[md(f"{train.classes[train.y[i]]}: {train.source(i)}")
-                                                          for i in first], clamp=True, width=96)
+        st.image([train.view(i) for i in first], clamp=True, width=120,
+                 caption=[md(f"{train.classes[train.y[i]]}: {train.source(i).rsplit('/', 1)[-1]}") for i in first])
     elif train.kind == "text":
         st.dataframe({"label": [train.classes[c] for c in train.y[:8]], "text": list(train.texts[:8])},
                      hide_index=True, width="stretch")

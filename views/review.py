@@ -112,16 +112,17 @@ def gallery():
 
     n_pages = max(1, -(-len(pos) // PAGE_SIZE))
     v["gpage"] = min(v["gpage"], n_pages)  # fewer pages after a filter changed
-    c = st.columns([1, 3, 1, 1, 2])
+    c = st.columns([1, 2, 3], vertical_alignment="bottom")
     page = bound("gpage", c[0].number_input, f"Page (of {n_pages})", 1, n_pages)
     shown = pos[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     ids = [int(i) for i in train.ids[shown]]
     now = focused(ids, decided)
     c[1].caption(what_matches(len(pos), len(shown)))
-    c[2].button("Previous", on_click=step, args=(ids, now, -1, n_pages), shortcut="P", icon=":material/arrow_back:")
-    c[3].button("Next", on_click=step, args=(ids, now, 1, n_pages), shortcut="N", icon=":material/arrow_forward:")
+    keys = c[2].container(horizontal=True, gap="small")
+    keys.button("Previous", on_click=step, args=(ids, now, -1, n_pages), shortcut="P", icon=":material/arrow_back:")
+    keys.button("Next", on_click=step, args=(ids, now, 1, n_pages), shortcut="N", icon=":material/arrow_forward:")
     last = store.last_action(dataset, me) if me and not refused else []
-    c[4].button("Undo my last decision" if len(last) <= 1 else f"Undo my last {plural(len(last), 'decision')}",
+    keys.button("Undo my last decision" if len(last) <= 1 else f"Undo my last {plural(len(last), 'decision')}",
                 on_click=undo_last, shortcut="Z", icon=":material/undo:", disabled=not len(last),
                 help="withdraw your latest decision (a bulk action: all of it); the history keeps it, marked undone")
     if problem and (problem[0] is None or problem[0] not in ids):

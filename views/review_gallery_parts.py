@@ -154,5 +154,5 @@ def card_infos(scan: Scan, shown: np.ndarray, suggest, scores, decided: dict, ev
         mine = next((r for r in rows if r["reviewer"] == me), None) if me and not refused else None
         infos.append(CardInfo(p, suggest[p], float(scores[p]), decided.get(sid), rows, sid in clash,
                               past.get(sid, []), near.get(p), space, unusual.get(p, []), refused,
-                              error[1] if error and error[0] == sid else "", sid == focus, mine))
+                              error[1] if error and error[0] == sid else "", sid == focus and not refused, mine))
     return infos
