@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def prepare(home: Path, data: str, n: int, epochs: int) -> tuple[dict, dict]:
+def prepare(home: Path, data: str = "digits", n: int = 50_000, epochs: int = 2) -> tuple[dict, dict]:
     """The link's data and model settings, with the model trained and the gradients extracted into the app's cache
     (the Data and Gradient pages would do the same)."""
     from dashboard.scan import model_spec
@@ -110,12 +111,13 @@ def _code(at, label: str) -> str:
     return f"{classes.index(given)}>{classes.index(rest.rsplit(' · ', 1)[0])}"
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    """The dashboard on a free loopback port over ``home`` (cache, decisions, data root): (process, url)."""
+def start_server(home: Path, decisions: str = "decisions.sqlite") -> tuple[subprocess.Popen, str]:
+    """The dashboard on a free loopback port over ``home`` (cache, data root) with the decision store ``decisions``
+    there: (process, url)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "OGDASH_CACHE": str(home / "cache"), "OGDASH_DECISIONS": str(home / "decisions.sqlite"),
+    env = {**os.environ, "OGDASH_CACHE": str(home / "cache"), "OGDASH_DECISIONS": str(home / decisions),
            "OGDASH_DATA_ROOT": str(home)}
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                "--server.address", "127.0.0.1", "--server.port", str(port),
@@ -133,9 +135,9 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
 
 
 def browser_times(home: Path, data: dict, mcfg: dict, n: int) -> dict[str, list[float]]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
-    server, url = start_server(home)
+    server, url = start_server(home, "browser.sqlite")  # no decision from the AppTest part on any card
     out = {"click": [], "key K": []}
     try:
         with sync_playwright() as pw:
@@ -143,28 +145,33 @@ def browser_times(home: Path, data: dict, mcfg: dict, n: int) -> dict[str, list[
                                          args=["--headless", "--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(300_000)
-            page.goto(f"{url}/review?data={quote(json.dumps(data))}&model={quote(json.dumps(mcfg))}"
-                      "&reviewer=bench2&status=undecided")
+            link = f"{url}/review?data={quote(json.dumps(data))}&model={quote(json.dumps(mcfg))}&reviewer=browser"
+            page.goto(link)
             page.get_by_text("samples match").wait_for()
             cards = page.locator('[class*="st-key-card_"]')
             cards.first.wait_for()
-            for k in range(n):
-                card = cards.nth(k % 12)
+            idle(page)
+            for k in range(min(n, 12)):
+                card = cards.nth(k)
                 decision = ("keep", "remove", "unsure")[k % 3]
-                sid = card.get_attribute("class").split("st-key-card_")[1].split()[0]
                 t = time.perf_counter()
-                card.get_by_role("button", name=decision.capitalize(), exact=False).first.click()
-                page.locator(f".st-key-card_{sid}").get_by_text(f"decided: {decision}").wait_for()
+                card.get_by_role("button", name=re.compile(f"^{decision.capitalize()}")).click()
+                card.get_by_text(f"decided: {decision}").wait_for()
                 out["click"].append(time.perf_counter() - t)
-            for _ in range(n):  # the highlighted card, by key; with Status "undecided" it leaves the page
-                focus = page.locator('[class*="st-key-card_"]').filter(has_text="Keys act on this card").first
-                sid = focus.get_attribute("class").split("st-key-card_")[1].split()[0]
-                page.locator('[data-testid="stMain"] h1').first.click()
+                idle(page)
+            page.goto(link + "&gpage=2")  # undecided cards, the first one highlighted
+            cards.first.wait_for()
+            idle(page)
+            kept = page.get_by_text(re.compile(r"^decided: keep"))
+            page.get_by_text("Keys act on this card").wait_for()
+            page.wait_for_timeout(500)  # the keys are bound once the buttons are drawn, a moment after the run
+            page.locator('[data-testid="stMain"] h1').first.click()
+            for k in range(min(n, 12)):  # K on the highlighted card; the highlight moves to the next
                 t = time.perf_counter()
                 page.keyboard.press("k")
-                page.locator(f".st-key-card_{sid}").wait_for(state="detached")
+                expect(kept).to_have_count(k + 1, timeout=120_000)  # one more card shows "decided: keep"
                 out["key K"].append(time.perf_counter() - t)
-                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                idle(page)
             browser.close()
     finally:
         server.terminate()
@@ -172,10 +179,17 @@ def browser_times(home: Path, data: dict, mcfg: dict, n: int) -> dict[str, list[
     return out
 
 
+def idle(page) -> None:
+    """Wait until the app has finished its run (the next click should not land in the middle of one)."""
+    page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
+                           "?.getAttribute('data-test-script-state') === 'notRunning'")
+
+
 def line(name: str, times: list[float]) -> str:
     if len(times) == 1:
         return f"  {name}: {times[0]:.3f} s"
-    return f"  {name}: median {statistics.median(times):.3f} s, max {max(times):.3f} s ({len(times)} runs)"
+    return (f"  {name}: median {statistics.median(times):.3f} s, max {max(times):.3f} s ({len(times)} runs: "
+            + " ".join(f"{t:.2f}" for t in times) + ")")
 
 
 def main() -> None:

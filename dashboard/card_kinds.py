@@ -67,22 +67,20 @@ def text_neighbours(ds, positions, sims) -> None:
 def feature_body(ds, pos: int, info) -> None:
     """The features most unusual for the given class (z-scores against it), then the whole row folded."""
     names = feature_names(ds)
-    if info.unusual:
-        table = pd.DataFrame({"feature": [names[u["feature"]] for u in info.unusual],
-                              "value": [u["value"] for u in info.unusual],
-                              "class mean": [u["mean"] for u in info.unusual],
-                              "z": [u["z"] for u in info.unusual]})
+    if info.unusual:  # a small Markdown table: a page of cards draws it at once, where a data grid each would not
+        lines = ["| feature | value | class mean | z |", "|---|--:|--:|--:|"]
+        lines += [f"| {md(names[u['feature']])} | {u['value']:.4g} | {u['mean']:.4g} | {u['z']:+.1f} |"
+                  for u in info.unusual]
         st.caption(f"Most unusual for class **{md(ds.classes[int(ds.y[pos])])}** (z: distance from the class mean "
                    "in its standard deviations; |z| ≥ 3 is rare)")
-        st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3,
-                     column_config={"value": st.column_config.NumberColumn(format="%.4g"),
-                                    "class mean": st.column_config.NumberColumn(format="%.4g"),
-                                    "z": st.column_config.NumberColumn(format="%+.1f")})
-    with st.expander(f"All {len(names)} features"):
+        st.markdown("\n".join(lines))
+    # drawn only when opened (a rerun of the gallery): twelve data grids would slow every decision's redraw
+    whole = st.expander(f"All {len(names)} features", key=f"row_{int(ds.ids[pos])}", on_change="rerun")
+    if whole.open:
         row = feature_table(ds, [pos]).T.reset_index()
         row.columns = ["feature", "value"]
-        st.dataframe(row, hide_index=True, width="stretch", height=min(35 * (len(row) + 1) + 3, 320),
-                     column_config={"value": st.column_config.NumberColumn(format="%.4g")})
+        whole.dataframe(row, hide_index=True, width="stretch", height=min(35 * (len(row) + 1) + 3, 320),
+                        column_config={"value": st.column_config.NumberColumn(format="%.4g")})
 
 
 def feature_neighbours(ds, positions, sims) -> None:

@@ -83,6 +83,12 @@ def test_an_image_folder_reviewed_with_keys_undo_and_search(page, app_url, data_
     assert focused(page) == ids[1]
     press(page, "x")
     expect(card(page, ids[1])).to_contain_text("decided: remove (ann)")
+    box = page.get_by_placeholder(re.compile("a file name, line 7"))
+    box.click()
+    page.keyboard.type("kx")  # keys typed into a box are text, not decisions
+    settle(page)
+    expect(card(page, ids[2])).to_contain_text("undecided")
+    box.fill("")
     press(page, "n")  # skip one
     assert focused(page) == ids[3]
     press(page, "u")
