@@ -53,8 +53,8 @@ def reviewer() -> tuple[str, str]:
             st.warning(f"Signed in as **{md(me)}**, who is not in the reviewers list: you can look but not decide.")
         else:
             st.caption(f"Deciding as **{md(me)}** (your sign-in); every decision records it.")
-    elif refused and me:
-        st.warning(refused)
+    elif refused and me:  # a name typed with a line break or similar: said where it was typed, and on each card
+        error(refused)
     return me, refused
 
 
