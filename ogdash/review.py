@@ -26,6 +26,10 @@ Conventions
   samples keep their given label.
 - Several reviewers may decide the same sample; :meth:`DecisionStore.by_reviewer` keeps each
   one's latest and :meth:`DecisionStore.conflicts` lists the samples where those differ.
+- Undo never deletes: a reviewer withdraws their own decisions (their last action, or their
+  latest decision on one sample) by adding rows to a second append-only table, ``undone``.
+  Every reading skips withdrawn decisions, so the sample falls back to the decision before
+  (anyone's) or to undecided; ``history(with_undone=True)`` still shows them, marked.
 - Imports never reorder history: a row dated in the future (beyond ``CLOCK_SKEW``)
   would outrank every decision made until then, so the whole file is refused; sample
   ids and labels must fit SQLite's 64-bit integers.
@@ -69,7 +73,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     new_label INTEGER, reviewer TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
     timestamp TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS decisions_by_sample ON decisions (dataset, sample_id);
+CREATE TABLE IF NOT EXISTS undone (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, decision INTEGER NOT NULL UNIQUE, reviewer TEXT NOT NULL,
+    timestamp TEXT NOT NULL);
 """
+_STANDING = "id NOT IN (SELECT decision FROM undone)"  # decisions nobody withdrew
+# One action: the rows one write saved share their receive time (rows from before ``received`` are one each).
+_ACTION = "COALESCE(received, '#' || id)"
 # The time a decision ranks at: the time it claims, but never later than when this store received it
 # (``received`` is NULL in stores written before it existed: then the claimed time, as before).
 _RANK = "MIN(timestamp, COALESCE(received, timestamp))"
@@ -270,16 +280,27 @@ class DecisionStore:
         frame["new_label"] = frame["new_label"].astype("Int64")
         return frame
 
-    def history(self, dataset: str, sample_id: int | None = None) -> pd.DataFrame:
-        """Every decision for ``dataset`` (or one sample), oldest first.
+    def history(self, dataset: str, sample_id: int | None = None, sample_ids: Iterable[int] | None = None,
+                with_undone: bool = False) -> pd.DataFrame:
+        """Every standing decision for ``dataset`` (or one sample, or the samples ``sample_ids``), oldest first.
 
         Columns: sample_id, decision, new_label (Int64, <NA> unless relabel), reviewer, timestamp, note.
+        ``with_undone``: withdrawn decisions too, and a boolean column ``undone`` saying which.
         """
         where, params = "dataset = ?", (_check_dataset(dataset),)
         if sample_id is not None:
             where, params = where + " AND sample_id = ?", params + (_as_int(sample_id, "sample_id"),)
-        return self._query(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {where} "
-                           f"ORDER BY {_RANK}, id", params)
+        if sample_ids is not None:
+            ids = sorted({_as_int(i, "sample_id") for i in sample_ids})
+            where += f" AND sample_id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
+            params += tuple(ids)
+        if not with_undone:
+            return self._query(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {where} AND {_STANDING} "
+                               f"ORDER BY {_RANK}, id", params)
+        frame = self._query(f"SELECT {', '.join(_FIELDS[1:])}, id IN (SELECT decision FROM undone) AS undone "
+                            f"FROM decisions WHERE {where} ORDER BY {_RANK}, id", params)
+        frame["undone"] = frame["undone"].astype(bool)
+        return frame
 
     def current(self, dataset: str) -> pd.DataFrame:
         """The latest decision per sample across reviewers, sorted by sample_id.
@@ -289,7 +310,7 @@ class DecisionStore:
         cols = ", ".join(_FIELDS[1:])
         return self._query(
             f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id "
-            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ? AND {_STANDING}) "
             "WHERE rank = 1 ORDER BY sample_id", (_check_dataset(dataset),))
 
     def by_reviewer(self, dataset: str) -> pd.DataFrame:
@@ -301,7 +322,7 @@ class DecisionStore:
         cols = ", ".join(_FIELDS[1:])
         return self._query(
             f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id, reviewer "
-            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ? AND {_STANDING}) "
             "WHERE rank = 1 ORDER BY sample_id, reviewer", (_check_dataset(dataset),))
 
     def conflicts(self, dataset: str) -> pd.DataFrame:
@@ -316,6 +337,71 @@ class DecisionStore:
         verdict = mine["decision"] + ":" + mine["new_label"].astype("string").fillna("")
         differs = verdict.groupby(mine["sample_id"]).transform("nunique") > 1
         return mine[differs].reset_index(drop=True)
+
+    # ---------------------------------------------------------------- undo
+
+    def _withdraw(self, pick: str, params: tuple, reviewer: str) -> pd.DataFrame:
+        """Withdraw, in one transaction, the standing decisions of ``reviewer`` that ``pick`` (SQL selecting
+        decision ids) names; return them (columns of :meth:`history`), empty when there were none."""
+        reviewer = check_reviewer(reviewer)
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [row[0] for row in con.execute(pick, params)]
+                rows = con.execute(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE id IN "
+                                   f"({', '.join('?' * len(ids))}) ORDER BY id", ids).fetchall() if ids else []
+                con.executemany("INSERT INTO undone (decision, reviewer, timestamp) VALUES (?, ?, ?)",
+                                [(i, reviewer, _now()) for i in ids])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        frame = pd.DataFrame(rows, columns=_FIELDS[1:])
+        frame["new_label"] = frame["new_label"].astype("Int64")
+        return frame
+
+    def undo_last(self, dataset: str, reviewer: str) -> pd.DataFrame:
+        """Withdraw ``reviewer``'s last action on ``dataset``: their latest standing decision, with every decision
+        saved in the same write (a bulk action is one action). Returns what was withdrawn (empty: nothing)."""
+        mine = f"dataset = ? AND reviewer = ? AND {_STANDING}"
+        return self._withdraw(
+            f"SELECT id FROM decisions WHERE {mine} AND {_ACTION} = (SELECT {_ACTION} FROM decisions "
+            f"WHERE {mine} ORDER BY id DESC LIMIT 1)", (_check_dataset(dataset), reviewer) * 2, reviewer)
+
+    def undo(self, dataset: str, sample_id: int, reviewer: str) -> pd.DataFrame:
+        """Withdraw ``reviewer``'s latest standing decision on ``sample_id``; returns it (empty: there was none)."""
+        return self._withdraw(
+            f"SELECT id FROM decisions WHERE dataset = ? AND sample_id = ? AND reviewer = ? AND {_STANDING} "
+            "ORDER BY id DESC LIMIT 1", (_check_dataset(dataset), _as_int(sample_id, "sample_id"), reviewer),
+            reviewer)
+
+    def last_action(self, dataset: str, reviewer: str) -> pd.DataFrame:
+        """What :meth:`undo_last` would withdraw now (columns of :meth:`history`)."""
+        mine = f"dataset = ? AND reviewer = ? AND {_STANDING}"
+        return self._query(
+            f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {mine} AND {_ACTION} = (SELECT {_ACTION} FROM "
+            f"decisions WHERE {mine} ORDER BY id DESC LIMIT 1) ORDER BY id", (_check_dataset(dataset), reviewer) * 2)
+
+    # ---------------------------------------------------------------- what changed
+
+    def mark(self, dataset: str) -> tuple[int, int]:
+        """Where ``dataset``'s decisions stand: (its latest decision's row id, the latest withdrawal's row id).
+        A new decision or undo changes it; :meth:`changed_since` says which samples."""
+        with self._connect() as con:
+            row = con.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions WHERE dataset = ?), "
+                              "(SELECT COALESCE(MAX(u.id), 0) FROM undone u JOIN decisions d ON d.id = u.decision "
+                              "WHERE d.dataset = ?)", (_check_dataset(dataset), dataset)).fetchone()
+        return int(row[0]), int(row[1])
+
+    def changed_since(self, dataset: str, mark: tuple[int, int]) -> pd.DataFrame:
+        """The samples decided or undone after ``mark`` (from :meth:`mark`): columns sample_id, reviewer."""
+        with self._connect() as con:
+            frame = pd.read_sql_query(
+                "SELECT sample_id, reviewer FROM decisions WHERE dataset = ? AND id > ? UNION "
+                "SELECT d.sample_id, u.reviewer FROM undone u JOIN decisions d ON d.id = u.decision "
+                "WHERE d.dataset = ? AND u.id > ?", con, params=(_check_dataset(dataset), int(mark[0]), dataset,
+                                                                 int(mark[1])))
+        return frame
 
     def export(self, dataset: str, path: str | Path, current_only: bool = False) -> Path:
         """Write the history (or only current decisions) of ``dataset`` to a .csv or .json file."""

@@ -265,3 +265,50 @@ def test_by_reviewer_and_conflicts(store):
     assert list(zip(clash["sample_id"], clash["reviewer"])) == [(1, "ana"), (1, "ben"), (2, "ana"), (2, "ben")]
     assert clash["new_label"].tolist()[2:] == [3, 4]
     assert store.conflicts("other").empty and store.conflicts("nothing-yet").empty
+
+
+def test_undo_withdraws_my_last_action_and_the_sample_falls_back(store):
+    store.record(DS, 1, "keep", "ann")
+    store.record(DS, 1, "remove", "bob")
+    store.record_many(DS, [{"sample_id": 2, "decision": "keep"}, {"sample_id": 3, "decision": "unsure"}], "ann")
+    assert store.last_action(DS, "ann")["sample_id"].tolist() == [2, 3]  # a bulk action is one action
+    assert store.undo_last(DS, "ann")["sample_id"].tolist() == [2, 3]
+    assert store.current(DS)[["sample_id", "decision", "reviewer"]].values.tolist() == [[1, "remove", "bob"]]
+    assert len(store.conflicts(DS)) == 2  # ann keep vs bob remove
+    assert store.undo(DS, 1, "bob")["decision"].tolist() == ["remove"]
+    assert store.current(DS)[["sample_id", "decision", "reviewer"]].values.tolist() == [[1, "keep", "ann"]]
+    assert store.conflicts(DS).empty and store.by_reviewer(DS)["reviewer"].tolist() == ["ann"]
+    assert store.undo(DS, 1, "bob").empty  # bob has nothing left there, and never withdraws ann's
+    assert store.undo_last(DS, "ann")["sample_id"].tolist() == [1]  # the next undo walks further back
+    assert store.current(DS).empty and store.history(DS).empty and store.undo_last(DS, "ann").empty
+    full = store.history(DS, with_undone=True)
+    assert full["undone"].tolist() == [True] * 4 and full["sample_id"].tolist() == [1, 1, 2, 3]
+    store.record(DS, 2, "relabel", "ann", new_label=4)  # deciding again after an undo
+    assert store.history(DS, sample_ids=[2, 99])[["decision", "new_label"]].values.tolist() == [["relabel", 4]]
+    assert store.history(DS, sample_ids=[]).empty
+
+
+def test_mark_and_changes_since_see_new_decisions_and_undos(store):
+    store.record(DS, 1, "keep", "ann")
+    mark = store.mark(DS)
+    assert store.changed_since(DS, mark).empty
+    store.record(DS, 5, "remove", "bob")
+    store.record("other", 9, "remove", "bob")
+    assert store.changed_since(DS, mark).values.tolist() == [[5, "bob"]]
+    mark = store.mark(DS)
+    store.undo(DS, 1, "ann")
+    assert store.changed_since(DS, mark).values.tolist() == [[1, "ann"]] and store.mark(DS) != mark
+
+
+def test_undo_in_a_store_written_before_receive_times(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:  # the schema before decisions recorded when they were received
+        con.executescript("CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, "
+                          "sample_id INTEGER NOT NULL, decision TEXT NOT NULL, new_label INTEGER, reviewer TEXT "
+                          "NOT NULL, note TEXT NOT NULL DEFAULT '', timestamp TEXT NOT NULL);")
+        con.executemany("INSERT INTO decisions (dataset, sample_id, decision, reviewer, timestamp) VALUES "
+                        "(?, ?, ?, ?, ?)", [(DS, 1, "keep", "ann", "2025-01-01T00:00:00+00:00"),
+                                            (DS, 2, "keep", "ann", "2025-01-01T00:00:01+00:00")])
+    store = DecisionStore(path)
+    assert store.undo_last(DS, "ann")["sample_id"].tolist() == [2]  # one old row at a time, never all of them
+    assert store.current(DS)["sample_id"].tolist() == [1]
