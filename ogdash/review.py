@@ -7,7 +7,8 @@ Conventions
   export) and reviewer (str), with a UTC timestamp (ISO-8601, microseconds, so text
   order is time order).
 - Decisions are ``keep``, ``remove``, ``relabel`` (with ``new_label``, a class index
-  >= 0) and ``unsure``. The *current* decision for a sample is the latest one across
+  >= 0), ``unsure`` and ``edit`` (with ``new_text``, a corrected text such as a fine-tuning
+  example's completion; ``ogdash.experiments.llm_review``). The *current* decision for a sample is the latest one across
   reviewers; equal timestamps are broken by insertion order.
 - Each operation opens its own short-lived connection and writes in one short
   ``BEGIN IMMEDIATE`` transaction with a 30 s busy timeout, so Streamlit reruns
@@ -38,7 +39,7 @@ import pandas as pd
 
 from ogdash.core.errors import OgdashError
 
-DECISIONS = ("keep", "remove", "relabel", "unsure")
+DECISIONS = ("keep", "remove", "relabel", "unsure", "edit")
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this machine's clock an imported timestamp may be
 
 
@@ -50,13 +51,13 @@ def default_store_path() -> Path:
     return Path(os.environ.get("OGDASH_DECISIONS") or Path.home() / ".local" / "share" / "ogdash" / "decisions.sqlite")
 
 _INT64 = (-(2**63), 2**63 - 1)
-_FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]
+_FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note", "new_text"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     dataset TEXT NOT NULL, sample_id INTEGER NOT NULL, decision TEXT NOT NULL,
     new_label INTEGER, reviewer TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
-    timestamp TEXT NOT NULL);
+    timestamp TEXT NOT NULL, new_text TEXT);
 CREATE INDEX IF NOT EXISTS decisions_by_sample ON decisions (dataset, sample_id);
 """
 
@@ -112,8 +113,8 @@ def _imported_stamp(value, row: int, name: str, now: datetime) -> str:
     return stamp.isoformat(timespec="microseconds")
 
 
-def _validate(sample_id, decision, reviewer, new_label, note) -> tuple:
-    """Check one decision and return it as (sample_id, decision, new_label, reviewer, note)."""
+def _validate(sample_id, decision, reviewer, new_label, note, new_text=None) -> tuple:
+    """Check one decision and return it as (sample_id, decision, new_label, reviewer, note, new_text)."""
     if decision not in DECISIONS:
         raise OgdashError(f"Unknown decision {decision!r}; use one of {', '.join(DECISIONS)}.")
     if not isinstance(reviewer, str) or not reviewer.strip():
@@ -128,8 +129,15 @@ def _validate(sample_id, decision, reviewer, new_label, note) -> tuple:
         raise OgdashError("new_label is only for relabel decisions; drop it or use decision='relabel'.")
     else:
         new_label = None
+    if decision == "edit":
+        if _missing(new_text) or not isinstance(new_text, str) or not new_text.strip():
+            raise OgdashError("An edit decision needs new_text; pass the corrected text (not empty).")
+    elif not _missing(new_text):
+        raise OgdashError("new_text is only for edit decisions; drop it or use decision='edit'.")
+    else:
+        new_text = None
     note = "" if _missing(note) else str(note)
-    return _as_int(sample_id, "sample_id"), decision, new_label, reviewer.strip(), note
+    return _as_int(sample_id, "sample_id"), decision, new_label, reviewer.strip(), note, new_text
 
 
 def _check_dataset(dataset) -> str:
@@ -156,6 +164,9 @@ class DecisionStore:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(_SCHEMA)
+                columns = {row[1] for row in con.execute("PRAGMA table_info(decisions)")}
+                if "new_text" not in columns:  # a store written before edits existed: add the column, keep the rows
+                    con.execute("ALTER TABLE decisions ADD COLUMN new_text TEXT")
         except sqlite3.DatabaseError as exc:
             raise OgdashError(
                 f"{self.path} is not a readable decision store ({exc}); "
@@ -176,11 +187,12 @@ class DecisionStore:
 
     def _insert(self, rows: list[tuple], skip_existing: bool = False) -> int:
         """Write rows of _FIELDS in one transaction; return how many were added."""
-        sql = f"INSERT INTO decisions ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        sql = f"INSERT INTO decisions ({', '.join(_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         if skip_existing:  # imports: the same decision saved twice is one decision
-            sql = (f"INSERT INTO decisions ({', '.join(_FIELDS)}) SELECT ?, ?, ?, ?, ?, ?, ? "
+            sql = (f"INSERT INTO decisions ({', '.join(_FIELDS)}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
                    "WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE dataset = ? AND sample_id = ? "
-                   "AND decision = ? AND new_label IS ? AND reviewer = ? AND timestamp = ? AND note = ?)")
+                   "AND decision = ? AND new_label IS ? AND reviewer = ? AND timestamp = ? AND note = ? "
+                   "AND new_text IS ?)")
             rows = [row + row for row in rows]
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
@@ -195,16 +207,16 @@ class DecisionStore:
         return added
 
     def record(self, dataset: str, sample_id: int, decision: str, reviewer: str,
-               new_label: int | None = None, note: str = "") -> None:
+               new_label: int | None = None, note: str = "", new_text: str | None = None) -> None:
         """Save one decision for ``sample_id`` in ``dataset`` by ``reviewer``, stamped now (UTC)."""
-        sid, dec, label, who, note = _validate(sample_id, decision, reviewer, new_label, note)
-        self._insert([(_check_dataset(dataset), sid, dec, label, who, _now(), note)])
+        sid, dec, label, who, note, text = _validate(sample_id, decision, reviewer, new_label, note, new_text)
+        self._insert([(_check_dataset(dataset), sid, dec, label, who, _now(), note, text)])
 
     def record_many(self, dataset: str, records: Iterable[Mapping] | pd.DataFrame, reviewer: str) -> int:
         """Save many decisions in one transaction: all are stored or none is.
 
         ``records`` holds mappings (or DataFrame rows) with ``sample_id``, ``decision`` and
-        optionally ``new_label`` and ``note``. Returns the number of decisions saved.
+        optionally ``new_label``, ``new_text`` and ``note``. Returns the number of decisions saved.
         """
         dataset = _check_dataset(dataset)
         if isinstance(records, pd.DataFrame):
@@ -214,21 +226,23 @@ class DecisionStore:
         for r in records:
             if "sample_id" not in r or "decision" not in r:
                 raise OgdashError("Each record needs 'sample_id' and 'decision'; add the missing keys.")
-            sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], reviewer,
-                                                   r.get("new_label"), r.get("note", ""))
-            rows.append((dataset, sid, dec, label, who, stamp, note))
+            sid, dec, label, who, note, text = _validate(r["sample_id"], r["decision"], reviewer,
+                                                         r.get("new_label"), r.get("note", ""), r.get("new_text"))
+            rows.append((dataset, sid, dec, label, who, stamp, note, text))
         return self._insert(rows)
 
     def _query(self, sql: str, params: tuple) -> pd.DataFrame:
         with self._connect() as con:
             frame = pd.read_sql_query(sql, con, params=params)
         frame["new_label"] = frame["new_label"].astype("Int64")
+        frame["new_text"] = frame["new_text"].astype("string")
         return frame
 
     def history(self, dataset: str, sample_id: int | None = None) -> pd.DataFrame:
         """Every decision for ``dataset`` (or one sample), oldest first.
 
-        Columns: sample_id, decision, new_label (Int64, <NA> unless relabel), reviewer, timestamp, note.
+        Columns: sample_id, decision, new_label (Int64, <NA> unless relabel), reviewer, timestamp, note,
+        new_text (string, <NA> unless edit).
         """
         where, params = "dataset = ?", (_check_dataset(dataset),)
         if sample_id is not None:
@@ -268,7 +282,8 @@ class DecisionStore:
         to agree resolves the conflict.
         """
         mine = self.by_reviewer(dataset)
-        verdict = mine["decision"] + ":" + mine["new_label"].astype("string").fillna("")
+        verdict = (mine["decision"] + ":" + mine["new_label"].astype("string").fillna("") + ":"
+                   + mine["new_text"].fillna(""))
         differs = verdict.groupby(mine["sample_id"]).transform("nunique") > 1
         return mine[differs].reset_index(drop=True)
 
@@ -310,12 +325,12 @@ class DecisionStore:
                 raise OgdashError(f"Row {n} of {path.name} lacks {sorted(missing)}; "
                                   "choose a file made by export or pass dataset=.")
             try:
-                sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], r["reviewer"],
-                                                       r.get("new_label"), r.get("note", ""))
+                sid, dec, label, who, note, text = _validate(r["sample_id"], r["decision"], r["reviewer"],
+                                                             r.get("new_label"), r.get("note", ""), r.get("new_text"))
             except OgdashError as e:
                 raise OgdashError(f"Row {n} of {path.name}: {e}") from None
             stamp = _imported_stamp(r["timestamp"], n, path.name, now)
-            rows.append((_check_dataset(dataset or r["dataset"]), sid, dec, label, who, stamp, note))
+            rows.append((_check_dataset(dataset or r["dataset"]), sid, dec, label, who, stamp, note, text))
         return self._insert(rows, skip_existing=True)
 
     def cleaned_labels(self, dataset: str, ids, given_labels, drop_removed: bool = False) -> pd.DataFrame:
