@@ -71,7 +71,7 @@ def current(store: DecisionStore, data: PromptData) -> pd.DataFrame:
     """The latest decision per example (the store's ``current``) with each example's position and source."""
     cur = store.current(dataset_key(data))
     pos = {int(s): i for i, s in enumerate(data.sample_ids)}
-    cur = cur[cur["sample_id"].map(lambda s: int(s) in pos)].copy()
+    cur = cur[cur["sample_id"].astype("int64").isin(list(pos))].copy()
     cur.insert(1, "position", [pos[int(s)] for s in cur["sample_id"]])
     cur.insert(2, "source", [data.sources[p] for p in cur["position"]])
     return cur.reset_index(drop=True)
