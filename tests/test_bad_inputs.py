@@ -612,7 +612,8 @@ def test_catalogue_covers_the_issue(capsys):
     assert not missing, f"no catalogue case for: {missing}"
     with capsys.disabled():
         print(f"\nbad-input catalogue: {len(CASES)} cases; library {len(CASES)}, "
-              f"CLI {sum(c.cli is not None for c in CASES)}, pages {sum(c.page is not None for c in CASES) + len(LLM_PAGE)}")
+              f"CLI {sum(c.cli is not None for c in CASES)}, "
+              f"pages {sum(c.page is not None for c in CASES) + len(LLM_PAGE)}")
 
 
 # ------------------------------------------------------------------ library

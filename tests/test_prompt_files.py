@@ -89,7 +89,8 @@ def test_chat_messages_last_assistant_turn_is_the_completion(tmp_path):
 @pytest.mark.parametrize("content, needle", [
     ('{"prompt": "a", "completion": " b"}\n{"prompt": "c", "completion": \n', r"line 2 is not valid JSON"),
     ('{"prompt": "a", "completion": " b"}\n{"prompt": "c"}\n', r"line 2 has no 'completion' field"),
-    ('{"question": "a", "answer": " b"}\n', r"line 1 has no 'prompt' and 'completion' fields \(found: answer, question"),
+    ('{"question": "a", "answer": " b"}\n',
+     r"line 1 has no 'prompt' and 'completion' fields \(found: answer, question"),
     ('{"prompt": "a", "completion": " b"}\n{"prompt": "c", "completion": "  "}\n', r"1 example\(s\) have an empty "
                                                                                   r"completion \(first: line 2\)"),
     ('{"prompt": "a", "completion": 5}\n', r"line 1: the 'completion' field is int, not text"),

@@ -18,7 +18,8 @@ def _budget(text: str) -> float | str:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"budget must be a fraction like 0.1, a count like 20, or 'auto'; got {text!r}")
+        raise argparse.ArgumentTypeError(f"budget must be a fraction like 0.1, a count like 20, or 'auto'; "
+                                         f"got {text!r}")
 
 
 def add_llm_parser(subparsers) -> argparse.ArgumentParser:

@@ -131,7 +131,8 @@ class FileRun:
         s = self.settings
         return {"n_train": self.train.n, "n_test": self.test.n if self.test else 0, "model": s.model,
                 "adapter": s.adapter, "format": self.train.format, "kind": self.train.kind, "layers": s.layers,
-                "grad_dim": self.grad_dim, "lora_coordinates": self.full_dim, "projected": self.grad_dim < self.full_dim,
+                "grad_dim": self.grad_dim, "lora_coordinates": self.full_dim,
+                "projected": self.grad_dim < self.full_dim,
                 "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "cached": self.cached,
                 "finetune_epoch_loss": self.finetune_info.get("epoch_loss"), "notes": self.notes,
                 "lora": asdict(s.lora) if s.adapter is None else None, "finetune": asdict(s.finetune)}

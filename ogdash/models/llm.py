@@ -348,7 +348,8 @@ def in_layers(named: list[tuple[str, object]], layers: str) -> list[tuple[str, o
 
 # --------------------------------------------------------------------------- an existing adapter
 
-ADAPTER_CONFIG, ADAPTER_WEIGHTS, ADAPTER_PICKLE = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+ADAPTER_PICKLE = "adapter_model.bin"
 
 
 def _adapter_files(folder: Path) -> tuple[dict, Path]:
@@ -416,7 +417,8 @@ def load_adapter_folder(lm: LanguageModel, folder):
             warnings.simplefilter("ignore")
             peft_model = get_peft_model(lm.model, lora_config)
     except (ValueError, KeyError, TypeError) as e:
-        raise OgdashError(f"{mismatch} ({str(e).splitlines()[0][:120]}); give the base model it was trained on.") from None
+        raise OgdashError(f"{mismatch} ({str(e).splitlines()[0][:120]}); give the base model it was trained "
+                          "on.") from None
     ours = {n.replace(".default", "") for n, _ in lora_parameters(peft_model)}
     theirs = {k for k in state if "lora_" in k}
     if not theirs or theirs - ours or ours - theirs:
