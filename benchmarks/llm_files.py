@@ -110,13 +110,17 @@ def main():
     truth = np.array([i in data.wrong for i in run.train.ids])
     detection = {}
     clusters = lf.grouping(run, None)
-    for det in lf.DETECTORS:
-        s = lf.detrimental(run, det, groups if det == "group_l2" else None)
+    def measure(s):
         top = flag(s, int(truth.sum()))
-        detection[det] = {"auroc": _auroc(s, truth), "precision_at_true_count": float(truth[top].mean())}
-    s = lf.detrimental(run, lf.DEFAULT_DETECTOR)
+        per_task = {n: _auroc(s[groups.labels == i], truth[groups.labels == i]) for i, n in enumerate(groups.names)}
+        return {"auroc": _auroc(s, truth), "precision_at_true_count": float(truth[top].mean()), "per_task": per_task}
+
+    for det in lf.DETECTORS:
+        detection[det] = measure(lf.detrimental(run, det, groups))
+    detection["align (gradient clusters, no task column)"] = measure(lf.detrimental(run, "align", clusters))
+    detection["loss (the example's own loss, for reference)"] = measure(run.loss)
+    s = lf.detrimental(run, lf.DEFAULT_DETECTOR, groups)
     budget = suggest_prompt_budget(s)
-    detection["loss (the example's own loss, for reference)"] = {"auroc": _auroc(run.loss, truth)}
 
     # influence: own-task share of each test prompt's top 10
     share = {}

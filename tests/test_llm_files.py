@@ -299,3 +299,16 @@ def test_cli_refuses_mixed_modes(files):
         run_llm(_cli("--train", str(train), "--model", "tiny", "--refinetune"))
     with pytest.raises(SystemExit):
         _cli("--task", "math_reason", "--train", str(train))
+
+
+def test_misalignment_finds_the_gradient_that_points_away_from_its_group(rng):
+    centres = rng.normal(size=(3, 40))
+    labels = np.repeat(np.arange(3), 30)
+    G = centres[labels] * rng.uniform(0.5, 3, (90, 1)) + 0.3 * rng.normal(size=(90, 40))  # norms vary widely
+    G[[5, 40, 70]] = centres[[1, 2, 0]] * 0.5  # three examples that follow another group's direction, small norms
+    groups = lf.Grouping(labels, ("a", "b", "c"), "test")
+    s = lf._misalignment(RowStore.from_dense(G), groups)
+    assert set(np.argsort(-s)[:3]) == {5, 40, 70}
+    assert np.allclose([np.median(s[labels == g]) for g in range(3)], 0.0)  # a robust z-score per group
+    f = lf.OGForests.fit(RowStore.from_dense(G), groups, seed=0)
+    assert (f.by_group(centres + 0.1 * rng.normal(size=(3, 40))).argmax(1) == [0, 1, 2]).all()

@@ -24,7 +24,7 @@ def _budget(text: str) -> float | str:
 
 def add_llm_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``llm`` command to an argparse subparsers object; returns its parser."""
-    from ogdash.experiments.llm_files import DETECTORS, METHODS as FILE_METHODS
+    from ogdash.experiments.llm_files import DEFAULT_DETECTOR, DETECTORS, METHODS as FILE_METHODS
     from ogdash.experiments.llm_prompts import METHODS
 
     p = subparsers.add_parser(
@@ -52,8 +52,9 @@ def add_llm_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--influence-out", help="with --train/--test: write influence.csv (test_id, train_id, method, "
                                            "score, rank) here")
     p.add_argument("--top-k", type=positive_int, default=10, help="influences per test prompt and method (default 10)")
-    p.add_argument("--detector", choices=tuple(DETECTORS), default="l2",
-                   help="detrimental score of each training example (default l2, the gradient's norm)")
+    p.add_argument("--detector", choices=tuple(DETECTORS), default=DEFAULT_DETECTOR,
+                   help="detrimental score of each training example: align (default; how far its gradient points "
+                        "from its group's), l2 (the gradient's norm), iforest, less (a LESS-style baseline)")
     p.add_argument("--budget", type=_budget, default="auto",
                    help="examples to flag: a fraction, a count, or auto (default: the suggested budget)")
     p.add_argument("--group-by", help="a column of the training file to group by (Outlier Gradient's forests, the "

@@ -51,8 +51,7 @@ def run_files(args, lora, finetune) -> dict:
     run = lf.extract(args.train, args.test, settings, cache, args.device, progress=progress)
     if args.budget != "auto":
         budget_count(args.budget, run.train.n)  # a bad budget fails before any scoring
-    groups = lf.grouping(run, args.group_by, args.clusters) if (
-        args.group_by or "oga" in methods or args.detector == "group_l2") else None
+    groups = lf.grouping(run, args.group_by, args.clusters)
     scores = lf.detrimental(run, args.detector, groups)
     estimate = suggest_prompt_budget(scores, seed=args.seed)
     flags = flag(scores, estimate.budget if args.budget == "auto" else args.budget)
