@@ -95,14 +95,16 @@ def main():
     from ogdash.experiments.llm_query import QueryEngine
 
     t = time.perf_counter()
-    engine = QueryEngine(run, cache)
-    engine_s = time.perf_counter() - t
     groups = lf.grouping(run, "task")
+    engine = QueryEngine(run, cache, groups=groups)
+    engine_s = time.perf_counter() - t
     methods = ["oga", "tracin", "datainf", "less"]
-    given, own = [], []
+    given, own, stages = [], [], []
     for q in range(args.queries):
         rec = data.test[q * len(data.test) // max(args.queries, 1)]
-        given.append(engine.query(rec["prompt"], rec["completion"], methods, 10, groups).seconds)
+        res = engine.query(rec["prompt"], rec["completion"], methods, 10, groups)
+        given.append(res.seconds)
+        stages.append({k: round(v, 3) for k, v in res.stages.items()})
     for q in range(min(2, args.queries)):
         own.append(engine.query(data.test[q]["prompt"], None, methods, 10, groups).seconds)
 
@@ -120,7 +122,7 @@ def main():
     detection["align (gradient clusters, no task column)"] = measure(lf.detrimental(run, "align", clusters))
     detection["loss (the example's own loss, for reference)"] = measure(run.loss)
     s = lf.detrimental(run, lf.DEFAULT_DETECTOR, groups)
-    budget = suggest_prompt_budget(s)
+    budget = suggest_prompt_budget(s, groups.labels, groups.names)
 
     # influence: own-task share of each test prompt's top 10
     share = {}
@@ -141,6 +143,7 @@ def main():
                                                       ("frozen_prefix", "finetune", "gradients")), 1),
            "peak_rss_mb": round(peak_mb), "query_engine_load_s": round(engine_s, 2),
            "query_given_completion_s_median": round(statistics.median(given), 3), "query_given_all_s": given,
+           "query_stages_s": stages,
            "query_own_completion_s": own, "detection": detection,
            "suggested_budget": budget.to_dict(), "true_share": float(truth.mean()), "own_task_share_top10": share,
            "cluster_groups": clusters.n_groups, "notes": run.notes}

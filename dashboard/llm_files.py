@@ -127,7 +127,8 @@ def detrimental(run: lf.FileRun, groups: lf.Grouping) -> tuple[np.ndarray, np.nd
     detectors = [d for d in lf.DETECTORS if d != "less" or run.test is not None]
     det = st.selectbox("Detrimental score", detectors, format_func=lf.DETECTORS.get, key="llm_files_detector")
     scores = lf.detrimental(run, det, groups)
-    est = suggest_prompt_budget(scores, seed=run.settings.seed)
+    by_group = (groups.labels, groups.names) if det == "align" else (None, None)
+    est = suggest_prompt_budget(scores, *by_group, seed=run.settings.seed)
     st.markdown(f"**Suggested budget:** {md(est.describe())}")
     if not est.reliable:
         st.warning(md(est.warning))
@@ -258,10 +259,10 @@ def heatmap(run: lf.FileRun, groups: lf.Grouping) -> None:
 
 
 @st.cache_resource(show_spinner="Loading the model and its adapter…", max_entries=1)
-def _engine(_run, grads_key: str):
+def _engine(_run, grads_key: str, _groups, group_source: str):
     from ogdash.experiments.llm_query import QueryEngine
 
-    return QueryEngine(_run, disk_cache())
+    return QueryEngine(_run, disk_cache(), groups=_groups)
 
 
 def query(run: lf.FileRun, groups: lf.Grouping) -> None:
@@ -280,8 +281,8 @@ def query(run: lf.FileRun, groups: lf.Grouping) -> None:
         try:
             if not methods:
                 raise OgdashError("Choose at least one method.")
-            st.session_state["llm_files_query"] = _engine(run, run.grads_key).query(prompt, completion or None,
-                                                                                    methods, k, groups)
+            engine = _engine(run, run.grads_key, groups, groups.source)
+            st.session_state["llm_files_query"] = engine.query(prompt, completion or None, methods, k, groups)
         except OgdashError as e:
             error(e)
     res = st.session_state.get("llm_files_query")

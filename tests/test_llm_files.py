@@ -161,6 +161,13 @@ def test_budget_from_a_score_mixture():
     assert set(u.to_dict()) >= {"fraction", "low", "high", "reliable", "warning", "separation", "bic_gain"}
     with pytest.raises(OgdashError, match="at least 10"):
         suggest_prompt_budget([1.0, 2.0])
+    # per group: one group with a clear high group, one without; the estimate counts the first, names the second
+    labels = np.repeat([0, 1], 500)
+    z = np.concatenate([rng.normal(0, 1, 450), rng.normal(6, 1, 50), rng.normal(0, 1, 500)])
+    g = suggest_prompt_budget(z, labels, ["clear", "flat"])
+    assert not g.reliable and "in flat the scores show no separate high group" in g.warning
+    assert abs(g.count - 50) <= 10 and g.high * 1000 > 100 and [p["group"] for p in g.groups] == ["clear", "flat"]
+    assert "in each group" in g.describe()
 
 
 def test_refinetune_compares_the_cleaning_with_random_removals(run, files):

@@ -53,7 +53,8 @@ def run_files(args, lora, finetune) -> dict:
         budget_count(args.budget, run.train.n)  # a bad budget fails before any scoring
     groups = lf.grouping(run, args.group_by, args.clusters)
     scores = lf.detrimental(run, args.detector, groups)
-    estimate = suggest_prompt_budget(scores, seed=args.seed)
+    by_group = (groups.labels, groups.names) if args.detector == "align" else (None, None)
+    estimate = suggest_prompt_budget(scores, *by_group, seed=args.seed)
     flags = flag(scores, estimate.budget if args.budget == "auto" else args.budget)
     out = run.summary()
     out.update(detector=args.detector, methods=methods, budget=args.budget, n_flagged=int(flags.sum()),

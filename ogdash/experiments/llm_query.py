@@ -13,7 +13,7 @@ from ogdash.core.progress import Progress
 from ogdash.data.prompt_files import chat_turns, render_chat
 from ogdash.engine.projection import SparseProjector
 from ogdash.experiments.llm_files import (DEFAULT_METHODS, FileRun, Grouping, _scratch_cache, encode_data,
-                                          influence_rows, load_model, top_table)
+                                          influence_rows, load_model, og_forests, top_table)
 from ogdash.experiments.llm_gradients import gradient_width, lora_gradients
 from ogdash.models import prompt_lm
 from ogdash.models.prompt_lm import PromptLM
@@ -30,6 +30,7 @@ class QueryResult:
     loss: float
     tables: dict
     seconds: float
+    stages: dict
 
 
 class QueryEngine:
@@ -40,7 +41,8 @@ class QueryEngine:
     completion is given) and one pass over the stored gradients per method.
     """
 
-    def __init__(self, run: FileRun, cache: DiskCache | None = None, device=None, progress: Progress = None):
+    def __init__(self, run: FileRun, cache: DiskCache | None = None, device=None, progress: Progress = None,
+                 groups: Grouping | None = None):
         self.run = run
         s = run.settings
         store = cache or _scratch_cache()
@@ -63,6 +65,10 @@ class QueryEngine:
                               f"{run.grad_dim}; extract again.")
         self.projector = SparseProjector(p, d, s.seed) if d < p else None
         self.one_line = not any("\n" in c for c in run.train.completions)
+        # what every later query reads, made once here: DataInf's per-example norms, Outlier Gradient's forests
+        influence_rows(run, "datainf", np.zeros((1, run.grad_dim), dtype=np.float32))
+        if groups is not None:
+            og_forests(run, groups)
 
     def render(self, prompt: str) -> str:
         """A typed prompt as the model reads it (the chat template for chat data)."""
@@ -91,14 +97,20 @@ class QueryEngine:
         if not isinstance(prompt, str) or not prompt.strip():
             raise OgdashError("type a prompt first.")
         t0 = time.perf_counter()
+        stages = {}
         generated = completion is None or not completion.strip()
         if generated:
             completion = self.complete(prompt)
+            stages["generate"] = time.perf_counter() - t0
             if not completion.strip():
                 raise OgdashError("the model's completion of this prompt is empty; type the completion you saw.")
+        t = time.perf_counter()
         g, loss = self.gradient(prompt, completion)
+        stages["gradient"] = time.perf_counter() - t
         tables = {}
         for m in methods:
+            t = time.perf_counter()
             row = influence_rows(self.run, m, g[None], groups if m == "oga" else None)[0]
             tables[m] = top_table(self.run, m, row, k, groups)
-        return QueryResult(prompt, completion, generated, loss, tables, time.perf_counter() - t0)
+            stages[m] = time.perf_counter() - t
+        return QueryResult(prompt, completion, generated, loss, tables, time.perf_counter() - t0, stages)
