@@ -100,9 +100,12 @@ def main():
     engine_s = time.perf_counter() - t
     methods = ["oga", "tracin", "datainf", "less"]
     given, own, stages = [], [], []
+    given_cpu = []
     for q in range(args.queries):
         rec = data.test[q * len(data.test) // max(args.queries, 1)]
+        c = time.process_time()
         res = engine.query(rec["prompt"], rec["completion"], methods, 10, groups)
+        given_cpu.append(time.process_time() - c)
         given.append(res.seconds)
         stages.append({k: round(v, 3) for k, v in res.stages.items()})
     for q in range(min(2, args.queries)):
@@ -143,6 +146,7 @@ def main():
                                                       ("frozen_prefix", "finetune", "gradients")), 1),
            "peak_rss_mb": round(peak_mb), "query_engine_load_s": round(engine_s, 2),
            "query_given_completion_s_median": round(statistics.median(given), 3), "query_given_all_s": given,
+           "query_given_cpu_s": given_cpu, "load_at_queries": os.getloadavg(),
            "query_stages_s": stages,
            "query_own_completion_s": own, "detection": detection,
            "suggested_budget": budget.to_dict(), "true_share": float(truth.mean()), "own_task_share_top10": share,

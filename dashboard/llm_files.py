@@ -129,23 +129,25 @@ def detrimental(run: lf.FileRun, groups: lf.Grouping) -> tuple[np.ndarray, np.nd
     scores = lf.detrimental(run, det, groups)
     by_group = (groups.labels, groups.names) if det == "align" else (None, None)
     est = suggest_prompt_budget(scores, *by_group, seed=run.settings.seed)
-    st.markdown(f"**Suggested budget:** {md(est.describe())}")
+    st.markdown(f"**Suggested budget:** {md(est.describe(warning=False))}")
     if not est.reliable:
         st.warning(md(est.warning))
-    count = st.number_input("Flag this many examples (the highest scores)", 1, run.train.n,
-                            max(1, est.count), key=f"llm_files_budget_{det}")
+    start = int(round(est.fraction * run.train.n)) or max(1, round(0.05 * run.train.n))
+    count = st.number_input("Flag this many examples (the highest scores)", 1, run.train.n, start,
+                            key=f"llm_files_budget_{det}",
+                            help="Starts at the suggested budget; at 5% when no group's scores separate.")
     flags = flag(scores, int(count))
     table = review_table(run.train, scores, flags, groups)
     st.dataframe(table[table["flagged"]].drop(columns=["sample_id", "flagged"]), hide_index=True, width="stretch",
                  column_config={"score": st.column_config.NumberColumn("score (higher = more detrimental)",
                                                                        format="%.4g")})
-    st.caption("Every training example's score is in the scores download; review them as text cards on the Review "
-               "page where it offers prompt files, or decide here by removing the flagged ones.")
+    st.caption("Every training example's score is in the scores download. Decisions saved for this file in the "
+               "decision store (keep, remove, edit the completion) give the reviewed download.")
     e1, e2, e3 = st.columns(3)
     e1.download_button("Scores (.csv)", lambda: csv_bytes(table.drop(columns=["sample_id"])), file_name="scores.csv",
-                       mime="text/csv")
+                       mime="text/csv", on_click="ignore")
     e2.download_button("Without the flagged (.jsonl)", lambda: cleaned_jsonl(run.train, removed=np.flatnonzero(flags)),
-                       file_name=f"{run.train.name}.cleaned.jsonl", mime="application/jsonl")
+                       file_name=f"{run.train.name}.cleaned.jsonl", mime="application/jsonl", on_click="ignore")
     try:
         from ogdash.review import DecisionStore
 
@@ -157,7 +159,7 @@ def detrimental(run: lf.FileRun, groups: lf.Grouping) -> tuple[np.ndarray, np.nd
     if decided is not None and len(decided):
         counts = decided["decision"].value_counts().to_dict()
         e3.download_button("With the review decisions (.jsonl)", lambda: cleaned_jsonl(run.train, store),
-                           file_name=f"{run.train.name}.reviewed.jsonl", mime="application/jsonl",
+                           file_name=f"{run.train.name}.reviewed.jsonl", mime="application/jsonl", on_click="ignore",
                            help="Decisions saved for this file: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return scores, flags
 
@@ -206,12 +208,20 @@ def group_heatmap(run: lf.FileRun, method: str, groups: lf.Grouping, scale: str)
     order = np.argsort(groups.test_labels, kind="stable") if groups.test_labels is not None else np.arange(len(V))
     Z = scale_rows(V, scale)[order]
     ids = [html(run.test.ids[t]) for t in order]
+    names = [html(n) for n in groups.names]
     fig = go.Figure(go.Heatmap(
-        z=Z, x=[html(n) for n in groups.names], y=ids, colorscale=COLORSCALE, customdata=order[:, None].repeat(
-            groups.n_groups, 1),
+        z=Z, x=names, y=ids, colorscale=COLORSCALE,
         colorbar=dict(title=dict(text="influence", side="right"), tickvals=[np.nanmin(Z), np.nanmax(Z)],
                       ticktext=["low", "high"]),
-        hovertemplate="test %{y} · group %{x}<br>value %{z:.3g}<extra></extra>"))
+        hoverinfo="skip"))
+    # a heatmap's cells cannot be selected; an invisible marker on each one can (it carries the hover, since
+    # plotly clicks the point it hovers), and says which cell it is
+    rows, cols = np.meshgrid(np.arange(len(ids)), np.arange(groups.n_groups), indexing="ij")
+    fig.add_trace(go.Scatter(x=[names[c] for c in cols.ravel()], y=[ids[r] for r in rows.ravel()], mode="markers",
+                             marker=dict(size=14, opacity=0.01, symbol="square"), showlegend=False,
+                             customdata=np.stack([order[rows.ravel()], cols.ravel(), Z.ravel()], axis=1),
+                             hovertemplate="test %{y} · group %{x}<br>value %{customdata[2]:.3g}<br>"
+                                           "click: its examples below<extra></extra>"))
     fig.update_yaxes(autorange="reversed", showticklabels=len(ids) <= 60)
     fig.update_layout(title=f"{lf.METHODS[method]}: mean influence of each group on each test prompt",
                       xaxis_title=f"training examples, grouped by {html(groups.source)}", yaxis_title="test prompts",
@@ -233,12 +243,13 @@ def heatmap(run: lf.FileRun, groups: lf.Grouping) -> None:
                             key=f"llm_files_heat_{method}")
     points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
         getattr(getattr(event, "selection", None), "points", [])
-    if points:  # a click on a cell opens its examples below
-        p = points[0]
-        st.session_state["llm_files_cell_test"] = int(np.ravel(p["customdata"])[0]) if "customdata" in p else \
-            run.test.ids.index(str(p["y"]))
-        st.session_state["llm_files_cell_group"] = list(groups.names).index(str(p["x"])) if str(p["x"]) in \
-            groups.names else 0
+    if points and "customdata" in points[0]:  # a click on a cell opens its examples below (once per click)
+        data = points[0]["customdata"]  # a list, or an object keyed "0", "1", ... as it comes back from the browser
+        values = [data[k] for k in sorted(data, key=int)] if isinstance(data, dict) else list(np.ravel(data))
+        cell = (int(values[0]), int(values[1]))
+        if st.session_state.get("llm_files_cell_clicked") != cell:
+            st.session_state["llm_files_cell_clicked"] = cell
+            st.session_state["llm_files_cell_test"], st.session_state["llm_files_cell_group"] = cell
     d1, d2 = st.columns(2)
     t = d1.selectbox("Test prompt", range(run.test.n), key="llm_files_cell_test",
                      format_func=lambda i: f"{run.test.ids[i]} · {run.test.prompts[i][:60]}")
@@ -289,7 +300,7 @@ def query(run: lf.FileRun, groups: lf.Grouping) -> None:
     if res is None:
         return
     said = "the model's own completion" if res.generated else "the completion you gave"
-    st.markdown(f"**Scored:** {md(res.prompt)} → **{md(res.completion)}** ({said}; loss {res.loss:.3f}; "
+    st.markdown(f"**Scored:** {md(res.prompt)} → **{md(res.completion.strip())}** ({said}; loss {res.loss:.3f}; "
                 f"{res.seconds:.2f} s)")
     for tab, (m, table) in zip(st.tabs([lf.METHODS[m] for m in res.tables]), res.tables.items()):
         with tab:
@@ -312,7 +323,7 @@ def render() -> None:
     summary(run)
     try:
         groups = group_choice(run)
-        tabs = st.tabs(["Detrimental examples", "Re-fine-tune", "Heatmap", "Typed query"])
+        tabs = st.tabs(["Detrimental examples", "Re-fine-tune", "Heatmap", "Typed query"], key="llm_files_tabs")
         with tabs[0]:
             _, flags = detrimental(run, groups)
         with tabs[1]:

@@ -59,11 +59,16 @@ class PromptBudget(BudgetEstimate):
         return {**super().to_dict(), "separation": self.separation, "bic_gain": self.bic_gain,
                 "groups": [dict(g) for g in self.groups]}
 
-    def describe(self) -> str:
+    def describe(self, warning: bool = True) -> str:
+        """One sentence for people (and the warning, when unreliable and ``warning``)."""
         how = "in each group" if len(self.groups) > 1 else "of the scores"
-        return (f"about {self.fraction:.1%} of the training examples ({self.count}) score as a separate high group "
-                f"({self.level:.0%} interval {self.low:.1%}–{self.high:.1%}; a two-component mixture {how})"
-                + (f". {self.warning}" if self.warning else ""))
+        if self.fraction == 0 and not self.reliable:
+            text = (f"no budget can be suggested: no group of examples scores apart from the rest (a two-component "
+                    f"mixture {how})")
+        else:
+            text = (f"about {self.fraction:.1%} of the training examples ({self.count}) score as a separate high "
+                    f"group ({self.level:.0%} interval {self.low:.1%}–{self.high:.1%}; a two-component mixture {how})")
+        return text + (f". {self.warning}" if warning and self.warning else "")
 
 
 def _scale(scores: np.ndarray) -> np.ndarray:

@@ -174,8 +174,8 @@ def _scratch_cache() -> DiskCache:
     return DiskCache(_TEMP[0])
 
 
-def _as_data(x, what: str) -> PromptData:
-    return x if isinstance(x, PromptData) else load_prompt_file(x, name=what)
+def _as_data(x) -> PromptData:
+    return x if isinstance(x, PromptData) else load_prompt_file(x)
 
 
 def adapter_key(settings: FileSettings, mkey: str, train: PromptData) -> str:
@@ -231,8 +231,8 @@ def extract(train, test=None, settings: FileSettings = FileSettings(), cache: Di
     """
     clock, cached = _Clock(), {}
     with clock("read"):
-        train = _as_data(train, "train")
-        test = None if test is None else _as_data(test, "test")
+        train = _as_data(train)
+        test = None if test is None else _as_data(test)
     if test is not None and test.kind != train.kind:
         raise OgdashError(f"the training file holds {train.kind} records but the test file {test.kind} records; "
                           "give both in one shape.")

@@ -66,9 +66,10 @@ class Refinetune:
         d, gain = rand.loss - clean.loss, base.loss - clean.loss  # positive: the cleaned fine-tune is better
         wins, S, k = int((d > 0).sum()), len(d), rand.n_removed
         spread = "one seed: no spread measured" if S == 1 else f"± {d.std():.3f}"
-        text = (f"held-out loss {clean.loss.mean():.3f} against {rand.loss.mean():.3f} after {k} random removals "
-                f"({d.mean():+.3f} in the cleaning's favour, {spread}; lower on {wins} of {S} seeds) and "
-                f"{base.loss.mean():.3f} unchanged")
+        way = "lower" if d.mean() > 0 else "higher"
+        text = (f"held-out loss {clean.loss.mean():.3f} without the removed examples against {rand.loss.mean():.3f} "
+                f"after {k} random removals ({way} by {abs(d.mean()):.3f}, {spread}; lower on {wins} of {S} seeds) "
+                f"and {base.loss.mean():.3f} unchanged")
         if clean.exact is not None:
             text += (f"; exact match {clean.exact.mean():.1%} against {rand.exact.mean():.1%} (random) and "
                      f"{base.exact.mean():.1%} (unchanged)")

@@ -1,0 +1,85 @@
+"""The LLM influence page's "your data" mode in a real browser, on the shipped sample JSONL: run, the flagged list
+and its export, the re-fine-tune, a heatmap cell's examples and a typed query.
+
+The suite runs the tiny model (fast, random weights); ``OGDASH_E2E_LLM_MODEL=smollm2`` walks the same steps on
+SmolLM2 (minutes on a CPU; its screenshots are the README's). Screenshots go to ``tests/e2e/screenshots/``.
+"""
+import json
+import os
+import re
+
+from conftest import settle, shot
+
+MODEL = os.environ.get("OGDASH_E2E_LLM_MODEL", "tiny")
+LONG = 1_800_000  # ms: SmolLM2 fine-tunes and extracts for minutes on a shared 2-core CPU
+
+
+def _field(page, label):
+    return page.get_by_label(label, exact=True).and_(page.locator("input, textarea"))
+
+
+def _tab(page, name):
+    page.get_by_role("tab", name=name, exact=True).click()
+    settle(page)
+
+
+def test_your_data_walkthrough(page, app_url):
+    page.goto(f"{app_url}/llm_influence")
+    settle(page)
+    page.get_by_text("Your data (your files, your model)").click()
+    settle(page)
+    _field(page, "Training file (under the data root)").fill("sample_data/instructions.jsonl")
+    _field(page, "Test file (optional)").fill("sample_data/instructions_test.jsonl")
+    if MODEL == "tiny":
+        page.get_by_test_id("stSelectbox").filter(has_text="Model").first.click()
+        page.get_by_role("option", name=re.compile("tiny random Llama")).click()
+    page.get_by_role("button", name="Run on my files").click()
+    settle(page, LONG)
+    page.get_by_text(re.compile(r"200 training / 30 test examples")).first.wait_for()
+    page.get_by_text("Suggested budget:").first.wait_for()
+    shot(page, f"llm_files_{MODEL}_1_flagged")
+
+    with page.expect_download() as dl:  # the cleaned file, in the input's own format
+        page.get_by_role("button", name="Without the flagged (.jsonl)").click()
+    lines = [json.loads(x) for x in open(dl.value.path(), encoding="utf-8").read().splitlines()]
+    flagged = int(page.get_by_role("spinbutton", name="Flag this many examples (the highest scores)").input_value())
+    assert len(lines) == 200 - flagged and set(lines[0]) == {"id", "task", "prompt", "completion"}
+
+    _tab(page, "Re-fine-tune")
+    if MODEL == "tiny":
+        _field(page, "Seeds").fill("1")
+        _field(page, "Seeds").press("Enter")
+        settle(page)
+    page.get_by_role("button", name=re.compile(r"Re-fine-tune without the \d+ flagged examples")).click()
+    settle(page, LONG)
+    page.get_by_text("Verdict:").first.wait_for()
+    shot(page, f"llm_files_{MODEL}_2_refinetune")
+
+    _tab(page, "Heatmap")
+    page.locator(".js-plotly-plot .nsewdrag").first.wait_for()
+    opened = page.get_by_text(re.compile(r"The \d+ most influential of the \d+ training examples in reverse")).first
+    for _ in range(3):  # a click before plotly has wired its events is lost: click again
+        page.wait_for_timeout(1500)
+        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        # the cell of the last group in the top row: its centre (5 groups; the top row of 30)
+        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 60)
+        page.wait_for_timeout(300)
+        page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 60)
+        settle(page)
+        try:
+            opened.wait_for(timeout=20_000)
+            break
+        except Exception:
+            continue
+    opened.wait_for()
+    page.get_by_test_id("stSelectbox").filter(has_text="add-test-000").first.wait_for()  # the top row: its first prompt
+    shot(page, f"llm_files_{MODEL}_3_heatmap")
+
+    _tab(page, "Typed query")
+    page.get_by_label("Prompt", exact=True).fill("Solve the following math problem. A rectangular garden has a "
+                                                  "length of 12 meters and a width of 7 meters. What is its area? ->")
+    _field(page, "The completion you saw (optional; default: the model's own)").fill(" Answer: 84")
+    page.get_by_role("button", name="Find the influential training examples").click()
+    settle(page, LONG)
+    page.get_by_text("Scored:").first.wait_for()
+    shot(page, f"llm_files_{MODEL}_4_query")
