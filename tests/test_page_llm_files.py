@@ -103,6 +103,23 @@ def test_bad_paths_are_one_line(_env, train, needle):
     assert any(needle in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
 
 
+@pytest.mark.parametrize("field, value", [
+    ("LoRA adapter folder (optional, used as it is)", "../../etc"),
+    ("Model folder (for a local model)", "/etc"),
+])
+def test_model_and_adapter_folders_stay_under_the_data_root(_env, field, value):
+    at = AppTest.from_file(PAGE, default_timeout=240).run()
+    _w(at.radio, "Data").set_value("files").run()
+    _w(at.text_input, "Training file (under the data root)").set_value("data/train.jsonl")
+    if field.startswith("Model"):
+        _w(at.selectbox, "Model").set_value("folder")
+    _w(at.text_input, field).set_value(value)
+    _w(at.button, "Run on my files").click().run()
+    assert not at.exception, at.exception
+    assert any("outside the data root" in e.value.replace("\\", "") for e in at.error), [e.value for e in at.error]
+    assert "llm_files_run" not in at.session_state
+
+
 def test_a_malformed_line_is_named(_env):
     (_env / "data" / "bad.jsonl").write_text('{"prompt": "a", "completion": " b"}\n{"prompt": oops}\n')
     at = _files_mode(train="data/bad.jsonl", test="")

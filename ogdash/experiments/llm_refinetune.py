@@ -8,7 +8,8 @@ Three arms, each fine-tuned from the same fresh adapter for each seed and for th
 - ``cleaned``: without the removed examples, with edited completions in place of the originals;
 - ``random``: without as many randomly chosen examples (drawn anew for each seed): the control.
 
-Each arm is measured on the test file: the mean held-out loss of its completions (lower = better) and, where the
+With an adapter folder of your own, each arm trains a fresh adapter of that adapter's configuration (its trained
+weights are not a starting point that the arms could share fairly). Each arm is measured on the test file: the mean held-out loss of its completions (lower = better) and, where the
 completions are short enough to be matched (``EXACT_MAX_TOKENS``), the share of test prompts whose greedy
 completion equals the expected one. :meth:`Refinetune.verdict` says in words whether the cleaning beat chance.
 """

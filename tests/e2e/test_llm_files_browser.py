@@ -56,15 +56,18 @@ def test_your_data_walkthrough(page, app_url):
     shot(page, f"llm_files_{MODEL}_2_refinetune")
 
     _tab(page, "Heatmap")
-    page.locator(".js-plotly-plot .nsewdrag").first.wait_for()
+    area = page.locator(".js-plotly-plot .nsewdrag").first
+    area.wait_for()
     opened = page.get_by_text(re.compile(r"The \d+ most influential of the \d+ training examples in reverse")).first
-    for _ in range(3):  # a click before plotly has wired its events is lost: click again
+    for _ in range(3):  # a click before plotly has wired its events (or laid the chart out) is lost: click again
         page.wait_for_timeout(1500)
-        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
-        # the cell of the last group in the top row: its centre (5 groups; the top row of 30)
-        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 60)
+        area.scroll_into_view_if_needed()
+        box = area.bounding_box()
+        # rows are sorted by group (6 test prompts each): row 15 is multiply-test-003; column 5 of 5 is reverse
+        x, y = box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 15.5 / 30
+        page.mouse.move(x, y)
         page.wait_for_timeout(300)
-        page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 60)
+        page.mouse.click(x, y)
         settle(page)
         try:
             opened.wait_for(timeout=20_000)
@@ -72,7 +75,7 @@ def test_your_data_walkthrough(page, app_url):
         except Exception:
             continue
     opened.wait_for()
-    page.get_by_test_id("stSelectbox").filter(has_text="add-test-000").first.wait_for()  # the top row: its first prompt
+    page.get_by_test_id("stSelectbox").filter(has_text="multiply-test-003").first.wait_for()
     shot(page, f"llm_files_{MODEL}_3_heatmap")
 
     _tab(page, "Typed query")
