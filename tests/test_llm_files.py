@@ -79,6 +79,9 @@ def test_streaming_influence_equals_the_dense_matrices(rng):
     cos = cosine_rows(store, B)
     unit = (B / np.linalg.norm(B, axis=1, keepdims=True)) @ (G / np.linalg.norm(G, axis=1, keepdims=True)).T
     np.testing.assert_allclose(cos, unit, atol=2e-3)
+    held = RowStore(store.unit, store.norm)
+    assert not held.keep_in_memory(100) and held.keep_in_memory(10**8)  # too big for 100 bytes; fits in 100 MB
+    np.testing.assert_array_equal(tracin_rows(held, B), tracin_rows(store, B))
     from ogdash.influence import streaming
 
     before = streaming.CHUNK_BYTES

@@ -10,6 +10,7 @@ import numpy as np
 from ogdash.core.cache import DiskCache
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
+from ogdash.core.threads import one_thread
 from ogdash.data.prompt_files import chat_turns, render_chat
 from ogdash.engine.projection import SparseProjector
 from ogdash.experiments.llm_files import (DEFAULT_METHODS, FileRun, Grouping, _scratch_cache, encode_data,
@@ -31,6 +32,9 @@ class QueryResult:
     tables: dict
     seconds: float
     stages: dict
+
+
+MEMORY_BYTES = 512 * 2**20  # training gradients up to this size (float32) stay in memory for queries
 
 
 class QueryEngine:
@@ -65,7 +69,9 @@ class QueryEngine:
                               f"{run.grad_dim}; extract again.")
         self.projector = SparseProjector(p, d, s.seed) if d < p else None
         self.one_line = not any("\n" in c for c in run.train.completions)
-        # what every later query reads, made once here: DataInf's per-example norms, Outlier Gradient's forests
+        # what every later query reads, made once here: the rows in memory when they fit, DataInf's per-example
+        # norms, Outlier Gradient's forests
+        run.G.keep_in_memory(MEMORY_BYTES)
         influence_rows(run, "datainf", np.zeros((1, run.grad_dim), dtype=np.float32))
         if groups is not None:
             og_forests(run, groups)
@@ -96,6 +102,11 @@ class QueryEngine:
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise OgdashError("type a prompt first.")
+        # one prompt's matrices are small: a second thread only spins (8x slower on this busy 2-core machine)
+        with one_thread():
+            return self._query(prompt, completion, methods, k, groups)
+
+    def _query(self, prompt, completion, methods, k, groups) -> QueryResult:
         t0 = time.perf_counter()
         stages = {}
         generated = completion is None or not completion.strip()

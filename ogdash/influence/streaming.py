@@ -31,6 +31,7 @@ class RowStore:
 
     unit: np.ndarray
     norm: np.ndarray
+    _dense: np.ndarray | None = None  # float32 rows kept in memory (keep_in_memory), read instead of the map
 
     def __post_init__(self):
         if self.unit.ndim != 2 or self.norm.shape != (self.unit.shape[0],):
@@ -52,8 +53,19 @@ class RowStore:
     def __len__(self) -> int:
         return self.unit.shape[0]
 
+    def keep_in_memory(self, max_bytes: int) -> bool:
+        """Hold the float32 rows in memory when they take at most ``max_bytes`` (repeated queries then multiply
+        in memory instead of converting float16 pages every time); returns whether they are held."""
+        n, d = self.shape
+        if self._dense is None and n * d * 4 <= max_bytes:
+            self._dense = np.concatenate([b for _, b in self.chunks(unit=True)]) if n else np.zeros((0, d), np.float32)
+        return self._dense is not None
+
     def rows(self, start: int, stop: int, unit: bool = False) -> np.ndarray:
         """Rows ``start:stop`` as float32 (scaled by their norms unless ``unit``)."""
+        if self._dense is not None:
+            block = self._dense[start:stop]
+            return block if unit else block * self.norm[start:stop, None]
         block = np.asarray(self.unit[start:stop], dtype=np.float32)
         return block if unit else block * self.norm[start:stop, None]
 

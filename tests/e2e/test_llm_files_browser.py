@@ -1,5 +1,5 @@
-"""The LLM influence page's "your data" mode in a real browser, on the shipped sample JSONL: run, the flagged list
-and its export, the re-fine-tune, a heatmap cell's examples and a typed query.
+"""The LLM influence page's "your data" mode in a real browser, on the shipped sample JSONL: run, a heatmap cell's
+examples (clicked), the flagged list and its export, the re-fine-tune, and a typed query.
 
 The suite runs the tiny model (fast, random weights); ``OGDASH_E2E_LLM_MODEL=smollm2`` walks the same steps on
 SmolLM2 (minutes on a CPU; its screenshots are the README's). Screenshots go to ``tests/e2e/screenshots/``.
@@ -36,25 +36,6 @@ def test_your_data_walkthrough(page, app_url):
     page.get_by_role("button", name="Run on my files").click()
     settle(page, LONG)
     page.get_by_text(re.compile(r"200 training / 30 test examples")).first.wait_for()
-    page.get_by_text("Suggested budget:").first.wait_for()
-    shot(page, f"llm_files_{MODEL}_1_flagged")
-
-    with page.expect_download() as dl:  # the cleaned file, in the input's own format
-        page.get_by_role("button", name="Without the flagged (.jsonl)").click()
-    lines = [json.loads(x) for x in open(dl.value.path(), encoding="utf-8").read().splitlines()]
-    flagged = int(page.get_by_role("spinbutton", name="Flag this many examples (the highest scores)").input_value())
-    assert len(lines) == 200 - flagged and set(lines[0]) == {"id", "task", "prompt", "completion"}
-
-    _tab(page, "Re-fine-tune")
-    if MODEL == "tiny":
-        _field(page, "Seeds").fill("1")
-        _field(page, "Seeds").press("Enter")
-        settle(page)
-    page.get_by_role("button", name=re.compile(r"Re-fine-tune without the \d+ flagged examples")).click()
-    settle(page, LONG)
-    page.get_by_text("Verdict:").first.wait_for()
-    shot(page, f"llm_files_{MODEL}_2_refinetune")
-
     _tab(page, "Heatmap")
     area = page.locator(".js-plotly-plot .nsewdrag").first
     area.wait_for()
@@ -75,8 +56,29 @@ def test_your_data_walkthrough(page, app_url):
         except Exception:
             continue
     opened.wait_for()
-    page.get_by_test_id("stSelectbox").filter(has_text="multiply-test-003").first.wait_for()
-    shot(page, f"llm_files_{MODEL}_3_heatmap")
+    # the clicked row's prompt (multiply-test-003 of the sample) is the one shown
+    page.get_by_text(re.compile(r"length of 67 meters and a width of 6 meters")).first.wait_for()
+    shot(page, f"llm_files_{MODEL}_1_heatmap")
+
+    _tab(page, "Detrimental examples")
+    page.get_by_text("Suggested budget:").first.wait_for()
+    shot(page, f"llm_files_{MODEL}_2_flagged")
+
+    with page.expect_download() as dl:  # the cleaned file, in the input's own format
+        page.get_by_role("button", name="Without the flagged (.jsonl)").click()
+    lines = [json.loads(x) for x in open(dl.value.path(), encoding="utf-8").read().splitlines()]
+    flagged = int(page.get_by_role("spinbutton", name="Flag this many examples (the highest scores)").input_value())
+    assert len(lines) == 200 - flagged and set(lines[0]) == {"id", "task", "prompt", "completion"}
+
+    _tab(page, "Re-fine-tune")
+    if MODEL == "tiny":
+        _field(page, "Seeds").fill("1")
+        _field(page, "Seeds").press("Enter")
+        settle(page)
+    page.get_by_role("button", name=re.compile(r"Re-fine-tune without the \d+ flagged examples")).click()
+    settle(page, LONG)
+    page.get_by_text("Verdict:").first.wait_for()
+    shot(page, f"llm_files_{MODEL}_3_refinetune")
 
     _tab(page, "Typed query")
     page.get_by_label("Prompt", exact=True).fill("Solve the following math problem. A rectangular garden has a "
