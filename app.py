@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from dashboard.auth import locked, sign_in_gate
+from dashboard.auth import back_to_link, locked, sign_in_gate
 from dashboard.escape import error
 from dashboard.nav import existing_pages, keep_cwd_off_path
 from dashboard.sidebar import sidebar
@@ -22,6 +22,7 @@ try:
     guard_uploads()  # Streamlit's upload endpoint: signed-out sessions refused, bytes capped per session
     note_session(not locked())
     sign_in_gate()  # signed out with sign-in on: only the sign-in screen, and the run stops here
+    back_to_link()  # just signed in: back to the link opened before sign-in (Streamlit's sign-in returns to /)
     sync_url()  # what the last run changed, in case it ended with st.stop()
     sidebar()
     for problem in link_problems():  # a shared link that did not pass the schema: said once, the defaults are used

@@ -92,14 +92,42 @@ def may_review() -> bool:
     return bool(me) and (not reviewers or me in reviewers or is_admin())
 
 
+# The address a signed-out visitor opened (a shared Review link, say) is kept in the browser tab while the
+# provider signs them in: Streamlit's sign-in always comes back to the app's root. Same tab, same origin only.
+LINK_KEY = "ogdash.link"
+_KEEP_LINK = f"""<script>(() => {{
+  const here = window.location.pathname + window.location.search;
+  if (here.replace(/\\/+$/, '') !== '' || window.location.search) sessionStorage.setItem('{LINK_KEY}', here);
+}})();</script>"""
+_BACK_TO_LINK = f"""<script>(() => {{
+  const kept = sessionStorage.getItem('{LINK_KEY}');
+  sessionStorage.removeItem('{LINK_KEY}');
+  if (!kept || !kept.startsWith('/') || kept.startsWith('//') || kept.startsWith('/\\\\')) return;
+  const to = new URL(kept, window.location.origin);
+  const here = window.location.pathname + window.location.search;
+  if (to.origin === window.location.origin && to.pathname + to.search !== here)
+    window.location.replace(to.pathname + to.search);
+}})();</script>"""
+
+
 def sign_in_gate() -> None:
-    """With sign-in on and nobody signed in: draw only the sign-in screen and stop the run."""
+    """With sign-in on and nobody signed in: draw only the sign-in screen and stop the run. The address opened is
+    kept in the tab, and the first page after sign-in goes back to it (``back_to_link``)."""
     if not locked():
         return
     st.title("ogdash")
     st.markdown("This review dashboard is shared by a team. **Sign in** to see the data and record decisions.")
     st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:")
+    st.html(_KEEP_LINK, unsafe_allow_javascript=True)  # our own script: it reads the address, takes no input
     st.stop()
+
+
+def back_to_link() -> None:
+    """Once per browser session, signed in: open the address kept before sign-in, if any (same origin only)."""
+    if not sign_in_on() or st.session_state.get("_link_checked"):
+        return
+    st.session_state["_link_checked"] = True
+    st.html(_BACK_TO_LINK, unsafe_allow_javascript=True)
 
 
 def who_box() -> None:

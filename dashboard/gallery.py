@@ -1,21 +1,57 @@
-"""The review gallery's card: one suspect sample with where it came from, its labels, score and decision buttons."""
+"""The review gallery's card: one suspect sample, where it came from, its labels, score, nearest neighbours, its
+decision history and the decision controls.
+
+The sample itself is drawn by its kind's renderer (dashboard/card_kinds.py); everything else is the same for
+every kind. Controls are never live when a click would not be saved: without a reviewer (or for one not on the
+reviewers list) they are disabled and the card says why, and a write that failed is shown on its card.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
-import pandas as pd
 import streamlit as st
 
+from dashboard.card_kinds import KINDS, feature_table  # noqa: F401  (feature_table: the Data page's table)
 from dashboard.escape import md
 
 BADGE = {"keep": ":green[keep]", "remove": ":red[remove]", "relabel": ":orange[relabel]", "unsure": ":gray[unsure]"}
+# The focused card's keys (Streamlit reserves C and R): keep, remove, unsure, relabel.
+KEYS = {"keep": "K", "remove": "X", "unsure": "U", "relabel": "L"}
 
 
-def feature_table(ds, positions) -> pd.DataFrame:
-    """Feature rows of ``ds`` at ``positions`` with their column names, indexed by source."""
-    positions = list(positions)
-    names = ds.feature_names or [f"x{j}" for j in range(int(np.prod(ds.X.shape[1:])))]
-    rows = ds.X[positions].reshape(len(positions), -1)
-    return pd.DataFrame(rows, columns=list(names), index=[ds.source(p) for p in positions])
+@dataclass
+class CardInfo:
+    """What a card shows beside the sample: ``probs`` (C,) held-out class probabilities (their argmax is the
+    suggestion), ``score`` (higher = more detrimental), the current ``decision`` and each reviewer's latest
+    (``everyone``), whether they ``conflict``, the sample's ``history`` (with undone rows), its ``neighbours``
+    ({"given"|"suggested": (positions, similarities)}) in ``space``, a feature row's ``unusual`` features,
+    ``refused`` (why decisions are off; "" when on), a failed write's ``error``, ``focus`` (the keys act
+    here) and ``mine`` (this reviewer's standing decision, which Undo withdraws)."""
+
+    pos: int
+    probs: np.ndarray
+    score: float
+    decision: dict | None = None
+    everyone: list = field(default_factory=list)
+    conflict: bool = False
+    history: list = field(default_factory=list)
+    neighbours: dict | None = None
+    space: str = ""
+    unusual: list = field(default_factory=list)
+    refused: str = ""
+    error: str = ""
+    focus: bool = False
+    mine: dict | None = None
+
+
+@dataclass(frozen=True)
+class Actions:
+    """What the card's controls call: ``decide(sample_id, decision, new_label)`` and ``undo(sample_id)``."""
+
+    decide: Callable
+    undo: Callable
 
 
 def valid_label(ds, label) -> int | None:
@@ -36,50 +72,90 @@ def _target(ds, d: dict) -> str:
     return f" → {md(ds.classes[label])}"
 
 
-def _said(ds, d: dict) -> str:
+def said(ds, d: dict) -> str:
+    """A decision in words: ``keep``, ``relabel → 7``."""
     return d["decision"] + (_target(ds, d) if d["decision"] == "relabel" else "")
 
 
-def card(ds, pos: int, probs: np.ndarray, score: float, decision: dict | None, on_decide,
-         everyone: list[dict] = (), conflict: bool = False) -> None:
-    """Draw sample ``pos`` of ``ds``; ``probs`` (C,) give its suggested label; ``on_decide(sample_id, decision,
-    new_label)`` records a choice; ``everyone`` holds each reviewer's latest decision on it, ``conflict`` says
-    they differ."""
+def _neighbours(ds, info: CardInfo, given: int, suggested: int) -> None:
+    if not info.neighbours:
+        return
+    kind = KINDS[ds.kind]
+    for which, label in (("given", given), ("suggested", suggested)):
+        found = info.neighbours.get(which)
+        if found is None or not len(found[0]):
+            continue
+        st.caption(f"Closest labelled **{md(ds.classes[label])}** ({which})",
+                   help=f"The nearest training samples given the label {md(ds.classes[label])} in {info.space}, "
+                        "with their cosine similarity to this one (1: the same direction).")
+        kind.neighbours(ds, *found)
+
+
+def _history(ds, info: CardInfo) -> None:
+    if not info.history:
+        return
+    with st.expander(f"History ({len(info.history)})"):
+        lines = []
+        for h in info.history:
+            line = f"{str(h['timestamp'])[:19].replace('T', ' ')} · {md(h['reviewer'])} · {said(ds, h)}"
+            lines.append(f"- ~~{line}~~ (undone)" if h.get("undone") else f"- {line}")
+        st.markdown("\n".join(lines))
+
+
+def card(ds, info: CardInfo, actions: Actions) -> None:
+    """Draw training sample ``info.pos`` of ``ds`` with its labels, score, neighbours, history and controls."""
+    pos = info.pos
     sid = int(ds.ids[pos])
-    given, suggested = int(ds.y[pos]), int(np.argmax(probs))
-    view = ds.view(pos)
+    given, suggested = int(ds.y[pos]), int(np.argmax(info.probs))
     with st.container(border=True, key=f"card_{sid}"):
-        if ds.kind == "image":
-            st.image(view, clamp=True, width="stretch")
-        elif ds.kind == "text":
-            st.markdown(f"> {md(view)}")
-        else:
-            table = feature_table(ds, [pos]).T.reset_index()
-            table.columns = ["feature", "value"]
-            st.dataframe(table, hide_index=True, width="stretch", height=min(35 * (len(table) + 1) + 3, 213),
-                         column_config={"value": st.column_config.NumberColumn(format="%.4g")})
+        if info.focus:  # the keys' card stands out (an outline, so the layout does not move)
+            st.html(f"<style>.st-key-card_{sid} {{outline: 3px solid #ff4b4b; outline-offset: 2px;}}</style>")
+            st.caption(f"⌨ Keys act on this card: **{KEYS['keep']}** keep · **{KEYS['remove']}** remove · "
+                       f"**{KEYS['relabel']}** relabel · **{KEYS['unsure']}** unsure · **N** next · **Z** undo")
+        KINDS[ds.kind].body(ds, pos, info)
         where = f"**{md(ds.sources[pos])}** · id {sid}" if ds.sources is not None else f"**id {sid}**"
-        st.markdown(f"{where} · score {score:.3f}  \n"
+        st.markdown(f"{where} · score {info.score:.3f}  \n"
                     f"given **{md(ds.classes[given])}** · suggested **{md(ds.classes[suggested])}** "
-                    f"({probs[suggested]:.0%})", help="The suggestion comes from the last layer refitted without this "
-                    "sample, so a wrong label the model memorised is not echoed back.")
+                    f"({info.probs[suggested]:.0%})", help="The suggestion comes from the last layer refitted without "
+                    "this sample, so a wrong label the model memorised is not echoed back.")
+        _neighbours(ds, info, given, suggested)
+        decision = info.decision
         if decision:
             label = _target(ds, decision) if decision["decision"] == "relabel" else ""
             st.markdown(f"decided: {BADGE[decision['decision']]}{label} ({md(decision['reviewer'])})")
-            if len(everyone) > 1:  # who decided what, when several did
-                mark = ":red[**conflict**] · " if conflict else ""
-                st.markdown(mark + " · ".join(f"{md(d['reviewer'])}: {_said(ds, d)}" for d in everyone))
+            if len(info.everyone) > 1:  # who decided what, when several did
+                mark = ":red[**conflict**] · " if info.conflict else ""
+                st.markdown(mark + " · ".join(f"{md(d['reviewer'])}: {said(ds, d)}" for d in info.everyone))
         else:
             st.caption("undecided")
-        b = st.columns(3)
-        b[0].button("Keep", key=f"keep_{sid}", on_click=on_decide, args=(sid, "keep", None), width="stretch")
-        b[1].button("Remove", key=f"remove_{sid}", on_click=on_decide, args=(sid, "remove", None), width="stretch")
-        b[2].button("Unsure", key=f"unsure_{sid}", on_click=on_decide, args=(sid, "unsure", None), width="stretch")
-        r = st.columns([2, 1])
-        start = valid_label(ds, decision["new_label"]) if decision and decision["decision"] == "relabel" else None
-        start = suggested if start is None else start
-        box = f"to_{sid}_{start}"  # a new decision redraws the box at its label
-        target = r[0].selectbox("Relabel to", range(ds.n_classes), index=start, key=box,
-                                format_func=lambda c: ds.classes[c], label_visibility="collapsed")
-        r[1].button("Relabel", key=f"relabel_{sid}", on_click=lambda: on_decide(sid, "relabel", int(st.session_state[box])),
-                    width="stretch", help=f"relabel to the class chosen on the left (now {md(ds.classes[target])})")
+        _controls(ds, info, actions, sid, suggested)
+        _history(ds, info)
+
+
+def _controls(ds, info: CardInfo, actions: Actions, sid: int, suggested: int) -> None:
+    """Keep / remove / unsure / relabel (and undo), disabled with the reason beside them when a click would not be
+    saved; the focused card's buttons carry the keyboard shortcuts."""
+    off, keys = bool(info.refused), (KEYS if info.focus and not info.refused else {})
+    row = st.container(horizontal=True, gap="small")  # wraps rather than cut a label short (a key hint widens it)
+    for name in ("keep", "remove", "unsure"):
+        row.button(name.capitalize(), key=f"{name}_{sid}", on_click=actions.decide, args=(sid, name, None),
+                   disabled=off, shortcut=keys.get(name))
+    r = st.columns([3, 2], vertical_alignment="bottom")
+    decision = info.decision
+    start = valid_label(ds, decision["new_label"]) if decision and decision["decision"] == "relabel" else None
+    start = suggested if start is None else start
+    box = f"to_{sid}_{start}"  # a new decision redraws the box at its label
+    target = r[0].selectbox("Relabel to", range(ds.n_classes), index=start, key=box, disabled=off,
+                            format_func=lambda c: ds.classes[c], label_visibility="collapsed")
+    r[1].button("Relabel", key=f"relabel_{sid}", on_click=lambda: actions.decide(sid, "relabel",
+                                                                                  int(st.session_state[box])),
+                disabled=off, shortcut=keys.get("relabel"),
+                help=f"relabel to the class chosen on the left (now {md(ds.classes[target])})")
+    if info.refused:
+        st.markdown(f":red[**Decisions are off:**] {md(info.refused)}")
+    elif info.mine:
+        st.button(f"Undo my {info.mine['decision']}", key=f"undo_{sid}", on_click=actions.undo, args=(sid,),
+                  type="tertiary", icon=":material/undo:", help="withdraw your latest decision on this sample; "
+                  "it goes back to the decision before (anyone's) or to undecided, and the history keeps both")
+    if info.error:
+        st.error(info.error)

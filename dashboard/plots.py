@@ -101,6 +101,17 @@ def gradient_scatter(coords, ids, given, predicted, scores, flags, classes, axis
     return fig
 
 
+def with_selection(fig: go.Figure, ids) -> go.Figure:
+    """A copy of the gradient plot with the points whose sample id (``customdata[0]``) is in ``ids`` drawn as
+    selected (the others dimmed), as a box or lasso leaves them: a reload shows the selection it keeps."""
+    ids = {int(i) for i in ids}
+    out = go.Figure(fig)
+    for trace in out.data:
+        custom = trace.customdata if trace.customdata is not None else []
+        trace.selectedpoints = [k for k, row in enumerate(custom) if int(row[0]) in ids]
+    return out
+
+
 def score_histogram(scores, threshold: float, n_flagged: int, bins: int = 60) -> go.Figure:
     """Histogram of the scores with the flagging threshold (higher = more detrimental), binned here: the browser
     gets ``bins`` bars, not one value per sample."""
@@ -121,6 +132,20 @@ def confusion_heatmap(matrix, classes) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=matrix, x=list(classes), y=list(classes), colorscale="Blues",
                                text=matrix, texttemplate="%{text}", hovertemplate="label %{y} → predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="predicted",
+                      yaxis_title="given label", yaxis_autorange="reversed", xaxis_type="category",
+                      yaxis_type="category")
+    return fig
+
+
+def flag_pairs_heatmap(matrix, classes) -> go.Figure:
+    """Flagged samples by given class (rows) and suggested class (columns), each cell's count written in it."""
+    classes = [html(c) for c in classes]
+    z = np.asarray(matrix)
+    text = np.where(z > 0, z.astype(str), "")
+    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Reds", text=text,
+                               texttemplate="%{text}", showscale=False,
+                               hovertemplate="given %{y} → suggested %{x}: %{z} flagged<extra></extra>"))
+    fig.update_layout(height=60 + 26 * len(classes), margin=dict(l=10, r=10, t=10, b=10), xaxis_title="suggested",
                       yaxis_title="given label", yaxis_autorange="reversed", xaxis_type="category",
                       yaxis_type="category")
     return fig

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import unicodedata
 from pathlib import Path
 
 import streamlit as st
@@ -127,7 +128,7 @@ def choose_data(spec: DataSpec, model_cfg: dict | None = None) -> None:
     st.session_state["data_spec"] = spec
     if model_cfg is not None:
         st.session_state["model_config"] = model_cfg
-    view().update(sel=[], gpage=1, classes=[])
+    view().update(sel=[], gpage=1, classes=[], suggested=[], q="")
     sync_url()
     st.rerun()
 
@@ -198,14 +199,29 @@ def _reviewer(text: str) -> str:
     return check_reviewer(name) if name else ""  # OgdashError is a ValueError: the default is used
 
 
+def _line(limit: int):
+    """One line of printable text of at most ``limit`` characters (a search, a typed path, a tab's name): what a
+    person typed, shown again in its box; a path is checked against the data root only when it is used."""
+    def parse(text: str) -> str:
+        if len(text) > limit or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
+            raise ValueError(text[:40])
+        return text
+    return parse
+
+
+# The Data & model page's typed paths, kept in the address so a reload shows what was typed.
+TYPED_PATHS = ("train_path", "test_path", "folder", "folder_test", "cifar", "cifar_labels")
+
+
 def _view_fields() -> dict:
     """name -> (default, parse(text) -> value). Parsing failures fall back to the default."""
     from ogdash.pipeline import RECOMMENDED
 
     return {"layer": ("last", str), "detector": (RECOMMENDED, _detector), "budget": (0.05, _budget),
             "layout": ("pca", _one_of(("pca", "umap"))), "show": ("flagged", _one_of(SHOW)),
-            "classes": ([], _ints), "status": ("all", _one_of(STATUS)), "gpage": (1, _positive),
-            "reviewer": ("", _reviewer), "sel": ([], _ints)}
+            "classes": ([], _ints), "suggested": ([], _ints), "status": ("all", _one_of(STATUS)),
+            "q": ("", _line(200)), "gpage": (1, _positive), "reviewer": ("", _reviewer), "sel": ([], _ints),
+            "tab": ("", _line(60)), **{name: ("", _line(1000)) for name in TYPED_PATHS}}
 
 
 def _to_text(value) -> str:

@@ -24,6 +24,7 @@ from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress, Timer
 from ogdash.core.threads import at_most
 from ogdash.data.dataset import Dataset, Splits, hold_out_validation, make_dataset
+from ogdash.data.search import SearchIndex, find_samples
 from ogdash.data.spec import DataSpec
 from ogdash.detect.budget import BudgetEstimate, estimate_budget
 from ogdash.detect.crossfit import probe_probabilities, should_crossfit
@@ -36,11 +37,15 @@ from ogdash.detect.scoring import score
 from ogdash.engine.gradients import GradientSet, extract_gradients, from_arrays, selectable_layers, to_arrays
 from ogdash.engine.layout2d import LAYOUTS, UMAP_FIT_MAX, cached_layout, layout_2d  # noqa: F401
 from ogdash.engine.settings import GradientSettings
+# top_pairs: the pages list the class pairs through the scan's module
+from ogdash.explain import ClassStats, class_stats, flag_pairs, nearest_in_classes, row_norms, top_pairs  # noqa: F401
+from ogdash.explain import unusual_features
 from ogdash.models.train import accuracy, check_fits, confusion, fit, predict_proba
 from ogdash.models.weights import load_torchvision
 from ogdash.models.zoo import ModelSpec, build_model, weights_key
 
 holdout_validation = hold_out_validation  # the public name since the first release
+NEIGHBOUR_MEMORY = 20_000  # positions whose neighbours a scan keeps (about 1 MB at k = 3)
 
 
 def model_key(spec: ModelSpec, train: Dataset, seed: int) -> str:
@@ -302,7 +307,7 @@ class Scan:
 
     def key(self, stage: str, *more) -> str:
         """The store key of ``stage`` (and ``more``: a detector, a budget, a layout), made of what it depends on."""
-        if stage == "splits":
+        if stage in ("splits", "feature_stats", "search"):  # the data's alone
             return cache_key(stage, self.data_key)
         if stage in ("model", "train_seconds", "summary"):
             return cache_key(stage, self.data_key, self.model_key)
@@ -498,6 +503,77 @@ class Scan:
             disk_key = gradients_key(self.model(), self.train, self.settings.gradients)
             return cached_layout(grads, layout, self.cache, disk_key, progress=progress)
         return self.stages.get(self.key("layout", layout), compute)
+
+    # ---------------------------------------------------------------- what a reviewer sees beside a flag
+
+    def suggested(self) -> np.ndarray:
+        """(n,) each training sample's suggested label: the argmax of ``probabilities``."""
+        return self.stages.get(self.key("suggested"), lambda: self.probabilities().argmax(1))
+
+    def feature_space(self) -> tuple[np.ndarray, str]:
+        """The rows neighbours are found in, and their name: the model's features (the last layer's inputs, the
+        gradient's second factor) when the gradients are kept as factors, else the gradient rows."""
+        grads = self.gradients()
+        if grads.acts is not None:
+            return grads.acts, "the model's feature space (the last layer's inputs)"
+        return grads.dense, "gradient space"
+
+    def neighbours(self, positions, k: int = 3) -> dict[int, dict]:
+        """For each training position: its ``k`` nearest samples (cosine, ``feature_space``) among those given its
+        label and among those given its suggested label, as ``{"given": (positions, similarity), "suggested":
+        (...)}`` ("suggested" is None when the suggestion is the given label).
+
+        One chunked pass over the rows serves every position not asked before; answers are kept in a stage
+        (at most ``NEIGHBOUR_MEMORY`` positions), so paging back costs nothing.
+        """
+        known = self.stages.get(self.key("neighbours", k), dict)  # shared by every session: read each entry once
+        positions = [int(p) for p in positions]
+        out = {p: known.get(p) for p in positions}
+        missing = [p for p, hit in out.items() if hit is None]
+        if missing:
+            rows, _ = self.feature_space()
+            norms = self.stages.get(self.key("feature_norms"), lambda: row_norms(rows))
+            given, suggested = self.train.y[missing], self.suggested()[missing]
+            found, sims = nearest_in_classes(rows, self.train.y, missing,
+                                             np.stack([given, np.where(suggested != given, suggested, -1)], 1), k,
+                                             norms)
+            if len(known) + len(missing) > NEIGHBOUR_MEMORY:
+                known.clear()
+            for i, p in enumerate(missing):
+                keep = [found[i, j] >= 0 for j in range(2)]
+                out[p] = known[p] = {"given": (found[i, 0][keep[0]], sims[i, 0][keep[0]]),
+                                     "suggested": None if suggested[i] == given[i] else (found[i, 1][keep[1]],
+                                                                                          sims[i, 1][keep[1]])}
+        return {p: out[p] for p in positions}
+
+    def class_pairs(self, detector: str | None = None, budget=None) -> np.ndarray:
+        """(C, C) flagged samples by given class (rows) and suggested class (columns): where the flags fall."""
+        b = self.budget(budget)
+        entry = self.settings.entry if detector in (None, self.settings.detector) else method(detector)
+        return self.stages.get(self.key("class_pairs", entry.key, b), lambda: flag_pairs(
+            self.train.y, self.suggested(), self.flags(entry.key, b), self.train.n_classes))
+
+    def feature_stats(self) -> ClassStats | None:
+        """Each class's mean and spread of every input feature (feature rows only; None for images and text)."""
+        train = self.train
+        if train.kind != "features":
+            return None
+        return self.stages.get(self.key("feature_stats"), lambda: class_stats(
+            train.X, train.y, train.n_classes))
+
+    def unusual_features(self, positions, top: int = 5) -> dict[int, list[dict]]:
+        """For each training position of a feature row, its ``top`` features by |z| against its given class
+        (``ogdash.explain.unusual_features``); empty for images and text."""
+        stats, train = self.feature_stats(), self.train
+        if stats is None:
+            return {int(p): [] for p in positions}
+        return {int(p): unusual_features(train.X[int(p)], int(train.y[int(p)]), stats, top) for p in positions}
+
+    def find(self, query: str) -> np.ndarray:
+        """Sorted training positions that ``query`` names: an id, a file name, ``line 7``, ``row 7``, or words in a
+        text (``ogdash.data.search.find_samples``; the index is built once per data)."""
+        index = self.stages.get(self.key("search"), lambda: SearchIndex.of(self.train))
+        return find_samples(self.train, query, index)
 
     # ---------------------------------------------------------------- everything at once
 

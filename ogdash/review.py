@@ -7,9 +7,10 @@ Conventions
   export) and reviewer (str), with a UTC timestamp (ISO-8601, microseconds, so text
   order is time order).
 - Decisions are ``keep``, ``remove``, ``relabel`` (with ``new_label``, a class index
-  >= 0, below the class count where the caller knows it) and ``unsure``. The *current*
-  decision for a sample is the latest one across reviewers; equal times are broken by
-  insertion order.
+  >= 0, below the class count where the caller knows it), ``unsure`` and ``edit`` (with
+  ``new_text``, a corrected text such as a fine-tuning example's completion;
+  ``ogdash.experiments.llm_review``). The *current* decision for a sample is the latest one
+  across reviewers; equal times are broken by insertion order.
 - "Latest" is the server's time: each row also records when this store received it
   (``received``). A decision made here is stamped then; an imported one keeps the time its
   file claims as data (``timestamp``) but ranks at the earlier of that claim and its
@@ -26,6 +27,10 @@ Conventions
   samples keep their given label.
 - Several reviewers may decide the same sample; :meth:`DecisionStore.by_reviewer` keeps each
   one's latest and :meth:`DecisionStore.conflicts` lists the samples where those differ.
+- Undo never deletes: a reviewer withdraws their own decisions (their last action, or their
+  latest decision on one sample) by adding rows to a second append-only table, ``undone``.
+  Every reading skips withdrawn decisions, so the sample falls back to the decision before
+  (anyone's) or to undecided; ``history(with_undone=True)`` still shows them, marked.
 - Imports never reorder history: a row dated in the future (beyond ``CLOCK_SKEW``)
   would outrank every decision made until then, so the whole file is refused; sample
   ids and labels must fit SQLite's 64-bit integers.
@@ -49,7 +54,7 @@ import pandas as pd
 
 from ogdash.core.errors import OgdashError
 
-DECISIONS = ("keep", "remove", "relabel", "unsure")
+DECISIONS = ("keep", "remove", "relabel", "unsure", "edit")
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this machine's clock an imported timestamp may be
 
 
@@ -61,15 +66,21 @@ def default_store_path() -> Path:
     return Path(os.environ.get("OGDASH_DECISIONS") or Path.home() / ".local" / "share" / "ogdash" / "decisions.sqlite")
 
 _INT64 = (-(2**63), 2**63 - 1)
-_FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]
+_FIELDS = ["dataset", "sample_id", "decision", "new_label", "reviewer", "timestamp", "note", "new_text"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     dataset TEXT NOT NULL, sample_id INTEGER NOT NULL, decision TEXT NOT NULL,
     new_label INTEGER, reviewer TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
-    timestamp TEXT NOT NULL);
+    timestamp TEXT NOT NULL, new_text TEXT);
 CREATE INDEX IF NOT EXISTS decisions_by_sample ON decisions (dataset, sample_id);
+CREATE TABLE IF NOT EXISTS undone (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, decision INTEGER NOT NULL UNIQUE, reviewer TEXT NOT NULL,
+    timestamp TEXT NOT NULL);
 """
+_STANDING = "id NOT IN (SELECT decision FROM undone)"  # decisions nobody withdrew
+# One action: the rows one write saved share their receive time (rows from before ``received`` are one each).
+_ACTION = "COALESCE(received, '#' || id)"
 # The time a decision ranks at: the time it claims, but never later than when this store received it
 # (``received`` is NULL in stores written before it existed: then the claimed time, as before).
 _RANK = "MIN(timestamp, COALESCE(received, timestamp))"
@@ -138,8 +149,8 @@ def check_reviewer(name) -> str:
     return name.strip()
 
 
-def _validate(sample_id, decision, reviewer, new_label, note, n_classes: int | None = None) -> tuple:
-    """Check one decision and return it as (sample_id, decision, new_label, reviewer, note)."""
+def _validate(sample_id, decision, reviewer, new_label, note, n_classes: int | None = None, new_text=None) -> tuple:
+    """Check one decision and return it as (sample_id, decision, new_label, reviewer, note, new_text)."""
     if decision not in DECISIONS:
         raise OgdashError(f"Unknown decision {_short(decision)}; use one of {', '.join(DECISIONS)}.")
     reviewer = check_reviewer(reviewer)
@@ -156,8 +167,15 @@ def _validate(sample_id, decision, reviewer, new_label, note, n_classes: int | N
         raise OgdashError("new_label is only for relabel decisions; drop it or use decision='relabel'.")
     else:
         new_label = None
+    if decision == "edit":
+        if _missing(new_text) or not isinstance(new_text, str) or not new_text.strip():
+            raise OgdashError("An edit decision needs new_text; pass the corrected text (not empty).")
+    elif not _missing(new_text):
+        raise OgdashError("new_text is only for edit decisions; drop it or use decision='edit'.")
+    else:
+        new_text = None
     note = "" if _missing(note) else str(note)
-    return _as_int(sample_id, "sample_id"), decision, new_label, reviewer, note
+    return _as_int(sample_id, "sample_id"), decision, new_label, reviewer, note, new_text
 
 
 def _check_dataset(dataset) -> str:
@@ -166,12 +184,13 @@ def _check_dataset(dataset) -> str:
     return dataset
 
 
-def _add_received(con) -> None:
-    """Give a store written before ``received`` existed that column (its old rows keep NULL: their claimed time)."""
-    if "received" in {row[1] for row in con.execute("PRAGMA table_info(decisions)")}:
+def _add_column(con, name: str) -> None:
+    """Give a store written before column ``name`` existed that column; its old rows keep NULL there (for
+    ``received``: rank at their claimed time; for ``new_text``: not an edit)."""
+    if name in {row[1] for row in con.execute("PRAGMA table_info(decisions)")}:
         return
     try:
-        con.execute("ALTER TABLE decisions ADD COLUMN received TEXT")
+        con.execute(f"ALTER TABLE decisions ADD COLUMN {name} TEXT")
     except sqlite3.OperationalError as exc:  # another process added it a moment ago
         if "duplicate column" not in str(exc):
             raise
@@ -195,7 +214,8 @@ class DecisionStore:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(_SCHEMA)
-                _add_received(con)
+                _add_column(con, "received")  # stores written before these columns existed keep their rows
+                _add_column(con, "new_text")
         except sqlite3.DatabaseError as exc:
             raise OgdashError(
                 f"{self.path} is not a readable decision store ({exc}); "
@@ -217,11 +237,13 @@ class DecisionStore:
     def _insert(self, rows: list[tuple], skip_existing: bool = False) -> int:
         """Write rows of _FIELDS in one transaction, each received now; return how many were added."""
         received = _now()
-        sql = f"INSERT INTO decisions ({', '.join(_FIELDS)}, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        marks = ", ".join("?" * (len(_FIELDS) + 1))
+        sql = f"INSERT INTO decisions ({', '.join(_FIELDS)}, received) VALUES ({marks})"
         if skip_existing:  # imports: the same decision saved twice is one decision
-            sql = (f"INSERT INTO decisions ({', '.join(_FIELDS)}, received) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+            sql = (f"INSERT INTO decisions ({', '.join(_FIELDS)}, received) SELECT {marks} "
                    "WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE dataset = ? AND sample_id = ? "
-                   "AND decision = ? AND new_label IS ? AND reviewer = ? AND timestamp = ? AND note = ?)")
+                   "AND decision = ? AND new_label IS ? AND reviewer = ? AND timestamp = ? AND note = ? "
+                   "AND new_text IS ?)")
             rows = [row + (received,) + row for row in rows]
         else:
             rows = [row + (received,) for row in rows]
@@ -238,18 +260,20 @@ class DecisionStore:
         return added
 
     def record(self, dataset: str, sample_id: int, decision: str, reviewer: str,
-               new_label: int | None = None, note: str = "", n_classes: int | None = None) -> None:
+               new_label: int | None = None, note: str = "", n_classes: int | None = None,
+               new_text: str | None = None) -> None:
         """Save one decision for ``sample_id`` in ``dataset`` by ``reviewer``, stamped now (UTC); a relabel must
-        name a class below ``n_classes`` when it is given."""
-        sid, dec, label, who, note = _validate(sample_id, decision, reviewer, new_label, note, n_classes)
-        self._insert([(_check_dataset(dataset), sid, dec, label, who, _now(), note)])
+        name a class below ``n_classes`` when it is given, an edit carries ``new_text``."""
+        sid, dec, label, who, note, text = _validate(sample_id, decision, reviewer, new_label, note, n_classes,
+                                                     new_text)
+        self._insert([(_check_dataset(dataset), sid, dec, label, who, _now(), note, text)])
 
     def record_many(self, dataset: str, records: Iterable[Mapping] | pd.DataFrame, reviewer: str,
                     n_classes: int | None = None) -> int:
         """Save many decisions in one transaction: all are stored or none is.
 
         ``records`` holds mappings (or DataFrame rows) with ``sample_id``, ``decision`` and
-        optionally ``new_label`` and ``note``. Returns the number of decisions saved.
+        optionally ``new_label``, ``new_text`` and ``note``. Returns the number of decisions saved.
         """
         dataset = _check_dataset(dataset)
         if isinstance(records, pd.DataFrame):
@@ -259,27 +283,40 @@ class DecisionStore:
         for r in records:
             if "sample_id" not in r or "decision" not in r:
                 raise OgdashError("Each record needs 'sample_id' and 'decision'; add the missing keys.")
-            sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], reviewer,
-                                                   r.get("new_label"), r.get("note", ""), n_classes)
-            rows.append((dataset, sid, dec, label, who, stamp, note))
+            sid, dec, label, who, note, text = _validate(r["sample_id"], r["decision"], reviewer, r.get("new_label"),
+                                                         r.get("note", ""), n_classes, r.get("new_text"))
+            rows.append((dataset, sid, dec, label, who, stamp, note, text))
         return self._insert(rows)
 
     def _query(self, sql: str, params: tuple) -> pd.DataFrame:
         with self._connect() as con:
             frame = pd.read_sql_query(sql, con, params=params)
         frame["new_label"] = frame["new_label"].astype("Int64")
+        frame["new_text"] = frame["new_text"].astype("string")
         return frame
 
-    def history(self, dataset: str, sample_id: int | None = None) -> pd.DataFrame:
-        """Every decision for ``dataset`` (or one sample), oldest first.
+    def history(self, dataset: str, sample_id: int | None = None, sample_ids: Iterable[int] | None = None,
+                with_undone: bool = False) -> pd.DataFrame:
+        """Every standing decision for ``dataset`` (or one sample, or the samples ``sample_ids``), oldest first.
 
-        Columns: sample_id, decision, new_label (Int64, <NA> unless relabel), reviewer, timestamp, note.
+        Columns: sample_id, decision, new_label (Int64, <NA> unless relabel), reviewer, timestamp, note,
+        new_text (string, <NA> unless edit).
+        ``with_undone``: withdrawn decisions too, and a boolean column ``undone`` saying which.
         """
         where, params = "dataset = ?", (_check_dataset(dataset),)
         if sample_id is not None:
             where, params = where + " AND sample_id = ?", params + (_as_int(sample_id, "sample_id"),)
-        return self._query(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {where} "
-                           f"ORDER BY {_RANK}, id", params)
+        if sample_ids is not None:
+            ids = sorted({_as_int(i, "sample_id") for i in sample_ids})
+            where += f" AND sample_id IN ({', '.join('?' * len(ids))})" if ids else " AND 0"
+            params += tuple(ids)
+        if not with_undone:
+            return self._query(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {where} AND {_STANDING} "
+                               f"ORDER BY {_RANK}, id", params)
+        frame = self._query(f"SELECT {', '.join(_FIELDS[1:])}, id IN (SELECT decision FROM undone) AS undone "
+                            f"FROM decisions WHERE {where} ORDER BY {_RANK}, id", params)
+        frame["undone"] = frame["undone"].astype(bool)
+        return frame
 
     def current(self, dataset: str) -> pd.DataFrame:
         """The latest decision per sample across reviewers, sorted by sample_id.
@@ -289,7 +326,7 @@ class DecisionStore:
         cols = ", ".join(_FIELDS[1:])
         return self._query(
             f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id "
-            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ? AND {_STANDING}) "
             "WHERE rank = 1 ORDER BY sample_id", (_check_dataset(dataset),))
 
     def by_reviewer(self, dataset: str) -> pd.DataFrame:
@@ -301,7 +338,7 @@ class DecisionStore:
         cols = ", ".join(_FIELDS[1:])
         return self._query(
             f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY sample_id, reviewer "
-            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ?) "
+            f"ORDER BY {_RANK} DESC, id DESC) AS rank FROM decisions WHERE dataset = ? AND {_STANDING}) "
             "WHERE rank = 1 ORDER BY sample_id, reviewer", (_check_dataset(dataset),))
 
     def conflicts(self, dataset: str) -> pd.DataFrame:
@@ -313,9 +350,75 @@ class DecisionStore:
         to agree resolves the conflict.
         """
         mine = self.by_reviewer(dataset)
-        verdict = mine["decision"] + ":" + mine["new_label"].astype("string").fillna("")
+        verdict = (mine["decision"] + ":" + mine["new_label"].astype("string").fillna("") + ":"
+                   + mine["new_text"].fillna(""))
         differs = verdict.groupby(mine["sample_id"]).transform("nunique") > 1
         return mine[differs].reset_index(drop=True)
+
+    # ---------------------------------------------------------------- undo
+
+    def _withdraw(self, pick: str, params: tuple, reviewer: str) -> pd.DataFrame:
+        """Withdraw, in one transaction, the standing decisions of ``reviewer`` that ``pick`` (SQL selecting
+        decision ids) names; return them (columns of :meth:`history`), empty when there were none."""
+        reviewer = check_reviewer(reviewer)
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [row[0] for row in con.execute(pick, params)]
+                rows = con.execute(f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE id IN "
+                                   f"({', '.join('?' * len(ids))}) ORDER BY id", ids).fetchall() if ids else []
+                con.executemany("INSERT INTO undone (decision, reviewer, timestamp) VALUES (?, ?, ?)",
+                                [(i, reviewer, _now()) for i in ids])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        frame = pd.DataFrame(rows, columns=_FIELDS[1:])
+        frame["new_label"] = frame["new_label"].astype("Int64")
+        return frame
+
+    def undo_last(self, dataset: str, reviewer: str) -> pd.DataFrame:
+        """Withdraw ``reviewer``'s last action on ``dataset``: their latest standing decision, with every decision
+        saved in the same write (a bulk action is one action). Returns what was withdrawn (empty: nothing)."""
+        mine = f"dataset = ? AND reviewer = ? AND {_STANDING}"
+        return self._withdraw(
+            f"SELECT id FROM decisions WHERE {mine} AND {_ACTION} = (SELECT {_ACTION} FROM decisions "
+            f"WHERE {mine} ORDER BY id DESC LIMIT 1)", (_check_dataset(dataset), reviewer) * 2, reviewer)
+
+    def undo(self, dataset: str, sample_id: int, reviewer: str) -> pd.DataFrame:
+        """Withdraw ``reviewer``'s latest standing decision on ``sample_id``; returns it (empty: there was none)."""
+        return self._withdraw(
+            f"SELECT id FROM decisions WHERE dataset = ? AND sample_id = ? AND reviewer = ? AND {_STANDING} "
+            "ORDER BY id DESC LIMIT 1", (_check_dataset(dataset), _as_int(sample_id, "sample_id"), reviewer),
+            reviewer)
+
+    def last_action(self, dataset: str, reviewer: str) -> pd.DataFrame:
+        """What :meth:`undo_last` would withdraw now (columns of :meth:`history`)."""
+        mine = f"dataset = ? AND reviewer = ? AND {_STANDING}"
+        return self._query(
+            f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {mine} AND {_ACTION} = (SELECT {_ACTION} FROM "
+            f"decisions WHERE {mine} ORDER BY id DESC LIMIT 1) ORDER BY id", (_check_dataset(dataset), reviewer) * 2)
+
+    # ---------------------------------------------------------------- what changed
+
+    def mark(self, dataset: str) -> tuple[int, int]:
+        """Where ``dataset``'s decisions stand: (its latest decision's row id, the latest withdrawal's row id).
+        A new decision or undo changes it; :meth:`changed_since` says which samples."""
+        with self._connect() as con:
+            row = con.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions WHERE dataset = ?), "
+                              "(SELECT COALESCE(MAX(u.id), 0) FROM undone u JOIN decisions d ON d.id = u.decision "
+                              "WHERE d.dataset = ?)", (_check_dataset(dataset), dataset)).fetchone()
+        return int(row[0]), int(row[1])
+
+    def changed_since(self, dataset: str, mark: tuple[int, int]) -> pd.DataFrame:
+        """The samples decided or undone after ``mark`` (from :meth:`mark`): columns sample_id, reviewer."""
+        with self._connect() as con:
+            frame = pd.read_sql_query(
+                "SELECT sample_id, reviewer FROM decisions WHERE dataset = ? AND id > ? UNION "
+                "SELECT d.sample_id, u.reviewer FROM undone u JOIN decisions d ON d.id = u.decision "
+                "WHERE d.dataset = ? AND u.id > ?", con, params=(_check_dataset(dataset), int(mark[0]), dataset,
+                                                                 int(mark[1])))
+        return frame
 
     def export(self, dataset: str, path: str | Path, current_only: bool = False) -> Path:
         """Write the history (or only current decisions) of ``dataset`` to a .csv or .json file."""
@@ -361,14 +464,15 @@ class DecisionStore:
                 raise OgdashError(f"Row {n} of {path.name} lacks {sorted(missing)}; "
                                   "choose a file made by export or pass dataset=.")
             try:
-                sid, dec, label, who, note = _validate(r["sample_id"], r["decision"], r["reviewer"],
-                                                       r.get("new_label"), r.get("note", ""), n_classes)
+                sid, dec, label, who, note, text = _validate(r["sample_id"], r["decision"], r["reviewer"],
+                                                             r.get("new_label"), r.get("note", ""), n_classes,
+                                                             r.get("new_text"))
             except OgdashError as e:
                 raise OgdashError(f"Row {n} of {path.name}: {e}") from None
             if importer is not None and who != importer:  # the file's name is a claim: kept, not trusted
                 note, who = f"{note}{' · ' if note else ''}file's reviewer: {who}", importer
             stamp = _imported_stamp(r["timestamp"], n, path.name, now)
-            rows.append((_check_dataset(dataset or r["dataset"]), sid, dec, label, who, stamp, note))
+            rows.append((_check_dataset(dataset or r["dataset"]), sid, dec, label, who, stamp, note, text))
         return self._insert(rows, skip_existing=True)
 
     def cleaned_labels(self, dataset: str, ids, given_labels, drop_removed: bool = False) -> pd.DataFrame:

@@ -53,6 +53,8 @@ from ogdash.models.user import load_factory
 from ogdash.models.zoo import build_model
 from ogdash.models.weights import torchvision_model
 from ogdash.pipeline import ScanSettings, gradients, scan, train_model
+from ogdash.data.prompt_files import load_prompt_file
+from ogdash.models.llm import load_language_model
 from ogdash.review import DecisionStore
 
 ARCH = "shufflenet_v2_x0_5"  # a small torchvision architecture: checkpoints of a few MB
@@ -191,6 +193,7 @@ def build_data_root(base: Path) -> Path:
                                              in enumerate(rows)]))
     (root / "decisions_junk.sqlite").write_bytes(JUNK_STORE)
     _issue_25_inputs(root, outside, base)
+    _llm_inputs(root / "llm")
     return root
 
 
@@ -237,6 +240,33 @@ def _issue_25_inputs(root: Path, outside: Path, base: Path) -> None:
                                              "x,0,keep,,ann,2020-01-01T00:00:00,\nx,1,relabel,999,ann,2020-01-01,\n")
     looped = _image_folder(root / "images" / "looped")
     os.symlink(looped, looped / "cat" / "again")  # a link back up: a walk that follows it never ends
+
+
+def _llm_inputs(llm_root: Path) -> None:
+    """Fine-tuning files, a model folder and an adapter for the LLM cases (issue #29)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ogdash.data.prompt_files import write_jsonl
+    from ogdash.data.prompts import make_instruction_set
+    from ogdash.models.llm import tiny_model
+
+    s = make_instruction_set(per_task=4, test_per_task=1, wrong_rate=0.25, seed=0)
+    write_jsonl(list(s.train), llm_root / "good_train.jsonl")
+    write_jsonl(list(s.test), llm_root / "good_test.jsonl")
+    good = '{"prompt": "2+2 ->", "completion": " 4"}\n'
+    (llm_root / "malformed.jsonl").write_text(good * 2 + '{"prompt": "3+3 ->", "completion": " 6"\n' + good)
+    (llm_root / "missing_field.jsonl").write_text(good + '{"prompt": "3+3 ->"}\n' + good)
+    (llm_root / "empty_completion.jsonl").write_text(good * 3 + '{"prompt": "3+3 ->", "completion": ""}\n')
+    short = [{"prompt": f"{a}+{a} ->", "completion": f" {2 * a}"} for a in range(12)]
+    write_jsonl(short[:2] + [{"prompt": "Tell me a story. " * 40 + "->", "completion": " Once."}] + short[2:],
+                llm_root / "long.jsonl")
+    model, _ = tiny_model(0)
+    model.save_pretrained(llm_root / "model_no_tokenizer")  # safetensors weights and config, no tokenizer
+    cfg = LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2)
+    get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(
+        llm_root / "other_adapter")  # a LoRA adapter trained for another (smaller) model
 
 
 @pytest.fixture(scope="module")
@@ -364,10 +394,13 @@ def import_decisions_file(at, root, name):
 
 
 def decide_as(at, name):
-    """On the Review page (after training), type a reviewer name and remove the first card."""
+    """On the Review page (after training), type a reviewer name and remove the first card (its button is disabled,
+    with the reason on the card, when the name is refused: then nothing can be clicked)."""
     train_then_review(at)
     _find(at.text_input, "Reviewer name").set_value(name).run()
-    next(b for b in at.button if b.key and b.key.startswith("remove_")).click().run()
+    remove = next(b for b in at.button if b.key and b.key.startswith("remove_"))
+    if not remove.disabled:
+        remove.click().run()
     return at
 
 
@@ -706,6 +739,55 @@ CASES = [
          also="test_review.py::test_corrupt_file_raises_and_is_kept"),
 ]
 
+# --- your own fine-tuning files and language models (issue #29): the LLM page's "your data" mode and ogdash llm
+B_LLM = "fine-tuning data"
+
+
+def _llm_cli(train="llm/good_train.jsonl", *extra):
+    return ["llm", "--train", train, "--model", "tiny", "--no-cache", "--quiet", "--max-length", "512", *extra]
+
+
+def _long_texts_are_cut_with_a_note(root):
+    from ogdash.experiments import llm_files as lf
+    from ogdash.models.llm import FinetuneSettings, LoraSettings
+
+    settings = lf.FileSettings(model="tiny", proj_dim=64, lora=LoraSettings(layers=1),
+                               finetune=FinetuneSettings(epochs=1, max_length=128, loss_on="completion"))
+    run = lf.extract(root / "llm/long.jsonl", None, settings, DiskCache(root.parent / "cache_llm_long"))
+    assert run.train.n == 13 and run.G.shape[0] == 13
+    (note,) = run.notes
+    assert re.search(r"1 training example\(s\) are longer than 128 tokens and were cut \(first: line 3\)", note)
+
+
+def _mismatched_adapter(root):
+    from ogdash.models.llm import load_adapter_folder, load_language_model
+
+    load_adapter_folder(load_language_model("tiny", "cpu"), root / "llm/other_adapter")
+
+
+LLM_CASES = [
+    Case("fine-tuning file with a malformed JSON line", B_LLM,
+         lambda r: load_prompt_file(r / "llm/malformed.jsonl"), r"malformed\.jsonl: line 3 is not valid JSON",
+         cli=_llm_cli("llm/malformed.jsonl"), keeps=None),
+    Case("fine-tuning record missing its completion field", B_LLM,
+         lambda r: load_prompt_file(r / "llm/missing_field.jsonl"), r"line 2 has no 'completion' field",
+         cli=_llm_cli("llm/missing_field.jsonl"), keeps=None),
+    Case("fine-tuning record with an empty completion", B_LLM,
+         lambda r: load_prompt_file(r / "llm/empty_completion.jsonl"),
+         r"1 example\(s\) have an empty completion \(first: line 4\)", cli=_llm_cli("llm/empty_completion.jsonl"),
+         keeps=None),
+    Case("fine-tuning text over the token cap: cut, with a note naming its line", B_LLM,
+         _long_texts_are_cut_with_a_note, None, keeps=None, also="test_llm_files.py::test_cli_contract_on_your_files"),
+    Case("language model folder without a tokenizer", B_LLM,
+         lambda r: load_language_model(str(r / "llm/model_no_tokenizer"), "cpu"), r"has no tokenizer",
+         cli=["llm", "--train", "llm/good_train.jsonl", "--model", "llm/model_no_tokenizer", "--no-cache"], keeps=None,
+         also="test_llm_files.py::test_adapter_and_model_folders_that_do_not_fit"),
+    Case("LoRA adapter that does not match the model", B_LLM, _mismatched_adapter,
+         r"the adapter does not match the model tiny", cli=_llm_cli("llm/good_train.jsonl", "--adapter",
+                                                                   "llm/other_adapter"), keeps=None),
+]
+CASES += LLM_CASES
+
 ISSUE_BULLETS = {
     "corrupt image file": "corrupt image file", "non-image file": "non-image file", "empty folder": "empty folder",
     "class folder with no images": "class folder with no images", "missing arrays": "without the y array",
@@ -730,6 +812,10 @@ ISSUE_BULLETS = {
     # issue #28, tables of texts
     "empty texts": "an empty text", "non-UTF-8 texts": "texts with non-UTF-8", "missing text column":
     "missing its text column", "unseen label names": "label name unseen", "texts over a length cap": "length cap",
+    # issue #29
+    "malformed JSON lines": "malformed JSON line", "missing fields": "missing its completion field",
+    "empty completions": "empty completion", "texts over the token cap": "over the token cap",
+    "model folder without a tokenizer": "without a tokenizer", "adapter that does not match": "adapter that does not",
 }
 
 
@@ -750,7 +836,8 @@ def test_catalogue_covers_the_issue(capsys):
     assert not missing, f"no catalogue case for: {missing}"
     with capsys.disabled():
         print(f"\nbad-input catalogue: {len(CASES)} cases; library {len(CASES)}, "
-              f"CLI {sum(c.cli is not None for c in CASES)}, pages {sum(c.page is not None for c in CASES)}")
+              f"CLI {sum(c.cli is not None for c in CASES)}, "
+              f"pages {sum(c.page is not None for c in CASES) + len(LLM_PAGE)}")
 
 
 # ------------------------------------------------------------------ library
@@ -772,8 +859,8 @@ CLI_CASES = [c for c in CASES if c.cli is not None]
 
 
 def _cli_argv(case, root):
-    return [str(root / a) if a.endswith((".npz", ".csv", ".tsv", ".parquet", ".pt")) or a.startswith("files/") else a
-            for a in case.cli]
+    return [str(root / a) if a.endswith((".npz", ".csv", ".tsv", ".parquet", ".pt")) or a.startswith(("files/", "llm/"))
+            else a for a in case.cli]
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=case_id)
@@ -883,6 +970,70 @@ def test_page(case, page_env, monkeypatch):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "other_train.npz" in shown(at)
     assert _find(at.metric, "Training samples").value == "30"  # every sample of the user's file: no hidden hold-out
+
+
+# ------------------------------------------------------------------ the LLM page's "your data" mode (issue #29)
+
+LLM_PAGE = {  # case name -> (training file, test file, model, model folder, adapter folder)
+    "fine-tuning file with a malformed JSON line": ("llm/malformed.jsonl", "", "tiny", "", ""),
+    "fine-tuning record missing its completion field": ("llm/missing_field.jsonl", "", "tiny", "", ""),
+    "fine-tuning record with an empty completion": ("llm/empty_completion.jsonl", "", "tiny", "", ""),
+    "fine-tuning text over the token cap: cut, with a note naming its line": ("llm/long.jsonl", "", "tiny", "", ""),
+    "language model folder without a tokenizer": ("llm/good_train.jsonl", "", "folder", "llm/model_no_tokenizer", ""),
+    "LoRA adapter that does not match the model": ("llm/good_train.jsonl", "", "tiny", "", "llm/other_adapter"),
+}
+
+
+def run_llm_files(at, train, test="", model="tiny", folder="", adapter="", max_length=128):
+    _find(at.text_input, "Training file (under the data root)").set_value(train)
+    _find(at.text_input, "Test file (optional)").set_value(test)
+    _find(at.selectbox, "Model").set_value(model)
+    _find(at.text_input, "Model folder (for a local model)").set_value(folder)
+    _find(at.text_input, "LoRA adapter folder (optional, used as it is)").set_value(adapter)
+    _find(at.number_input, "LoRA in the last N layers (0 = all)").set_value(1)
+    _find(at.number_input, "Token cap per example").set_value(max_length)
+    _find(at.number_input, "Gradient width (0 = no projection)").set_value(64)
+    return click(at, "Run on my files")
+
+
+@pytest.mark.parametrize("case", [c for c in LLM_CASES if c.name in LLM_PAGE], ids=case_id)
+def test_llm_page(case, page_env, monkeypatch, tmp_path_factory):
+    """The page shows the one line (or the note), raises nothing, keeps the run it had, and stays usable."""
+    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path_factory.getbasetemp() / "llm_page_cache"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        at = AppTest.from_file(str(ROOT / "views" / "llm_influence.py"), default_timeout=240).run()
+        _find(at.radio, "Data").set_value("files").run()
+        run_llm_files(at, "llm/good_train.jsonl", max_length=512)
+        assert not at.error, [e.value for e in at.error]
+        good = at.session_state["llm_files_run"]
+        run_llm_files(at, *LLM_PAGE[case.name])
+        assert not at.exception, at.exception
+        if case.needle is None:  # cut with a note naming its line, and the run goes on
+            infos = [one_line(seen(i.value)) for i in at.info]
+            assert any("1 training example(s) are longer than 128 tokens" in i and "line 3" in i for i in infos), infos
+            assert at.session_state["llm_files_run"].train.n == 13
+        else:
+            errors = [one_line(seen(e.value)) for e in at.error]
+            assert any(re.search(case.needle, e) for e in errors), errors
+            assert at.session_state["llm_files_run"] is good  # the run that was shown is kept
+        run_llm_files(at, "llm/good_train.jsonl", max_length=512)  # and the page stays usable
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert any("20 training / 0 test examples" in seen(h.value) for h in at.subheader)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_llm_cli_notes_a_cut_text_in_one_line(root, capsys):
+    from ogdash.cli.main import main
+
+    code = main(["llm", "--train", str(root / "llm/long.jsonl"), "--model", "tiny", "--no-cache", "--quiet",
+                 "--proj-dim", "64", "--lora-layers", "1"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    notes = [line for line in out.out.splitlines() if line.strip().startswith("note:")]
+    assert len(notes) == 1 and "1 training example(s) are longer than 128 tokens" in notes[0] and "line 3" in notes[0]
 
 
 # ------------------------------------------------------------------ decisions are never lost: restart and cache change

@@ -51,7 +51,7 @@ def test_record_current_history(store):
     store.record("other-dataset", 3, "keep", "ana")
 
     cur = store.current(DS)
-    assert list(cur.columns) == ["sample_id", "decision", "new_label", "reviewer", "timestamp", "note"]
+    assert list(cur.columns) == ["sample_id", "decision", "new_label", "reviewer", "timestamp", "note", "new_text"]
     assert cur["sample_id"].tolist() == [3, 7]
     assert cur["decision"].tolist() == ["remove", "relabel"]
     assert cur["reviewer"].tolist() == ["ben", "ana"]
@@ -265,3 +265,83 @@ def test_by_reviewer_and_conflicts(store):
     assert list(zip(clash["sample_id"], clash["reviewer"])) == [(1, "ana"), (1, "ben"), (2, "ana"), (2, "ben")]
     assert clash["new_label"].tolist()[2:] == [3, 4]
     assert store.conflicts("other").empty and store.conflicts("nothing-yet").empty
+
+
+def test_undo_withdraws_my_last_action_and_the_sample_falls_back(store):
+    store.record(DS, 1, "keep", "ann")
+    store.record(DS, 1, "remove", "bob")
+    store.record_many(DS, [{"sample_id": 2, "decision": "keep"}, {"sample_id": 3, "decision": "unsure"}], "ann")
+    assert store.last_action(DS, "ann")["sample_id"].tolist() == [2, 3]  # a bulk action is one action
+    assert store.undo_last(DS, "ann")["sample_id"].tolist() == [2, 3]
+    assert store.current(DS)[["sample_id", "decision", "reviewer"]].values.tolist() == [[1, "remove", "bob"]]
+    assert len(store.conflicts(DS)) == 2  # ann keep vs bob remove
+    assert store.undo(DS, 1, "bob")["decision"].tolist() == ["remove"]
+    assert store.current(DS)[["sample_id", "decision", "reviewer"]].values.tolist() == [[1, "keep", "ann"]]
+    assert store.conflicts(DS).empty and store.by_reviewer(DS)["reviewer"].tolist() == ["ann"]
+    assert store.undo(DS, 1, "bob").empty  # bob has nothing left there, and never withdraws ann's
+    assert store.undo_last(DS, "ann")["sample_id"].tolist() == [1]  # the next undo walks further back
+    assert store.current(DS).empty and store.history(DS).empty and store.undo_last(DS, "ann").empty
+    full = store.history(DS, with_undone=True)
+    assert full["undone"].tolist() == [True] * 4 and full["sample_id"].tolist() == [1, 1, 2, 3]
+    store.record(DS, 2, "relabel", "ann", new_label=4)  # deciding again after an undo
+    assert store.history(DS, sample_ids=[2, 99])[["decision", "new_label"]].values.tolist() == [["relabel", 4]]
+    assert store.history(DS, sample_ids=[]).empty
+
+
+def test_mark_and_changes_since_see_new_decisions_and_undos(store):
+    store.record(DS, 1, "keep", "ann")
+    mark = store.mark(DS)
+    assert store.changed_since(DS, mark).empty
+    store.record(DS, 5, "remove", "bob")
+    store.record("other", 9, "remove", "bob")
+    assert store.changed_since(DS, mark).values.tolist() == [[5, "bob"]]
+    mark = store.mark(DS)
+    store.undo(DS, 1, "ann")
+    assert store.changed_since(DS, mark).values.tolist() == [[1, "ann"]] and store.mark(DS) != mark
+
+
+def test_undo_in_a_store_written_before_receive_times(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:  # the schema before decisions recorded when they were received
+        con.executescript("CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, "
+                          "sample_id INTEGER NOT NULL, decision TEXT NOT NULL, new_label INTEGER, reviewer TEXT "
+                          "NOT NULL, note TEXT NOT NULL DEFAULT '', timestamp TEXT NOT NULL);")
+        con.executemany("INSERT INTO decisions (dataset, sample_id, decision, reviewer, timestamp) VALUES "
+                        "(?, ?, ?, ?, ?)", [(DS, 1, "keep", "ann", "2025-01-01T00:00:00+00:00"),
+                                            (DS, 2, "keep", "ann", "2025-01-01T00:00:01+00:00")])
+    store = DecisionStore(path)
+    assert store.undo_last(DS, "ann")["sample_id"].tolist() == [2]  # one old row at a time, never all of them
+    assert store.current(DS)["sample_id"].tolist() == [1]
+def test_edit_decisions_carry_a_new_text(store, tmp_path):
+    """An edit (a corrected completion of a fine-tuning example) stores its text, exports and imports it back."""
+    store.record(DS, 4, "edit", "ana", new_text=" Answer: 42")
+    store.record_many(DS, [{"sample_id": 5, "decision": "edit", "new_text": "fixed"},
+                           {"sample_id": 6, "decision": "remove"}], "ben")
+    cur = store.current(DS)
+    assert cur[["sample_id", "decision"]].values.tolist() == [[4, "edit"], [5, "edit"], [6, "remove"]]
+    assert cur["new_text"].tolist()[:2] == [" Answer: 42", "fixed"] and pd.isna(cur["new_text"].iloc[2])
+    for bad in (dict(decision="edit"), dict(decision="edit", new_text="  "), dict(decision="keep", new_text="x")):
+        with pytest.raises(OgdashError, match="new_text"):
+            store.record(DS, 1, reviewer="ana", **bad)
+    store.record(DS, 4, "edit", "ben", new_text=" Answer: 41")  # another text for the same example: a conflict
+    assert set(store.conflicts(DS)["reviewer"]) == {"ana", "ben"}
+    for suffix in ("csv", "json"):
+        out = store.export(DS, tmp_path / f"d.{suffix}")
+        other = DecisionStore(tmp_path / f"other_{suffix}.sqlite")
+        assert other.import_(out) == 4 and other.import_(out) == 0
+        assert other.current(DS)["new_text"].tolist()[:2] == [" Answer: 41", "fixed"]
+
+
+def test_a_store_from_before_edits_gains_the_column_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:
+        con.executescript("""CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL,
+            sample_id INTEGER NOT NULL, decision TEXT NOT NULL, new_label INTEGER, reviewer TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '', timestamp TEXT NOT NULL);""")
+        con.execute("INSERT INTO decisions (dataset, sample_id, decision, reviewer, timestamp) "
+                    "VALUES ('ds', 1, 'remove', 'ana', '2026-01-01T00:00:00+00:00')")
+    store = DecisionStore(path)
+    store.record("ds", 2, "edit", "ana", new_text="better")
+    assert store.current("ds")[["sample_id", "decision"]].values.tolist() == [[1, "remove"], [2, "edit"]]

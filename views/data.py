@@ -12,7 +12,7 @@ from dashboard.scan import (
     model_spec,
     scan_of,
 )
-from dashboard.state import choose_data, model_config, progress_bar
+from dashboard.state import bound, choose_data, model_config, progress_bar, view
 from ogdash.core.errors import OgdashError
 from ogdash.models.zoo import SCALED_KINDS, scaling_of
 from views.data_parts import (
@@ -30,23 +30,24 @@ st.title("Data & model")
 st.caption("Choose the data and the model; every other page works on this choice.")
 
 # ------------------------------------------------------------------ data
-builtin, files, folder, cifar = st.tabs(["Built-in", "Your .npz / .csv", "Image folder", "CIFAR-10/100"])
-choice = None
-for tab, form in ((builtin, builtin_form), (files, files_form), (folder, folder_form), (cifar, cifar_form)):
+FORMS = {"Built-in": builtin_form, "Your .npz / .csv": files_form, "Image folder": folder_form,
+         "CIFAR-10/100": cifar_form}
+if view()["tab"] not in FORMS:  # the address keeps the open tab (a tab switch reruns, so old errors go)
+    view()["tab"] = next(iter(FORMS))
+for tab, form in zip(bound("tab", st.tabs, list(FORMS)), FORMS.values()):
     with tab:
-        choice = form() or choice
-
-if choice is not None:
-    bar, cb = progress_bar("Loading data")  # texts are embedded here: that can take minutes
-    try:
-        with st.spinner("Loading data…"):
-            new_train = scan_of(choice).splits(cb).train
-        # a model that cannot take the new data is not carried over: the data kind's default replaces it
-        choose_data(choice, None if model_fits(model_config(), new_train) else default_model(new_train))
-    except OgdashError as e:
-        error(e)
-    finally:
-        bar.empty()
+        choice = form()
+        if choice is not None:  # loaded here, so a problem shows in the tab that asked for it
+            bar, cb = progress_bar("Loading data")  # texts are embedded here: that can take minutes
+            try:
+                with st.spinner("Loading data…"):
+                    new_train = scan_of(choice).splits(cb).train
+                # a model that cannot take the new data is not carried over: the data kind's default replaces it
+                choose_data(choice, None if model_fits(model_config(), new_train) else default_model(new_train))
+            except OgdashError as e:
+                error(e)
+            finally:
+                bar.empty()
 
 scan = active_scan()
 splits = loaded(scan)

@@ -13,6 +13,7 @@ from dashboard.state import (
     PRESET_DATA,
     PRESET_MODEL,
     PRESET_TEXT,
+    bound,
     choose_data,
     data_root,
     data_spec,
@@ -95,8 +96,8 @@ def files_form():
     kinds = ["npz", "csv", "tsv", "parquet"]
     up_train = c1.file_uploader("Training set", type=kinds, max_upload_size=widget_limit_mb())
     up_test = c2.file_uploader("Test set", type=kinds, max_upload_size=widget_limit_mb())
-    p_train = c1.text_input("…or training path", "")
-    p_test = c2.text_input("…or test path", "")
+    p_train = bound("train_path", c1.text_input, "…or training path")  # kept in the address, as typed
+    p_test = bound("test_path", c2.text_input, "…or test path")
     share_files = c1.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="files_share")
     try:
         texts = text_settings(c1, c2)
@@ -126,8 +127,8 @@ def folder_form():
                 "scored. The test set is a second folder with the same class names; without one, the share you set "
                 "is held out (and not scored).")
     c1, c2 = st.columns(2)
-    p_folder = c1.text_input("Training folder (under the data root)", "")
-    p_folder_test = c2.text_input("Test folder (optional)", "")
+    p_folder = bound("folder", c1.text_input, "Training folder (under the data root)")
+    p_folder_test = bound("folder_test", c2.text_input, "Test folder (optional)")
     c1, c2, c3 = st.columns(3)
     size = c1.number_input("Resize to", 8, 128, 32)
     share_folder = c2.slider("Held out as the test set when none is given", 0.05, 0.5, 0.2, 0.05, key="folder_share")
@@ -148,8 +149,8 @@ def cifar_form():
     st.markdown("A folder holding `cifar-10-batches-py/` or `cifar-100-python/` (torchvision's local format), and "
                 "optionally a CIFAR-N label file (`CIFAR-10_human.pt` / `CIFAR-100_human.pt`, or an `.npz`). "
                 "Batches are read with a numpy-only unpickler; nothing else is ever unpickled.")
-    p_cifar = st.text_input("CIFAR folder (under the data root)", "")
-    p_noisy = st.text_input("CIFAR-N label file (optional)", "")
+    p_cifar = bound("cifar", st.text_input, "CIFAR folder (under the data root)")
+    p_noisy = bound("cifar_labels", st.text_input, "CIFAR-N label file (optional)")
     noise_key = st.selectbox("CIFAR-N labels", ["worse_label", "aggre_label", "random_label1", "noisy_label"])
     if st.button("Use CIFAR", key="use_cifar"):
         try:
@@ -191,13 +192,13 @@ def data_summary(splits: Splits) -> None:
     for note in splits.notes:
         st.caption(md(note))
     st.plotly_chart(plots.label_counts(train.label_counts(), train.classes), width="stretch")
-    if train.kind == "text":  # the first texts, as the file holds them
+    if train.kind == "image":  # the first image of every class, in rows that wrap
+        first = np.unique(train.y, return_index=True)[1]
+        st.image([train.view(i) for i in first], clamp=True, width=120,
+                 caption=[md(f"{train.classes[train.y[i]]}: {train.source(i).rsplit('/', 1)[-1]}") for i in first])
+    elif train.kind == "text":  # the first texts, as the file holds them
         st.dataframe({"source": train.source_list()[:8], "label": [train.classes[c] for c in train.y[:8]],
                       "text": list(train.texts[:8])}, hide_index=True, width="stretch")
-    elif train.kind == "image":  # the first image of each class (up to 8)
-        cols = st.columns(8)
-        for i, col in zip(np.unique(train.y, return_index=True)[1][:8], cols):
-            col.image(train.view(i), caption=md(f"{train.classes[train.y[i]]}: {train.source(i)}"), clamp=True, width="stretch")
     else:
         first = feature_table(train, range(min(8, train.n)))
         first.insert(0, "label", [train.classes[c] for c in train.y[:8]])

@@ -10,6 +10,7 @@ import numpy as np
 
 from dashboard import plots
 from dashboard.state import memo, progress_bar, view
+from ogdash.core.cache import cache_key
 from ogdash.pipeline import UMAP_FIT_MAX, Scan
 
 
@@ -61,4 +62,10 @@ def scatter(scan: Scan, coords, axis: str, predicted, scores, flags):
                                              f"{len(plots.PALETTE)}, so the legend lists the points, not each class; "
                                              "hover a point for its labels.")
         return fig, note
-    return memo(scan.key("scatter", view()["detector"], view()["budget"], view()["layout"]), build)
+    v = view()
+    fig, note = memo(scan.key("scatter", v["detector"], v["budget"], v["layout"]), build)
+    if not v["sel"]:
+        return fig, note
+    chosen = memo(scan.key("scatter", v["detector"], v["budget"], v["layout"], cache_key(v["sel"])),
+                  lambda: plots.with_selection(fig, v["sel"]))  # the box or lasso a reload keeps, drawn again
+    return chosen, note

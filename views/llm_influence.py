@@ -15,6 +15,12 @@ from ogdash.models.llm import LOSS_ON, MODEL_CHOICES, FinetuneSettings, LoraSett
 from ogdash.models.prompt_lm import complete
 
 st.title("LLM influence")
+MODES = {"benchmark": "A built-in benchmark", "files": "Your data (your files, your model)"}
+if st.radio("Data", list(MODES), format_func=MODES.get, horizontal=True, key="llm_mode") == "files":
+    from dashboard.llm_files import render
+
+    render()
+    st.stop()
 st.markdown(
     "Fine-tune a language model with LoRA on a prompt benchmark (10 task classes, 90 training and 10 test prompts "
     "each), take every prompt's LoRA gradient, and score how much each training prompt influences each test prompt. "

@@ -1,37 +1,35 @@
-"""Review: suspected mislabels as cards, most detrimental first; every decision saved at once."""
-import numpy as np
+"""Review: suspected mislabels as cards, most detrimental first; every decision saved at once, undoable."""
 import streamlit as st
 
-from dashboard.escape import error
-from dashboard.gallery import card
+from dashboard.escape import error, md
+from dashboard.gallery import Actions, card, said
 from dashboard.scan import active_scan, loaded
-from dashboard.state import (
-    SHOW,
-    STATUS,
-    bound,
-    budget_words,
-    data_spec,
-    decisions_path,
-    sync_url,
-    view,
-)
+from dashboard.state import bound, budget_words, data_spec, decisions_path, sync_url, view
 from ogdash.core.errors import OgdashError
+from ogdash.core.words import plural
 from ogdash.pipeline import DETECTORS
 from ogdash.review import DecisionStore
-from views.review_parts import (
-    conflict_ids,
-    decision_counts,
-    exports,
-    import_decisions,
-    reviewer,
+from views.review_gallery_parts import (
+    FOCUS,
+    card_infos,
+    class_pairs,
+    filters,
+    focus_after,
+    focused,
+    matching,
+    step,
+    what_matches,
 )
+from views.review_parts import conflict_ids, decider, decision_counts, exports, import_decisions, reviewer
 
 PAGE_SIZE = 12
+WATCH_SECONDS = 5  # how often an open gallery looks for other reviewers' decisions on its cards
 
 st.title("Review")
 st.markdown("Suspected mislabels, most detrimental first (**higher score = more detrimental**). Decide **keep**, "
-            "**remove**, **relabel** or **unsure**; every decision is saved at once (SQLite), with who made it and "
-            "when. Nothing is relabelled unless a person says so.")
+            "**remove**, **relabel** or **unsure** (keys **K**, **X**, **L**, **U** on the highlighted card, **N** "
+            "next, **Z** undo); every decision is saved at once (SQLite), with who made it and when, and can be "
+            "undone. Nothing is relabelled unless a person says so.")
 
 scan = active_scan()
 splits = loaded(scan)
@@ -42,8 +40,7 @@ if grads is None:
     st.stop()
 train = splits.train
 try:
-    scores, flags = scan.scores(), scan.flags()
-    suggest = scan.probabilities()
+    scores, flags, suggest = scan.scores(), scan.flags(), scan.probabilities()
     store = DecisionStore(decisions_path())
 except OgdashError as e:
     error(e)
@@ -53,86 +50,111 @@ v = view()
 me, refused = reviewer()  # the signed-in identity, or the name typed here when sign-in is off
 
 
-def saved(write) -> None:
-    """Run one write to the store; a problem is shown on the next run and nothing is lost."""
-    if refused:
-        st.session_state["review_error"] = refused
-        return
+def saved(write, sid=None) -> bool:
+    """Run ``write(reviewer)`` on the store as whoever decides now; a refusal or problem is shown on the card ``sid``
+    (None: above the cards)."""
+    me, refused = decider()  # at the moment of the click, not when the page was drawn
     try:
-        write()
+        if refused:
+            raise OgdashError(f"Not saved: {refused}")
+        write(me)
+        return True
     except OgdashError as e:
-        st.session_state["review_error"] = str(e)
+        st.session_state["review_error"] = (sid, str(e))
+        return False
 
 
-def decide(sample_id, decision, new_label=None):
-    saved(lambda: store.record(dataset, sample_id, decision, me, new_label=new_label, n_classes=train.n_classes))
+def decide(sid, decision, new_label=None, ids=()):
+    if saved(lambda me: store.record(dataset, sid, decision, me, new_label=new_label, n_classes=train.n_classes),
+             sid):
+        focus_after(sid, list(ids))  # the keys move on to the next card
 
 
 def decide_many(records):
-    saved(lambda: store.record_many(dataset, records, me, n_classes=train.n_classes))
+    saved(lambda me: store.record_many(dataset, records, me, n_classes=train.n_classes))
+
+
+def undone(rows) -> None:
+    if len(rows):
+        first = rows.iloc[0].to_dict()
+        where = train.source(int(train.positions([first["sample_id"]])[0])) if first["sample_id"] in train.ids else ""
+        st.session_state["review_note"] = (f"Undid {said(train, first)} on {where or 'id ' + str(first['sample_id'])}"
+                                           if len(rows) == 1 else f"Undid {plural(len(rows), 'decision')}")
+        st.session_state[FOCUS] = int(first["sample_id"])
+
+
+def undo(sid):
+    saved(lambda me: undone(store.undo(dataset, sid, me)), sid)
+
+
+def undo_last():
+    saved(lambda me: undone(store.undo_last(dataset, me)))
 
 
 @st.fragment
 def gallery():
     """Filters, cards, counts and exports: a decision reruns only this part of the page."""
-    if "review_error" in st.session_state:
-        error(st.session_state.pop("review_error"))
-    sources = {"flagged": f"Flagged: top {int(flags.sum())} by {DETECTORS[v['detector']].split(' (')[0]} "
-                          f"({budget_words()}; change both on Gradient space)",
-               "selection": f"Selected on the gradient plot ({len(v['sel'])})",
-               "all": "All training samples"}
-    c1, c2, c3 = st.columns([2, 1, 1])
-    show = bound("show", c1.radio, "Show", SHOW, format_func=sources.get, horizontal=True)
-    classes = bound("classes", c2.multiselect, "Given label", range(train.n_classes),
-                    format_func=lambda c: train.classes[c])
-    status = bound("status", c3.selectbox, "Status", STATUS)
-
-    selected = np.asarray(v["sel"], dtype=np.int64)
-    selected = selected[np.isin(selected, train.ids)]  # a link may name ids of other data
-    pos = {"flagged": np.flatnonzero(flags), "all": np.arange(train.n), "selection": train.positions(selected)}[show]
-    pos = pos[np.argsort(-scores[pos], kind="stable")]
+    mark = store.mark(dataset)  # before reading: a decision saved after this is caught by watch()
+    problem = st.session_state.pop("review_error", None)
+    if "review_note" in st.session_state:
+        st.toast(st.session_state.pop("review_note"), icon=":material/undo:")
+    detector = DETECTORS[v["detector"]].split(" (")[0]
+    filters(train, {"flagged": f"Flagged: top {int(flags.sum())} by {detector} ({budget_words()}; change both on "
+                               "Gradient space)",
+                    "selection": f"Selected on the gradient plot ({len(v['sel'])})", "all": "All training samples"})
+    class_pairs(scan, train)
     current = store.current(dataset)
     decided = {int(r.sample_id): r._asdict() for r in current.itertuples()}
-    mine = store.by_reviewer(dataset)
-    who = {int(i): rows.to_dict("records") for i, rows in mine.groupby("sample_id")}  # who decided what
+    everyone = {int(i): rows.to_dict("records") for i, rows in store.by_reviewer(dataset).groupby("sample_id")}
     conflicts = store.conflicts(dataset)
     clash = conflict_ids(conflicts)
-    if classes:
-        pos = pos[np.isin(train.y[pos], classes)]
-    if status == "conflict":
-        pos = pos[np.isin(train.ids[pos], list(clash))]
-    elif status != "all":
-        st_of = np.array([decided.get(int(i), {"decision": "undecided"})["decision"] for i in train.ids[pos]])
-        pos = pos[st_of == status]
+    pos = matching(scan, flags, scores, decided, clash)
 
     n_pages = max(1, -(-len(pos) // PAGE_SIZE))
     v["gpage"] = min(v["gpage"], n_pages)  # fewer pages after a filter changed
-    c1, c2 = st.columns([1, 3])
-    page = bound("gpage", c1.number_input, f"Page (of {n_pages})", 1, n_pages)
+    c = st.columns([1, 2, 3], vertical_alignment="bottom")
+    page = bound("gpage", c[0].number_input, f"Page (of {n_pages})", 1, n_pages)
     shown = pos[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    c2.caption(f"{len(pos)} samples match; showing {len(shown)}. Scores: higher = more detrimental.")
+    ids = [int(i) for i in train.ids[shown]]
+    now = focused(ids, decided)
+    c[1].caption(what_matches(len(pos), len(shown)))
+    keys = c[2].container(horizontal=True, gap="small")
+    keys.button("Previous", on_click=step, args=(ids, now, -1, n_pages), shortcut="P", icon=":material/arrow_back:")
+    keys.button("Next", on_click=step, args=(ids, now, 1, n_pages), shortcut="N", icon=":material/arrow_forward:")
+    last = store.last_action(dataset, me) if me and not refused else []
+    keys.button("Undo my last decision" if len(last) <= 1 else f"Undo my last {plural(len(last), 'decision')}",
+                on_click=undo_last, shortcut="Z", icon=":material/undo:", disabled=not len(last),
+                help="withdraw your latest decision (a bulk action: all of it); the history keeps it, marked undone")
+    if problem and (problem[0] is None or problem[0] not in ids):
+        st.error(problem[1])
     if len(shown) == 0:
         st.info("No samples match these filters.")
     else:
-        open_ = [int(i) for i in train.ids[shown] if int(i) not in decided]  # bulk actions never overwrite
-        suggested = dict(zip(train.ids[shown].tolist(), suggest[shown].argmax(1).tolist()))
-        given = dict(zip(train.ids[shown].tolist(), train.y[shown].tolist()))
-        accept = [{"sample_id": i, "decision": "keep"} if suggested[i] == given[i] else
-                  {"sample_id": i, "decision": "relabel", "new_label": suggested[i]} for i in open_]
+        open_ = [i for i in ids if i not in decided]  # bulk actions never overwrite
+        accept = [{"sample_id": i, "decision": "keep"} if int(suggest[p].argmax()) == int(train.y[p]) else
+                  {"sample_id": i, "decision": "relabel", "new_label": int(suggest[p].argmax())}
+                  for p, i in zip(shown, ids) if i in open_]
         b = st.columns([1, 1, 2, 1])
-        b[0].button("Keep the undecided", on_click=decide_many, args=([{"sample_id": i, "decision": "keep"} for i in open_],),
-                    disabled=not open_, help="keep every undecided card on this page; decided cards stay as they are")
-        b[1].button("Remove the undecided", on_click=decide_many, disabled=not open_,
+        off = not open_ or bool(refused)
+        b[0].button("Keep the undecided", on_click=decide_many, args=([{"sample_id": i, "decision": "keep"}
+                                                                       for i in open_],), disabled=off,
+                    help="keep every undecided card on this page; decided cards stay as they are")
+        b[1].button("Remove the undecided", on_click=decide_many, disabled=off,
                     args=([{"sample_id": i, "decision": "remove"} for i in open_],),
                     help="remove every undecided card on this page; decided cards stay as they are")
         b[2].button("Accept the suggested label for the undecided", on_click=decide_many, args=(accept,),
-                    disabled=not open_, help="relabel each undecided card on this page to its suggestion (kept when "
-                                             "the suggestion is its given label); decided cards stay as they are")
-        cols = st.columns(3)
-        for k, p in enumerate(shown):
-            with cols[k % 3]:
-                card(train, int(p), suggest[p], float(scores[p]), decided.get(int(train.ids[p])), decide,
-                     who.get(int(train.ids[p]), []), int(train.ids[p]) in clash)
+                    disabled=off, help="relabel each undecided card on this page to its suggestion (kept when "
+                                       "the suggestion is its given label); decided cards stay as they are")
+        if refused:
+            b[3].markdown(f":red[**Decisions are off:**] {md(refused)}")
+        history = store.history(dataset, sample_ids=ids, with_undone=True)
+        actions = Actions(lambda sid, d, label=None: decide(sid, d, label, ids), undo)
+        infos = card_infos(scan, shown, suggest, scores, decided, everyone, clash, history, me, refused, now, problem)
+        for row in range(0, len(infos), 3):  # row by row: the next card (N) is the one to the right
+            for col, info in zip(st.columns(3), infos[row:row + 3]):
+                with col:
+                    card(train, info, actions)
+    st.session_state["review_watch"] = (dataset, mark, set(ids))
 
     st.divider()
     decision_counts(current, train, conflicts)
@@ -141,4 +163,20 @@ def gallery():
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
 
+@st.fragment(run_every=WATCH_SECONDS)
+def watch():
+    """Another reviewer's decision (or undo) on a card shown here redraws the page: a conflict shows without a
+    reload. Decisions elsewhere are counted, not redrawn."""
+    seen = st.session_state.get("review_watch")
+    if not seen or seen[0] != dataset:
+        return
+    changed = store.changed_since(dataset, seen[1])
+    if set(changed["sample_id"].astype(int)) & seen[2]:
+        st.rerun()
+    elif len(changed):
+        st.caption(f"{plural(changed['sample_id'].nunique(), 'sample')} on other pages decided by others since this "
+                   "page was drawn; the counts above update on your next decision.")
+
+
 gallery()
+watch()

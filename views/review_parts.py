@@ -12,6 +12,7 @@ from dashboard.auth import identity, is_admin, may_review, sign_in_on
 from dashboard.escape import error, md
 from dashboard.state import bound, view
 from ogdash.core.errors import OgdashError
+from ogdash.core.words import plural
 from ogdash.data.dataset import Dataset
 from ogdash.data.spec import DataSpec
 from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
@@ -19,29 +20,42 @@ from ogdash.labelstudio import label_config, make_tasks
 from ogdash.review import DECISIONS, DecisionStore, check_reviewer
 
 
+def decider() -> tuple[str, str]:
+    """Who decides now, and why nobody may ("" when someone may), read afresh at each call: a click's callback
+    asks at the moment it is saved, so a name cleared in the same moment saves nothing."""
+    if sign_in_on():
+        me = identity()
+        if not may_review():
+            return me, f"{me} is not on the reviewers list, so your clicks would not be saved. Ask an admin to add you."
+        return me, ""
+    name = view()["reviewer"].strip()
+    if not name:
+        return name, "type your reviewer name in the box at the top of this page first."
+    try:
+        return check_reviewer(name), ""
+    except OgdashError as e:  # a line break or other control character: refused before anything is stored
+        return name, str(e)
+
+
 def reviewer() -> tuple[str, str]:
-    """Who decides on this page, and why nobody may ("" when someone may).
+    """The reviewer box (or the signed-in identity), and ``decider()``: the reason each card shows beside its
+    disabled controls.
 
     With sign-in on it is the signed-in identity (no name box, nothing in the address); off, the
     name typed in the box, kept in the page's address.
     """
+    if not sign_in_on():
+        view()["reviewer"] = bound("reviewer", st.text_input, "Reviewer name",
+                                   placeholder="who is deciding? (kept in the page's address)").strip()
+    me, refused = decider()
     if sign_in_on():
-        me = identity()
-        if not may_review():
+        if refused:
             st.warning(f"Signed in as **{md(me)}**, who is not in the reviewers list: you can look but not decide.")
-            return me, f"{me} is not in the reviewers list; nothing was saved. Ask an admin to add you."
-        st.caption(f"Deciding as **{md(me)}** (your sign-in); every decision records it.")
-        return me, ""
-    name = bound("reviewer", st.text_input, "Reviewer name",
-                 placeholder="who is deciding? (kept in the page's address)").strip()
-    view()["reviewer"] = name
-    if not name:
-        return name, "Enter your reviewer name first; nothing was saved."
-    try:
-        return check_reviewer(name), ""
-    except OgdashError as e:  # a line break or other control character: refused before anything is stored
-        st.warning(str(e))
-        return name, f"{e} Nothing was saved."
+        else:
+            st.caption(f"Deciding as **{md(me)}** (your sign-in); every decision records it.")
+    elif refused and me:  # a name typed with a line break or similar: said where it was typed, and on each card
+        error(refused)
+    return me, refused
 
 
 def conflict_ids(conflicts) -> set[int]:
@@ -58,14 +72,15 @@ def decision_counts(current, train: Dataset, conflicts=None) -> None:
     if train.truth_known and len(current):  # injected noise: the truth is known, so say how the review went
         known = current[current["sample_id"].isin(train.ids)]
         acted = known.loc[known["decision"].isin(["remove", "relabel"]), "sample_id"].to_numpy()
-        cols[4].metric("truly mislabeled among reviewed",
-                       f"{int(train.noisy[train.positions(known['sample_id'].to_numpy())].sum())} / {len(known)}")
-        st.caption(f"Of the {len(acted)} samples marked remove or relabel, "
-                   f"{int(train.noisy[train.positions(acted)].sum())} were truly mislabeled (known because the noise "
-                   "was injected).")
+        cols[4].metric("truly mislabeled", f"{int(train.noisy[train.positions(known['sample_id'].to_numpy())].sum())}"
+                       f" / {len(known)}", help="of the reviewed samples, how many were truly mislabeled (known "
+                                                "because the noise was injected)")
+        wrong = int(train.noisy[train.positions(acted)].sum())
+        st.caption(f"Of the {plural(len(acted), 'sample')} marked remove or relabel, {wrong:,} "
+                   f"{plural(wrong, 'was', number=False)} truly mislabeled (known because the noise was injected).")
     if conflicts is not None and len(conflicts):
         n = len(conflict_ids(conflicts))
-        st.warning(f"**{n} conflict{'s' if n != 1 else ''}**: samples whose reviewers' latest decisions "
+        st.warning(f"**{plural(n, 'conflict')}**: samples whose reviewers' latest decisions "
                    "differ. Choose Status \"conflict\" above to see them, or download them below.")
 
 
@@ -75,7 +90,7 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: D
     st.subheader("Export")
     history = lambda: with_sources(store.history(dataset), train)  # noqa: E731
     now = lambda: store.current(dataset)  # noqa: E731
-    e = st.columns(5)
+    e = [st.container(horizontal=True)] * 5  # one row that wraps: each label whole, never cut short
     e[0].download_button("Decisions (.csv)", lambda: csv_bytes(history()), file_name="decisions.csv",
                          disabled=not len(current))
     e[1].download_button("Decisions (.json)", lambda: history().astype(object).where(history().notna(), None)

@@ -328,3 +328,71 @@ def make_prompts(task: str, per_class: int = 90, test_per_class: int = 10, seed:
         test_rows += rows[per_class:]
     return PromptBenchmark(task=task, classes=classes, train=_split(task, "train", train_rows),
                            test=_split(task, "test", test_rows), seed=seed)
+
+
+# --------------------------------------------------------------------------- a five-task instruction set
+
+# task -> (kind, index): sentence transformations by their TRANSFORMATIONS index, math problems by MATH_PROBLEMS'
+INSTRUCTION_TASKS = {
+    "reverse": ("sentence", 0), "capitalize": ("sentence", 5), "remove_vowels": ("sentence", 6),
+    "add": ("math", 2), "multiply": ("math", 6),
+}
+
+
+@dataclass(frozen=True)
+class InstructionSet:
+    """A generated fine-tuning set in the shape people bring: records with ``id``, ``task``, ``prompt`` and
+    ``completion``. ``wrong``: {id: the correct completion} of the training records whose completion was
+    replaced by a wrong one (a planted mistake); the test records are all correct."""
+
+    train: tuple[dict, ...]
+    test: tuple[dict, ...]
+    wrong: dict
+
+
+def _wrong_completion(task: str, prompt: str, right: str, rng: random.Random) -> str:
+    kind, index = INSTRUCTION_TASKS[task]
+    if kind == "math":  # a plausible but wrong number
+        answer = int(right.split("Answer: ")[1])
+        return f" Answer: {max(0, answer + rng.choice([-1, 1]) * rng.randint(1, 20)) or answer + 3}"
+    sentence = prompt.split("For example: ")[1][: -len(" ->")]
+    for k in rng.sample(range(len(TRANSFORMATIONS)), len(TRANSFORMATIONS)):  # the wrong rule
+        wrong = " " + TRANSFORMATIONS[k][2](sentence)
+        if k != index and wrong != right:
+            return wrong
+    raise OgdashError("could not make a wrong completion")  # not reached: ten rules never all agree
+
+
+def make_instruction_set(per_task: int = 200, test_per_task: int = 20, wrong_rate: float = 0.1,
+                         seed: int = 0) -> InstructionSet:
+    """Five tasks from the built-in generators (three sentence transformations, addition, multiplication),
+    ``per_task`` training and ``test_per_task`` test records each; in each task ``round(wrong_rate * per_task)``
+    training completions are replaced by wrong ones (another transformation's output, an answer off by 1-20).
+    Training records are shuffled (tasks interleave, as in real data); same seed, same records."""
+    if per_task < 2 or test_per_task < 1 or not 0 <= wrong_rate < 1:
+        raise OgdashError(f"per_task >= 2, test_per_task >= 1 and 0 <= wrong_rate < 1 are needed; got {per_task}, "
+                          f"{test_per_task}, {wrong_rate}.")
+    train, test, wrong = [], [], {}
+    for task, (kind, index) in INSTRUCTION_TASKS.items():
+        rng = random.Random(f"{seed}:{task}")
+        seen: set[str] = set()
+        rows: list[tuple[str, str]] = []
+        while len(rows) < per_task + test_per_task:
+            if kind == "sentence":
+                prompt, completion = _transformation_example(index, rng)
+            else:
+                prompt, completion = _math_example(index, rng, reasoning=False)
+            if prompt not in seen:
+                seen.add(prompt)
+                rows.append((prompt, completion))
+        bad = set(rng.sample(range(per_task), round(wrong_rate * per_task)))
+        for i, (prompt, completion) in enumerate(rows[:per_task]):
+            rid = f"{task}-{i:04d}"
+            if i in bad:
+                wrong[rid] = completion
+                completion = _wrong_completion(task, prompt, completion, rng)
+            train.append({"id": rid, "task": task, "prompt": prompt, "completion": completion})
+        test += [{"id": f"{task}-test-{i:03d}", "task": task, "prompt": p, "completion": c}
+                 for i, (p, c) in enumerate(rows[per_task:])]
+    random.Random(seed).shuffle(train)
+    return InstructionSet(tuple(train), tuple(test), wrong)

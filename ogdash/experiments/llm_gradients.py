@@ -119,3 +119,43 @@ def lora_gradients_loop(runner: PromptLM, indices: Sequence[int], layers: str = 
         rows.append(torch.cat([g.reshape(-1) for g in grads]).float().cpu().numpy())
     return np.stack(rows)
 
+
+
+def gradient_width(runner: PromptLM, layers: str, proj_dim: int | None) -> tuple[int, int]:
+    """(p, d): the number of chosen LoRA coordinates and the stored width (``proj_dim`` when smaller)."""
+    p = sum(q.numel() for _, q in chosen_parameters(runner.model, layers))
+    return p, (min(p, proj_dim) if proj_dim else p)
+
+
+def store_lora_gradients(runner: PromptLM, indices: Sequence[int], writer, name: str, layers: str = "last",
+                         proj_dim: int | None = 8192, seed: int = 0, batch_size: int = 16, chunk: int = 512,
+                         progress: Progress = None) -> tuple[np.ndarray, list]:
+    """Per-sample LoRA gradients written into a cache entry as they are made, never all in memory.
+
+    ``writer`` (``DiskCache.writer``) receives ``{name}_unit``, (n, d) float16 rows of unit norm, memory-mapped,
+    and ``{name}_norm``, (n,) float32 (see ``ogdash.influence.streaming.RowStore``); d is ``proj_dim`` (a seeded
+    sparse random projection) when the gradients are wider. Samples run ``chunk`` at a time in order of length.
+    Returns (each sample's loss (n,), the column blocks).
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    p, d = gradient_width(runner, layers, proj_dim)
+    projector = SparseProjector(p, d, seed) if d < p else None
+    unit = writer.array(f"{name}_unit", (len(indices), d), np.float16)
+    norm = np.empty(len(indices), dtype=np.float32)
+    loss = np.empty(len(indices))
+    order = np.argsort(runner.lengths[indices], kind="stable")
+    blocks: list = []
+    for k, start in enumerate(range(0, len(order), chunk)):
+        pos = order[start:start + chunk]
+
+        def report(f, msg, k=k, size=len(pos)):
+            if progress:
+                progress(min(1.0, (start + f * size) / len(order)), msg.split(":")[0] + f": {start + int(f * size)}"
+                         f"/{len(order)} prompts")
+
+        g = lora_gradients(runner, indices[pos], layers, batch_size, projector, report)
+        r = np.linalg.norm(g.matrix, axis=1)
+        unit[pos] = (g.matrix / np.where(r > 0, r, 1.0)[:, None]).astype(np.float16)
+        norm[pos], loss[pos], blocks = r, g.loss, g.blocks
+    writer.put(f"{name}_norm", norm)
+    return loss, [list(b) for b in blocks]

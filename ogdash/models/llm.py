@@ -11,6 +11,11 @@ Three kinds of model, named by a *spec* string:
 - a path: any local Hugging Face causal-LM folder (``config.json``, safetensors
   weights, tokenizer files), e.g. a bigger model on a GPU machine.
 
+An existing LoRA adapter (a folder saved by ``peft``: ``adapter_config.json`` and
+``adapter_model.safetensors``) can be put on the model as it is (:func:`load_adapter_folder`);
+a pickled ``adapter_model.bin`` is read only with ``torch.load(weights_only=True)``, and
+an adapter whose modules or shapes do not match the model is refused.
+
 LoRA (``peft``) goes on ``q_proj`` and ``v_proj`` (rank 8, alpha 32, dropout 0.05, as
 DataInf and the paper), by default only in the **last 4 decoder layers** on a CPU: the
 layers below are frozen and unchanged by fine-tuning, so :class:`PromptLM` runs them
@@ -181,7 +186,13 @@ def _check_folder(path: Path) -> Path:
     if not list(path.glob("*.safetensors")):
         raise OgdashError(f"{path}: holds no .safetensors weights; ogdash loads only safetensors (no pickles), "
                           "so re-save the model with save_pretrained(safe_serialization=True).")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise OgdashError(f"{path}: has no tokenizer ({' or '.join(TOKENIZER_FILES[:2])}); save it beside the model "
+                          "with tokenizer.save_pretrained(folder).")
     return path
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def _base_key(spec: str) -> str:
@@ -333,3 +344,91 @@ def in_layers(named: list[tuple[str, object]], layers: str) -> list[tuple[str, o
         return named
     top = max(lora_layer_index(n) for n, _ in named)
     return [(n, x) for n, x in named if lora_layer_index(n) == top]
+
+
+# --------------------------------------------------------------------------- an existing adapter
+
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+ADAPTER_PICKLE = "adapter_model.bin"
+
+
+def _adapter_files(folder: Path) -> tuple[dict, Path]:
+    folder = Path(folder).expanduser()
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise OgdashError(f"{folder}: is not a LoRA adapter folder (no {ADAPTER_CONFIG}); give a folder saved with "
+                          "peft's save_pretrained.")
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise OgdashError(f"{folder / ADAPTER_CONFIG}: is not readable JSON ({e}); save the adapter again.") from None
+    if not isinstance(config, dict) or str(config.get("peft_type", "")).upper() != "LORA":
+        kind = config.get("peft_type") if isinstance(config, dict) else None
+        raise OgdashError(f"{folder}: is a {kind or 'unknown'} adapter; ogdash reads LoRA adapters only.")
+    if config.get("use_dora"):
+        raise OgdashError(f"{folder}: is a DoRA adapter; ogdash reads plain LoRA adapters only.")
+    for name in (ADAPTER_WEIGHTS, ADAPTER_PICKLE):
+        if (folder / name).is_file():
+            return config, folder / name
+    raise OgdashError(f"{folder}: has no {ADAPTER_WEIGHTS}; save the adapter with peft's save_pretrained.")
+
+
+def adapter_folder_key(folder) -> str:
+    """A hash of an adapter folder's configuration and weights (cheap after the first time: digests are cached)."""
+    config, weights = _adapter_files(Path(folder))
+    return cache_key("adapter-folder", config, weights.name, _file_digest(weights))
+
+
+def _adapter_state(weights: Path) -> dict:
+    try:
+        if weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(weights))
+        else:  # a pickle: tensors only, never code
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise OgdashError(f"{weights}: cannot be loaded safely as adapter weights ({type(e).__name__}); save the "
+                          "adapter with safetensors (peft's default).") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise OgdashError(f"{weights}: holds no tensors by name; save the adapter with peft's save_pretrained.")
+    return state
+
+
+def load_adapter_folder(lm: LanguageModel, folder):
+    """Put the LoRA adapter saved in ``folder`` on the base model, as it is; returns the PeftModel (eval mode).
+
+    Refused in one line when its target modules are not in the model or its weights' names or shapes do not
+    match the model's LoRA layers (an adapter trained for another model).
+    """
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    folder = Path(folder).expanduser()
+    config, weights = _adapter_files(folder)
+    fields = set(LoraConfig.__dataclass_fields__)
+    try:
+        lora_config = LoraConfig(**{k: v for k, v in config.items() if k in fields and k != "peft_type"})
+    except (TypeError, ValueError) as e:
+        raise OgdashError(f"{folder / ADAPTER_CONFIG}: is not a LoRA configuration peft can read ({e}).") from None
+    state = _adapter_state(weights)
+    base = lm.spec if len(lm.spec) < 60 else "…" + lm.spec[-57:]
+    mismatch = f"{folder}: the adapter does not match the model {base}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peft_model = get_peft_model(lm.model, lora_config)
+    except (ValueError, KeyError, TypeError) as e:
+        raise OgdashError(f"{mismatch} ({str(e).splitlines()[0][:120]}); give the base model it was trained "
+                          "on.") from None
+    ours = {n.replace(".default", "") for n, _ in lora_parameters(peft_model)}
+    theirs = {k for k in state if "lora_" in k}
+    if not theirs or theirs - ours or ours - theirs:
+        extra = sorted(theirs - ours)[:1] or sorted(ours - theirs)[:1]
+        raise OgdashError(f"{mismatch} (e.g. {extra[0] if extra else 'no LoRA weights'}); give the base model it "
+                          "was trained on.")
+    try:
+        set_peft_model_state_dict(peft_model, state)
+    except RuntimeError as e:  # shapes that differ: another hidden size or rank
+        raise OgdashError(f"{mismatch} ({str(e).strip().splitlines()[-1].strip()[:120]}); give the base model it "
+                          "was trained on.") from None
+    peft_model.eval()
+    return peft_model

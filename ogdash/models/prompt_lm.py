@@ -31,7 +31,7 @@ from ogdash.models.llm import (LOSS_ON, FinetuneSettings, LoraSettings, _decoder
 
 # --------------------------------------------------------------------------- encoding
 
-
+KEEP_PROMPT = 8  # tokens of prompt a cut completion leaves room for (truncate=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,41 +40,71 @@ class Encoded:
 
     ``n_prompt[i]``: how many of sample i's ids are the prompt. ``loss_start[i]``: the
     loss covers ids[loss_start:] (predicted from the position before each).
+    ``truncated[i]``: sample i was longer than ``max_length`` and was cut (empty when
+    nothing was cut).
     """
 
     ids: tuple[torch.Tensor, ...]
     n_prompt: tuple[int, ...]
     loss_start: tuple[int, ...]
+    truncated: tuple[bool, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def n_truncated(self) -> int:
+        return sum(self.truncated)
+
 
 def encode(tokenizer, prompts: Sequence[str], completions: Sequence[str], max_length: int = 128,
-           loss_on: str = "all") -> Encoded:
+           loss_on: str = "all", truncate: bool = False) -> Encoded:
     """Tokenize prompt and completion apart (so generation sees the same prompt ids), append EOS,
     and cut from the left when longer than ``max_length`` (the completion is kept).
 
     ``loss_on``: "all" (every token after the first, as a causal LM's own loss) or
-    "completion" (the completion tokens and EOS only).
+    "completion" (the completion tokens and EOS only). A completion that does not fit is
+    refused, or with ``truncate`` cut from the right to leave ``KEEP_PROMPT`` prompt tokens
+    (its EOS kept); ``Encoded.truncated`` says which samples were cut.
     """
     if loss_on not in LOSS_ON:
         raise OgdashError(f"loss_on must be one of {', '.join(LOSS_ON)}; got {loss_on!r}.")
     if len(prompts) != len(completions):
         raise OgdashError(f"{len(prompts)} prompts but {len(completions)} completions; give one completion each.")
-    p_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-    c_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
-    ids, n_prompt = [], []
+    p_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"] if len(prompts) else []
+    c_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"] if len(prompts) else []
+    ids, n_prompt, cut = [], [], []
+    room = max(1, max_length - KEEP_PROMPT)
     for p, c in zip(p_ids, c_ids):
+        long = len(p) + len(c) + 1 > max_length
         c = list(c) + [tokenizer.eos_token_id]
         if len(c) >= max_length:
-            raise OgdashError(f"A completion is {len(c)} tokens long, more than max_length={max_length}; "
-                              "raise max_length.")
+            if not truncate:
+                raise OgdashError(f"A completion is {len(c)} tokens long, more than max_length={max_length}; "
+                                  "raise max_length.")
+            c = c[:room - 1] + [tokenizer.eos_token_id]
         p = list(p)[-(max_length - len(c)):]
         ids.append(torch.tensor(p + c, dtype=torch.long))
         n_prompt.append(len(p))
+        cut.append(long)
     start = n_prompt if loss_on == "completion" else [1] * len(ids)
-    return Encoded(tuple(ids), tuple(n_prompt), tuple(start))
+    return Encoded(tuple(ids), tuple(n_prompt), tuple(start), tuple(cut))
+
+
+def opening_groups(encoded: Encoded, tokens: int = 4, min_size: int = 8) -> np.ndarray:
+    """Group ids (n,) of samples that open with the same first ``tokens`` token ids (a shared system prompt or
+    task preamble); openings shared by fewer than ``min_size`` samples go to one group. ``PromptLM`` runs a
+    group's shared opening once."""
+    keys = [tuple(x[:tokens].tolist()) for x in encoded.ids]
+    counts: dict[tuple, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    ids: dict[tuple, int] = {}
+    out = np.zeros(len(keys), dtype=np.int64)
+    for i, k in enumerate(keys):
+        if counts[k] >= min_size:
+            out[i] = ids.setdefault(k, len(ids) + 1)
+    return out
 
 
 def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
@@ -149,6 +179,13 @@ class PromptLM:
         self.head = base.get_output_embeddings()
         self.fast = self.head is not None  # compute_prefix reads it during the check
         self.fast = self.fast and self._check_fast()
+
+    def reencode(self, encoded: Encoded, groups=None) -> None:
+        """Run on other samples with the same model (a typed query): keeps the checked forward path."""
+        self.encoded = encoded
+        self.lengths = np.array([len(x) for x in encoded.ids])
+        self.groups = np.zeros(len(encoded), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+        self._prefix = [None] * len(encoded)
 
     # -- batches
 
@@ -320,10 +357,13 @@ class PromptLM:
 
 
 def finetune(runner: PromptLM, train_idx, settings: FinetuneSettings = FinetuneSettings(),
-             progress: Progress = None) -> dict:
+             progress: Progress = None, steps: int | None = None) -> dict:
     """Fine-tune the adapter of ``runner.model`` in place on samples ``train_idx``.
 
-    Returns ``{"epoch_loss": [...], "seconds": s}``, the mean training loss per epoch.
+    ``steps``: train for exactly this many optimiser steps (passes over ``train_idx``
+    repeat as needed; the last may stop part-way), so that runs on subsets of a set can
+    take the whole set's step budget. Default: ``settings.epochs`` passes.
+    Returns ``{"epoch_loss": [...], "seconds": s, "steps": k}``, the mean training loss per pass.
     """
     model = runner.model
     params = [p for _, p in lora_parameters(model)]
@@ -332,19 +372,22 @@ def finetune(runner: PromptLM, train_idx, settings: FinetuneSettings = FinetuneS
     train_idx = np.asarray(train_idx, dtype=np.int64)
     t0 = time.perf_counter()
     epoch_loss: list[float] = []
-    if settings.epochs == 0:
-        return {"epoch_loss": epoch_loss, "seconds": 0.0}
+    steps_per_epoch = math.ceil(len(train_idx) / settings.batch_size)
+    total = settings.epochs * steps_per_epoch if steps is None else int(steps)
+    if total <= 0 or len(train_idx) == 0:
+        return {"epoch_loss": epoch_loss, "seconds": 0.0, "steps": 0}
+    epochs = math.ceil(total / steps_per_epoch)
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     rng = np.random.default_rng(settings.seed)
-    steps_per_epoch = math.ceil(len(train_idx) / settings.batch_size)
-    total = settings.epochs * steps_per_epoch
     step = 0
     torch.manual_seed(settings.seed)  # LoRA dropout masks
     model.train()
     try:
-        for epoch in range(settings.epochs):
+        for epoch in range(epochs):
             running, seen = 0.0, 0
             for pos in _length_batches(runner.lengths[train_idx], settings.batch_size, rng):
+                if step == total:
+                    break
                 loss = runner.losses(train_idx[pos]).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -353,13 +396,41 @@ def finetune(runner: PromptLM, train_idx, settings: FinetuneSettings = FinetuneS
                 seen += len(pos)
                 step += 1
                 if progress:
-                    progress(step / total, f"Fine-tuning: epoch {epoch + 1}/{settings.epochs}, step {step}/{total}, "
+                    progress(step / total, f"Fine-tuning: epoch {epoch + 1}/{epochs}, step {step}/{total}, "
                                            f"loss {running / seen:.3f}")
             epoch_loss.append(running / seen)
     finally:
         model.eval()
         opt.zero_grad(set_to_none=True)
-    return {"epoch_loss": epoch_loss, "seconds": time.perf_counter() - t0}
+    return {"epoch_loss": epoch_loss, "seconds": time.perf_counter() - t0, "steps": step}
+
+
+def reset_adapter(peft_model, seed: int) -> None:
+    """Give every LoRA layer fresh initial weights from ``seed`` (peft's own initialisation: A random, B zero),
+    so that runs compared with each other start from the same adapter."""
+    from peft.tuners.lora import LoraLayer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in peft_model.modules():
+            if isinstance(module, LoraLayer):
+                for name in module.lora_A:
+                    module.reset_lora_parameters(name, True)
+
+
+def eval_losses(runner: PromptLM, idx, batch_size: int = 16) -> np.ndarray:
+    """Each sample's mean loss over its loss tokens, without gradients (eval mode), in the order of ``idx``."""
+    idx = np.asarray(idx, dtype=np.int64)
+    out = np.empty(len(idx))
+    was = runner.model.training
+    runner.model.eval()
+    try:
+        with torch.no_grad():
+            for pos in _length_batches(runner.lengths[idx], batch_size, None):
+                out[pos] = runner.losses(idx[pos]).float().cpu().numpy()
+    finally:
+        runner.model.train(was)
+    return out
 
 
 def adapter_key(model_key_: str, train_fingerprint: str, lora: LoraSettings, settings: FinetuneSettings) -> str:
@@ -391,6 +462,34 @@ def load_adapter(cache: DiskCache, key: str, peft_model) -> dict | None:
 
 
 # --------------------------------------------------------------------------- generation
+
+
+def complete_many(peft_model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48, batch_size: int = 16,
+                  stop_at_newline: bool = True, progress: Progress = None) -> list[str]:
+    """Greedy completions of many prompts, in left-padded batches (one generate call per batch)."""
+    device = next(peft_model.parameters()).device
+    order = np.argsort([len(p) for p in prompts], kind="stable")
+    out: list[str] = [""] * len(prompts)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for b, start in enumerate(range(0, len(order), batch_size)):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], add_special_tokens=True, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                gen = peft_model.generate(input_ids=enc["input_ids"].to(device),
+                                          attention_mask=enc["attention_mask"].to(device),
+                                          max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            width = enc["input_ids"].shape[1]
+            for r, i in enumerate(idx):
+                text = tokenizer.decode(gen[r, width:], skip_special_tokens=True)
+                out[i] = text.split("\n")[0] if stop_at_newline else text
+            if progress:
+                progress(min(1.0, (start + len(idx)) / len(prompts)), f"Generating: batch {b + 1}")
+    finally:
+        tokenizer.padding_side = side
+    return out
 
 
 def complete(peft_model, tokenizer, prompt: str, max_new_tokens: int = 48) -> str:

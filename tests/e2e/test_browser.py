@@ -63,7 +63,9 @@ def test_synthetic_demo_runs_its_default_case(page, app_url):
 def upload(page, index, path):
     """Put a file into the index-th uploader of the Data page's files tab, as a person choosing it would."""
     page.get_by_test_id("stFileUploaderDropzoneInput").nth(index).set_input_files(str(path))
-    page.get_by_text(Path(path).name).first.wait_for()
+    # The chip shows the name while the bytes are still going up ("Cancel upload of ..."); only once it offers
+    # "Remove ..." has the server the file, so a click after that sees it.
+    page.get_by_role("button", name=f"Remove {Path(path).name}").wait_for()
     settle(page)
 
 

@@ -194,3 +194,28 @@ def test_a_signed_out_visitor_cannot_upload(browser, team):
     assert ann.evaluate(UPLOAD, [session_of(ann, url, "/data")]) == 204
     for page in (visitor, ann):
         page.context.close()
+
+
+def test_a_shared_review_link_survives_sign_in(browser, team):
+    """Issue 26, item 8: after signing in, a shared Review link landed on Home (Streamlit's sign-in returns to the
+    app's root); the link is now kept in the tab and opened again. A kept address can only name this app."""
+    url, _, oidc = team
+    account(oidc, "cat@example.org", {"email": "cat@example.org", "email_verified": True})
+    page = new_page(browser)
+    page.goto(f"{url}/review?detector=l2&budget=0.1&status=undecided")
+    settle(page)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator('input[name="sub"]').fill("cat@example.org")
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url(re.compile(re.escape(url) + r"/review\?"))
+    settle(page)
+    expect(page.locator('[data-testid="stMain"] h1').first).to_have_text(re.compile("^Review"))
+    assert "detector=l2" in page.url and "budget=0.1" in page.url and "status=undecided" in page.url
+    shot(page, "team_link_after_sign_in")
+    for outside in ("//evil.example/x", "https://evil.example/x", "/\\evil.example/x"):  # never followed
+        page.evaluate(f"() => sessionStorage.setItem('ogdash.link', {json.dumps(outside)})")
+        page.goto(url)  # a new browser session of the app, signed in: it reads what is kept
+        settle(page)
+        page.wait_for_timeout(1500)
+        assert page.url.startswith(f"{url}/?") and "evil" not in page.url, page.url  # still this app's home
+    page.context.close()

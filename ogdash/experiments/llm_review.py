@@ -1,0 +1,95 @@
+"""Review decisions on fine-tuning examples, and the cleaned file they give.
+
+A prompt file is a dataset for the decision store (``ogdash.review.DecisionStore``) like any other: its key is
+``PromptData.fingerprint()``, each example's id is its stable ``sample_id`` and its place in the file its
+``source`` ("line 7"). Decisions are ``keep``, ``remove``, ``unsure`` and ``edit`` (a corrected completion in
+``new_text``); ``relabel`` has no meaning for text and is refused here. The cleaned copy drops the removed
+examples and writes the edited completions into the records, in the input's own record format
+(``prompt``/``completion`` or chat ``messages``), as JSON lines.
+
+What a review page calls (text cards: prompt and completion side by side):
+
+- :func:`review_table` for the cards (flagged first, with score, group and source);
+- :func:`record` when a reviewer decides (``edit`` with the new completion);
+- :func:`current` for the decisions shown on the cards;
+- :func:`cleaned_jsonl` for the download, and :func:`applied` for the re-fine-tune's removed / edited examples.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ogdash.core.errors import OgdashError
+from ogdash.data.prompt_files import PromptData, cleaned_records, jsonl_bytes
+from ogdash.review import DecisionStore
+
+TEXT_DECISIONS = ("keep", "remove", "edit", "unsure")
+
+
+def dataset_key(data: PromptData) -> str:
+    """The decision store's key of a prompt file: the fingerprint of its examples."""
+    return data.fingerprint()
+
+
+def review_table(data: PromptData, scores=None, flags=None, groups=None) -> pd.DataFrame:
+    """One row per example for text cards: sample_id, id, source, score, flagged, group, prompt, completion;
+    flagged first, then by score (higher = more detrimental), else in file order."""
+    table = pd.DataFrame({"sample_id": data.sample_ids, "id": list(data.ids), "source": list(data.sources)})
+    if scores is not None:
+        table["score"] = np.asarray(scores, dtype=np.float64)
+    if flags is not None:
+        table["flagged"] = np.asarray(flags, dtype=bool)
+    if groups is not None:
+        table["group"] = [groups.names[g] for g in groups.labels]
+    table["prompt"], table["completion"] = list(data.prompts), list(data.completions)
+    keys = [c for c in ("flagged", "score") if c in table]
+    return table.sort_values(keys, ascending=False, kind="stable").reset_index(drop=True) if keys else table
+
+
+def record(store: DecisionStore, data: PromptData, sample_id: int, decision: str, reviewer: str,
+           new_completion: str | None = None, note: str = "") -> None:
+    """Save one reviewer's decision on one example (``edit`` needs ``new_completion``)."""
+    if decision not in TEXT_DECISIONS:
+        raise OgdashError(f"Unknown decision {decision!r} for a fine-tuning example; use one of "
+                          f"{', '.join(TEXT_DECISIONS)}.")
+    data.position(sample_id)  # refuses an id the file does not have
+    store.record(dataset_key(data), int(sample_id), decision, reviewer, note=note,
+                 new_text=new_completion if decision == "edit" else None)
+
+
+def record_many(store: DecisionStore, data: PromptData, sample_ids, decision: str, reviewer: str) -> int:
+    """The same decision (not ``edit``) for many examples, in one transaction; returns how many were saved."""
+    if decision not in TEXT_DECISIONS or decision == "edit":
+        raise OgdashError(f"a bulk decision must be one of keep, remove, unsure; got {decision!r}.")
+    for sid in sample_ids:
+        data.position(sid)
+    return store.record_many(dataset_key(data), [{"sample_id": int(s), "decision": decision} for s in sample_ids],
+                             reviewer)
+
+
+def current(store: DecisionStore, data: PromptData) -> pd.DataFrame:
+    """The latest decision per example (the store's ``current``) with each example's position and source."""
+    cur = store.current(dataset_key(data))
+    pos = {int(s): i for i, s in enumerate(data.sample_ids)}
+    cur = cur[cur["sample_id"].astype("int64").isin(list(pos))].copy()
+    cur.insert(1, "position", [pos[int(s)] for s in cur["sample_id"]])
+    cur.insert(2, "source", [data.sources[p] for p in cur["position"]])
+    return cur.reset_index(drop=True)
+
+
+def applied(store: DecisionStore, data: PromptData) -> tuple[list[int], dict[int, str]]:
+    """(removed positions, {position: edited completion}) from the current decisions; ``relabel`` is refused."""
+    cur = current(store, data)
+    if (cur["decision"] == "relabel").any():
+        raise OgdashError("a relabel decision has no meaning for a fine-tuning example; decide keep, remove or edit.")
+    removed = sorted(cur.loc[cur["decision"] == "remove", "position"].astype(int).tolist())
+    edited = cur[cur["decision"] == "edit"]
+    return removed, {int(p): str(t) for p, t in zip(edited["position"], edited["new_text"])}
+
+
+def cleaned_jsonl(data: PromptData, store: DecisionStore | None = None, removed=(), edits=None) -> bytes:
+    """The cleaned file as JSON lines in the input's record format: from the store's current decisions, or from
+    ``removed`` positions and ``edits`` given directly (e.g. every flagged example removed)."""
+    if store is not None:
+        removed, edits = applied(store, data)
+    return jsonl_bytes(cleaned_records(data, removed, edits))
