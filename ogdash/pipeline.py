@@ -466,7 +466,7 @@ class Scan:
         """The estimated share of mislabelled training samples, with its interval and whether it is reliable."""
         return self.stages.get(self.key("budget"), lambda: estimate_budget(
             self.probabilities(), self.train.y, seed=self.settings.seed, source=self.probability_source,
-            reference=self.crossfit()))
+            reference=self.crossfit(), test_error=None if self.accuracy() is None else 1.0 - self.accuracy()))
 
     def budget(self, budget=None) -> float:
         """A budget as a fraction or count (``"auto"``: the suggested fraction); default the settings'."""

@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 
 from ogdash.core.errors import OgdashError
-from ogdash.detect.budget import BudgetEstimate, confident_joint, estimate_budget, noise_rate, suggest_budget
+from ogdash.detect.budget import (
+    BudgetEstimate,
+    confident_joint,
+    error_bound,
+    estimate_budget,
+    noise_rate,
+    suggest_budget,
+)
 from ogdash.detect.flags import flag
 from ogdash.engine.gradients import GradientSet
 
@@ -81,7 +88,7 @@ def test_suggest_budget_from_gradients_with_known_noise(rng, source):
     assert est.low <= est.fraction <= est.high
     d = est.to_dict()
     assert set(d) == {"fraction", "low", "high", "level", "count", "source", "own_error", "reliable", "reference",
-                      "warning"}
+                      "test_error", "warning"}
     assert est.reliable and d["warning"] == "" and "interval" in est.describe()
 
 
@@ -141,6 +148,35 @@ def test_cross_fitted_probabilities_catch_a_model_that_memorised_its_labels(rng)
     est = suggest_budget(gs, y, crossfit=honest, n_boot=50)  # the scan's path: the cross-fit is the source
     assert est.source == "crossfit" and est.reference is None and abs(est.fraction - truth) <= 0.3 * truth
     assert est.reliable and "models each trained without the sample" in est.describe()
+
+
+def test_a_model_that_misses_many_test_labels_makes_the_estimate_unreliable(rng):
+    """The shipped reviews with a weak text model (issue 30's last case): a classifier confidently wrong on a third
+    of the samples makes confident learning count its mistakes as wrong labels (estimate ~5x the truth, own error
+    ~0). Its test error gives it away: unreliable, with an interval down to the truth; a strong model's is kept."""
+    K, n, rate = 3, 600, 0.06
+    y_true = rng.integers(0, K, n)
+    y = noisy_labels(rng, y_true, rate, K)
+    believed = y_true.copy()
+    wrong = rng.random(n) < 0.3
+    believed[wrong] = (believed[wrong] + rng.integers(1, K, wrong.sum())) % K  # sure, and wrong
+    P = model_probs(rng, believed, K, confidence=0.8)
+    alone = estimate_budget(P, y, n_boot=50)
+    assert alone.fraction > 3 * rate and alone.reliable  # blind without the test set
+    weak = estimate_budget(P, y, n_boot=50, test_error=0.38)  # as measured on sample_data/reviews.csv
+    assert not weak.reliable and weak.test_error == 0.38 and weak.low <= rate <= weak.high
+    assert "misses 38% of the test labels" in weak.warning and weak.to_dict()["test_error"] == 0.38
+    strong = estimate_budget(P, y, n_boot=50, test_error=0.05)
+    assert strong.reliable and strong.test_error is None and strong.fraction == alone.fraction
+
+
+def test_error_bound_reads_the_test_error_beyond_the_estimated_noise():
+    """(e - r) / (1 - r K / (K - 1)): the share of true labels a classifier must miss to miss ``e`` of labels that
+    are ``r`` wrong; never below 0, and 1 where labels that noisy leave nothing to tell."""
+    assert error_bound(0.3, 0.2, 2) == pytest.approx(0.1 / 0.6)
+    assert error_bound(0.3, 0.2, 10) == pytest.approx(0.1 / (1 - 0.2 * 10 / 9))
+    assert error_bound(0.1, 0.2, 10) == 0.0
+    assert error_bound(0.5, 0.65, 3) == 1.0
 
 
 def test_bad_inputs(rng):
