@@ -270,6 +270,7 @@ def test_two_large_models_never_share_a_cache_key(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "config.json").write_text('{"model_type": "llama"}')
+        (folder / "tokenizer.json").write_text("{}")  # a model folder must bring its tokenizer
         _sparse(folder / "model.safetensors", (2 << 30) + 1, middle)
         keys.append(model_key(str(folder), device="cpu"))
     assert keys[0] != keys[1]

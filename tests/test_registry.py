@@ -172,14 +172,16 @@ def test_projection_is_the_registry_entry_s_choice(rng):
 def test_the_cli_and_the_studies_read_the_registry():
     from ogdash.cli.llm import add_llm_parser
     from ogdash.cli.main import build_parser
-    from ogdash.experiments import llm_prompts, synthetic, synthetic_scores, textselect
+    from ogdash.experiments import llm_files, llm_prompts, synthetic, synthetic_scores, textselect
 
     scan = next(a for a in build_parser()._subparsers._group_actions[0].choices["scan"]._actions
                 if a.dest == "detector")
     assert list(scan.choices) == list(DETECTORS) and scan.default == registry.RECOMMENDED
     llm = add_llm_parser(argparse.ArgumentParser().add_subparsers())
     methods = next(a for a in llm._actions if a.dest == "methods")
-    assert methods.type("all") == tuple(llm_prompts.METHODS) == ("oga", "tracin", "datainf")
+    # "all": the built-in tasks' methods, then your files' (which add the LESS-style baseline)
+    assert methods.type("all") == tuple(dict.fromkeys([*llm_prompts.METHODS, *llm_files.METHODS]))
+    assert tuple(llm_prompts.METHODS) == ("oga", "tracin", "datainf") == methods.default
     assert llm_prompts.METHODS == {k: method(k).name for k in ("oga", "tracin", "datainf")}
     # the study's keys and labels: registry entries, the detectors under their og_ keys
     for m in synthetic_scores.METHODS:
