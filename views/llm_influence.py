@@ -3,7 +3,6 @@ from dataclasses import replace
 
 import streamlit as st
 
-from dashboard import llm as ui
 from dashboard.escape import error, md
 from dashboard.state import data_root, disk_cache, progress_bar
 from ogdash.core.errors import OgdashError
@@ -13,11 +12,12 @@ from ogdash.experiments.llm_gradients import LAYERS
 from ogdash.experiments.llm_prompts import METHODS, analyze, finetuned_model
 from ogdash.models.llm import LOSS_ON, MODEL_CHOICES, FinetuneSettings, LoraSettings
 from ogdash.models.prompt_lm import complete
+from views import llm_influence_parts as ui
 
 st.title("LLM influence")
 MODES = {"benchmark": "A built-in benchmark", "files": "Your data (your files, your model)"}
 if st.radio("Data", list(MODES), format_func=MODES.get, horizontal=True, key="llm_mode") == "files":
-    from dashboard.llm_files import render
+    from views.llm_influence_files_parts import render
 
     render()
     st.stop()

@@ -12,17 +12,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.escape import error, html, md
-from dashboard.llm import COLORSCALE, SCALES, scale_rows
 from dashboard.state import data_root, decisions_path, disk_cache, progress_bar
 from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
-from ogdash.detect.flags import flag
 from ogdash.experiments import llm_files as lf
 from ogdash.experiments.llm_budget import suggest_prompt_budget
 from ogdash.experiments.llm_review import cleaned_jsonl, current, review_table
 from ogdash.exports import csv_bytes
 from ogdash.models.llm import MODEL_CHOICES, FinetuneSettings, LoraSettings
+from views.llm_influence_parts import COLORSCALE, SCALES, scale_rows
 
 RUN = "llm_files_run"
 TYPES = ["jsonl", "json", "csv", "parquet"]
@@ -136,7 +135,7 @@ def detrimental(run: lf.FileRun, groups: lf.Grouping) -> tuple[np.ndarray, np.nd
     count = st.number_input("Flag this many examples (the highest scores)", 1, run.train.n, start,
                             key=f"llm_files_budget_{det}",
                             help="Starts at the suggested budget; at 5% when no group's scores separate.")
-    flags = flag(scores, int(count))
+    flags = lf.flag_top(scores, int(count))
     table = review_table(run.train, scores, flags, groups)
     st.dataframe(table[table["flagged"]].drop(columns=["sample_id", "flagged"]), hide_index=True, width="stretch",
                  column_config={"score": st.column_config.NumberColumn("score (higher = more detrimental)",
