@@ -37,6 +37,20 @@ def decider() -> tuple[str, str]:
         return name, str(e)
 
 
+def saved(write, sid=None) -> bool:
+    """Run ``write(reviewer)`` as whoever decides now; a refusal or problem is kept for the card ``sid`` (None:
+    above the cards) to show on the next run."""
+    me, refused = decider()  # at the moment of the click, not when the page was drawn
+    try:
+        if refused:
+            raise OgdashError(f"Not saved: {refused}")
+        write(me)
+        return True
+    except OgdashError as e:
+        st.session_state["review_error"] = (sid, str(e))
+        return False
+
+
 def reviewer() -> tuple[str, str]:
     """The reviewer box (or the signed-in identity), and ``decider()``: the reason each card shows beside its
     disabled controls.

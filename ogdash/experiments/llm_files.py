@@ -73,6 +73,8 @@ DETECTORS = {
     "iforest": "IsolationForest on the gradients (the paper's main detector)",
     "less": "LESS-style baseline: least similar (cosine) to any test prompt's gradient; needs a test file",
 }
+DETECTOR_NAMES = {"align": "misalignment within its group", "l2": "gradient L2 norm", "iforest": "IsolationForest",
+                  "less": "LESS-style cosine"}  # short names, for a review's "flagged by ..."
 DEFAULT_DETECTOR = "align"
 OG_DIMS = 16  # principal components of the gradient directions the Outlier Gradient forests read
 PROJ_DIM = 8192
