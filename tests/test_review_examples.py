@@ -172,3 +172,28 @@ def test_an_edit_over_the_cap_or_empty_is_refused_in_one_line(_env):
     next(b for b in at.button if b.key == f"save_edit_{sid}").click().run()
     assert any("needs new_text" in e.value for e in at.error)
     assert history(_env)[1].empty
+
+
+def test_the_library_keys_orders_and_caps(_env):
+    """FlaggedExamples: one key per review (a hash), the flagged most detrimental first, lengths checked; an edit
+    over the cap refused before the store sees it."""
+    import numpy as np
+
+    from ogdash.core.errors import OgdashError
+    from ogdash.experiments.llm_review import FlaggedExamples, record
+
+    data = load_prompt_file(_env / "data" / "train.jsonl")
+    scores = np.linspace(0, 1, data.n)[::-1].copy()
+    flags = np.zeros(data.n, bool)
+    flags[[2, 5, 9]] = True
+    one = FlaggedExamples(data, scores, flags, None, "x")
+    assert one.key == FlaggedExamples(data, scores.copy(), flags.copy(), None, "x").key
+    assert one.key != FlaggedExamples(data, scores, ~flags, None, "x").key
+    assert list(one.order()) == [2, 5, 9] and len(one.order(flagged_only=False)) == data.n and one.group(0) == ""
+    with pytest.raises(OgdashError, match="30 examples but 3 scores"):
+        FlaggedExamples(data, scores[:3], flags, None)
+    store = DecisionStore(_env / "decisions.sqlite")
+    with pytest.raises(OgdashError, match="over the 20,000"):
+        record(store, data, int(data.sample_ids[0]), "edit", "ann", new_completion="y" * (EDIT_MAX_CHARS + 1))
+    record(store, data, int(data.sample_ids[0]), "edit", "ann", new_completion="y" * EDIT_MAX_CHARS)
+    assert len(store.history(dataset_key(data))) == 1
