@@ -118,6 +118,11 @@ class PromptCards:
     def group(self, pos: int) -> str:
         return self.examples.group(pos)
 
+    def name(self, pos: int) -> str:
+        """The example's ``id`` in its file ("" when it has none: then its line names it)."""
+        data = self.examples.data
+        return "" if data.ids[pos] == data.sources[pos] else data.ids[pos]
+
 
 def prompt_body(ds: PromptCards, pos: int, info) -> None:
     """Prompt and completion side by side (each folded when long), and the corrected completion when the standing
@@ -125,7 +130,7 @@ def prompt_body(ds: PromptCards, pos: int, info) -> None:
     data = ds.examples.data
     left, right = st.columns(2)
     with left:
-        st.caption(f"Prompt · {md(data.ids[pos])}" if data.ids[pos] != data.sources[pos] else "Prompt")
+        st.caption("Prompt")
         folded(data.prompts[pos], "whole prompt")
     with right:
         st.caption("Completion")

@@ -127,7 +127,8 @@ def card(ds, info: CardInfo, actions: Actions) -> None:
                         "without this sample, so a wrong label the model memorised is not echoed back.")
             _neighbours(ds, info, given, suggested)
         else:
-            group = ds.group(pos)
+            group, name = ds.group(pos), ds.name(pos)  # the file's own id, where it has one
+            where = f"**{md(ds.sources[pos])}**" + (f" · {md(name)}" if name else "")
             st.markdown(f"{where} · score {info.score:.3f}" + (f" · group **{md(group)}**" if group else ""),
                         help="Score: higher = more detrimental (the LLM influence page's detrimental score).")
             suggested = None
