@@ -49,11 +49,15 @@ def image_neighbours(ds, positions, sims) -> None:
 
 # ---------------------------------------------------------------- text
 
-def folded(text: str, more: str = "more") -> None:
-    """A text as a quote, cut at ``FOLD`` characters with the whole of it (its lines kept) in an expander."""
+def folded(text: str, more: str = "more", lines: bool = False) -> None:
+    """A text as a quote, cut at ``FOLD`` characters with the whole of it (its lines kept) in an expander;
+    ``lines``: a short text keeps its lines too (a chat prompt's turns)."""
     text = str(text)
     if len(text) <= FOLD:
-        st.markdown(f"> {md(' '.join(text.split())) or '(empty)'}")
+        if lines and "\n" in text.strip():
+            st.markdown("  \n".join(f"> {md(line)}" for line in text.strip().splitlines()))
+        else:
+            st.markdown(f"> {md(' '.join(text.split())) or '(empty)'}")
         return
     st.markdown(f"> {md(snippet(text, FOLD))}")
     with st.expander(more):
@@ -131,7 +135,7 @@ def prompt_body(ds: PromptCards, pos: int, info) -> None:
     left, right = st.columns(2)
     with left:
         st.caption("Prompt")
-        folded(data.prompts[pos], "whole prompt")
+        folded(data.prompts[pos], "whole prompt", lines=True)
     with right:
         st.caption("Completion")
         folded(data.completions[pos], "whole completion")

@@ -3,8 +3,9 @@ decision history and the decision controls.
 
 The sample itself is drawn by its kind's renderer (dashboard/card_kinds.py); everything else is the same for
 every kind, except that a fine-tuning example (kind "prompt") has a group instead of given and suggested labels,
-and an edit-completion box instead of relabel. Controls are never live when a click would not be saved: without a reviewer (or for one not on the
-reviewers list) they are disabled and the card says why, and a write that failed is shown on its card.
+and an edit-completion box instead of relabel. Controls are never live when a click would not be saved: without a
+reviewer (or for one not on the reviewers list) they are disabled and the card says why, and a write that failed
+is shown on its card.
 """
 from __future__ import annotations
 

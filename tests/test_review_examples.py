@@ -40,7 +40,7 @@ def _w(items, label):
     return next(w for w in items if w.label == label)
 
 
-def to_review(reviewer="ann") -> AppTest:
+def to_review(reviewer="ann", train="data/train.jsonl") -> AppTest:
     """The LLM page's your-data run on the tiny model (6 flagged), then its button to the Review page."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
     if reviewer:
@@ -48,7 +48,7 @@ def to_review(reviewer="ann") -> AppTest:
     at.run()
     at.switch_page("views/llm_influence.py").run()
     _w(at.radio, "Data").set_value("files").run()
-    _w(at.text_input, "Training file (under the data root)").set_value("data/train.jsonl")
+    _w(at.text_input, "Training file (under the data root)").set_value(train)
     _w(at.selectbox, "Model").set_value("tiny")
     _w(at.number_input, "LoRA in the last N layers (0 = all)").set_value(1)
     _w(at.number_input, "Token cap per example").set_value(256)
@@ -172,6 +172,27 @@ def test_an_edit_over_the_cap_or_empty_is_refused_in_one_line(_env):
     next(b for b in at.button if b.key == f"save_edit_{sid}").click().run()
     assert any("needs new_text" in e.value for e in at.error)
     assert history(_env)[1].empty
+
+
+def test_chat_examples_keep_their_turns_and_the_edit_goes_into_the_last_assistant_turn(_env):
+    records = [json.loads(x) for x in (_env / "data" / "train.jsonl").read_text().splitlines()]
+    chat = [{"id": r["id"], "task": r["task"], "messages": [
+        {"role": "system", "content": "You transform text."}, {"role": "user", "content": r["prompt"]},
+        {"role": "assistant", "content": r["completion"]}]} for r in records]
+    write_jsonl(chat, _env / "data" / "chat.jsonl")
+    at = to_review(train="data/chat.jsonl")
+    quotes = [m.value for m in at.markdown if m.value.startswith("> system")]
+    assert len(quotes) == FLAGGED and all("  \n> user" in q for q in quotes)  # one turn a line
+    sid = sid_of(cards(at, "save_edit_")[0])
+    next(t for t in at.text_area if t.key.startswith(f"edit_{sid}_")).set_value("Fixed.")
+    next(b for b in at.button if b.key == f"save_edit_{sid}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    data = load_prompt_file(_env / "data" / "chat.jsonl")
+    got = [json.loads(x) for x in cleaned_jsonl(data, DecisionStore(_env / "decisions.sqlite")).splitlines()]
+    edited = got[data.position(sid)]
+    assert set(edited) == {"id", "task", "messages"} and edited["messages"][-1] == {"role": "assistant",
+                                                                                    "content": "Fixed."}
+    assert edited["messages"][:2] == chat[data.position(sid)]["messages"][:2]
 
 
 def test_the_library_keys_orders_and_caps(_env):

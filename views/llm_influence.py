@@ -85,7 +85,8 @@ st.dataframe(ui.metrics_table(result), hide_index=True, width="stretch")
 with st.expander("Timings and settings"):
     st.dataframe(ui.timings_table(result), hide_index=True)
     losses = result.finetune.get("epoch_loss") or []
-    st.caption(f"{result.grad_dim} gradient dimensions ({result.layers} LoRA layer{'s' if result.layers == 'all' else ''}"
+    plural_s = "s" if result.layers == "all" else ""
+    st.caption(f"{result.grad_dim} gradient dimensions ({result.layers} LoRA layer{plural_s}"
                f"{', projected' if result.proj_dim else ''}); fine-tuning loss per epoch: "
                + (", ".join(f"{x:.3f}" for x in losses) or "none"))
 
