@@ -15,8 +15,10 @@ PREFIX = "flagged-examples:"
 
 def share(flagged: FlaggedExamples) -> None:
     """Make ``flagged`` the examples the Review page offers."""
-    stages().put(PREFIX + flagged.key, flagged)
-    view()["ft"] = flagged.key
+    key = flagged.key
+    if PREFIX + key not in stages():  # a rerun with the same flags: nothing to size and store again
+        stages().put(PREFIX + key, flagged)
+    view()["ft"] = key
 
 
 def shared() -> FlaggedExamples | None:

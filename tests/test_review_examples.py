@@ -117,6 +117,21 @@ def test_keep_remove_edit_undo_and_the_cleaned_jsonl(_env):
     assert [m.value for m in at.metric][:4] == ["1", "1", "0", "0"]
 
 
+def test_another_reviewers_decision_shows_and_a_disagreement_is_a_conflict(_env):
+    from ogdash.experiments.llm_review import record
+
+    at = to_review()
+    sid = sid_of(cards(at)[0])
+    data = load_prompt_file(_env / "data" / "train.jsonl")
+    record(DecisionStore(_env / "decisions.sqlite"), data, sid, "remove", "bob")  # another browser, meanwhile
+    at.run()
+    assert any(m.value.startswith("decided: :red[remove] (bob)") for m in at.markdown)
+    next(b for b in at.button if b.key == f"keep_{sid}").click().run()
+    assert any(":red[**conflict**]" in m.value and "bob: remove" in m.value for m in at.markdown)
+    _w(at.selectbox, "Status").set_value("conflict").run()
+    assert [sid_of(b) for b in cards(at)] == [sid]
+
+
 def test_a_reload_keeps_the_review_and_a_restart_says_what_to_do(_env):
     at = to_review()
     sid = sid_of(cards(at)[0])

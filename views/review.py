@@ -22,10 +22,9 @@ from views.review_gallery_parts import (
     step,
     what_matches,
 )
-from views.review_parts import conflict_ids, decision_counts, exports, import_decisions, reviewer, saved
+from views.review_parts import conflict_ids, decision_counts, exports, import_decisions, reviewer, saved, watch
 
 PAGE_SIZE = 12
-WATCH_SECONDS = 5  # how often an open gallery looks for other reviewers' decisions on its cards
 
 st.title("Review")
 if review_source() == "llm":  # the LLM influence page's fine-tuning examples, as text cards
@@ -154,20 +153,5 @@ def gallery():
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
 
-@st.fragment(run_every=WATCH_SECONDS)
-def watch():
-    """Another reviewer's decision (or undo) on a card shown here redraws the page: a conflict shows without a
-    reload. Decisions elsewhere are counted, not redrawn."""
-    seen = st.session_state.get("review_watch")
-    if not seen or seen[0] != dataset:
-        return
-    changed = store.changed_since(dataset, seen[1])
-    if set(changed["sample_id"].astype(int)) & seen[2]:
-        st.rerun()
-    elif len(changed):
-        st.caption(f"{plural(changed['sample_id'].nunique(), 'sample')} on other pages decided by others since this "
-                   "page was drawn; the counts above update on your next decision.")
-
-
 gallery()
-watch()
+watch(store, dataset)

@@ -21,7 +21,7 @@ from ogdash.experiments.llm_review import TEXT_DECISIONS, FlaggedExamples, clean
 from ogdash.exports import csv_bytes
 from ogdash.review import DecisionStore
 from views.review_gallery_parts import FOCUS, focus_after, focused, step
-from views.review_parts import conflict_ids, decider, reviewer, saved
+from views.review_parts import conflict_ids, decider, reviewer, saved, watch
 
 SOURCES = {"data": "Data & model's data", "llm": "Fine-tuning examples (LLM influence page)"}
 PAGE_SIZE = 12
@@ -66,6 +66,7 @@ def page() -> None:
         return
     reviewer()
     _gallery(examples, store)
+    watch(store, examples.dataset)
 
 
 def _matching(examples: FlaggedExamples, decided: dict, clash: set) -> np.ndarray:
@@ -99,6 +100,7 @@ def _gallery(examples: FlaggedExamples, store: DecisionStore) -> None:
     """Filters, cards, counts and the download: a decision reruns only this part of the page."""
     data, dataset, v = examples.data, examples.dataset, view()
     ds = PromptCards(examples)
+    mark = store.mark(dataset)  # before reading: a decision saved after this is caught by watch()
     me, refused = decider()  # the box above the fragment holds the name
     problem = st.session_state.pop("review_error", None)
     if "review_note" in st.session_state:
@@ -153,6 +155,7 @@ def _gallery(examples: FlaggedExamples, store: DecisionStore) -> None:
                                 error=problem[1] if problem and problem[0] == sid else "")
                 with col:
                     card(ds, info, actions)
+    st.session_state["review_watch"] = (dataset, mark, set(ids))
     st.divider()
     _counts(current, data)
     _exports(store, examples, current)
