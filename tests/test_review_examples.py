@@ -132,6 +132,20 @@ def test_another_reviewers_decision_shows_and_a_disagreement_is_a_conflict(_env)
     assert [sid_of(b) for b in cards(at)] == [sid]
 
 
+def test_search_finds_any_example_by_line_id_or_words(_env):
+    at = to_review()
+    data = load_prompt_file(_env / "data" / "train.jsonl")
+    unflagged = next(i for i in range(data.n) if int(data.sample_ids[i]) not in {sid_of(b) for b in cards(at)})
+    for query in (data.sources[unflagged], data.ids[unflagged].upper()):
+        at.text_input(key="_q").set_value(query).run()
+        assert [sid_of(b) for b in cards(at)] == [int(data.sample_ids[unflagged])], query
+    at.text_input(key="_q").set_value("rectangular garden").run()
+    found = {sid_of(b) for b in cards(at)}
+    assert found and all("rectangular garden" in data.prompts[data.position(s)].lower() for s in found)
+    at.text_input(key="_q").set_value("no such words anywhere").run()
+    assert not cards(at) and any("No examples match" in i.value for i in at.info)
+
+
 def test_a_reload_keeps_the_review_and_a_restart_says_what_to_do(_env):
     at = to_review()
     sid = sid_of(cards(at)[0])

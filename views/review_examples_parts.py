@@ -71,7 +71,7 @@ def page() -> None:
 
 def _matching(examples: FlaggedExamples, decided: dict, clash: set) -> np.ndarray:
     v = view()
-    pos = examples.order(flagged_only=v["show"] != "all")
+    pos = examples.order(flagged_only=v["show"] != "all", query=v["q"])
     if v["status"] == "conflict":
         return pos[np.isin(examples.data.sample_ids[pos], list(clash))]
     if v["status"] != "all" and len(pos):
@@ -93,6 +93,8 @@ def _filters(examples: FlaggedExamples) -> None:
                         "budget on the LLM influence page)", "all": f"All {n:,} training examples"}
     bound("show", c1.radio, "Show", list(shows), format_func=shows.get, horizontal=True)
     bound("status", c2.selectbox, "Status", EXAMPLE_STATUS)
+    bound("q", st.text_input, "Find an example", icon=":material/search:",
+          placeholder="an id, line 7, or words in a prompt or completion (searches all training examples)")
 
 
 @st.fragment
@@ -120,7 +122,9 @@ def _gallery(examples: FlaggedExamples, store: DecisionStore) -> None:
     shown = pos[(number - 1) * PAGE_SIZE: number * PAGE_SIZE]
     ids = [int(i) for i in data.sample_ids[shown]]
     now = focused(ids, decided)
-    c[1].caption(f"{plural(len(pos), 'example')} match; showing {len(shown)}. Scores: higher = more detrimental.")
+    where = f" “{md(v['q'].strip())}” among all training examples" if v["q"].strip() else ""
+    c[1].caption(f"{plural(len(pos), 'example')} match{'es' if len(pos) == 1 else ''}{where}; showing "
+                 f"{len(shown)}. Scores: higher = more detrimental.")
     keys = c[2].container(horizontal=True, gap="small")
     keys.button("Previous", on_click=step, args=(ids, now, -1, n_pages), shortcut="P", icon=":material/arrow_back:")
     keys.button("Next", on_click=step, args=(ids, now, 1, n_pages), shortcut="N", icon=":material/arrow_forward:")

@@ -69,10 +69,23 @@ class FlaggedExamples:
         """The group name of the example at ``position`` ("" without groups)."""
         return "" if self.groups is None else str(self.groups.names[int(self.groups.labels[position])])
 
-    def order(self, flagged_only: bool = True) -> np.ndarray:
-        """Positions to review, most detrimental first: the flagged ones, or all."""
-        pos = np.flatnonzero(self.flags) if flagged_only else np.arange(self.data.n)
+    def order(self, flagged_only: bool = True, query: str = "") -> np.ndarray:
+        """Positions to review, most detrimental first: the flagged ones, or all; with a ``query``, the examples
+        that match it among all (:func:`find`)."""
+        if query.strip():
+            pos = find(self.data, query)
+        else:
+            pos = np.flatnonzero(self.flags) if flagged_only else np.arange(self.data.n)
         return pos[np.argsort(-np.asarray(self.scores)[pos], kind="stable")]
+
+
+def find(data: PromptData, query: str) -> np.ndarray:
+    """Positions of the examples whose line ("line 7", exactly) is ``query``, or whose id, prompt or completion
+    holds it (case-insensitive)."""
+    q = " ".join(query.split()).lower()
+    hit = [i for i in range(data.n) if q == data.sources[i].lower() or q in data.ids[i].lower()
+           or q in data.prompts[i].lower() or q in data.completions[i].lower()]
+    return np.asarray(hit, dtype=np.int64)
 
 
 def dataset_key(data: PromptData) -> str:
