@@ -2,7 +2,8 @@
 
 A renderer draws the sample itself (``body``) and its nearest neighbours (``neighbours``: positions and
 similarities from one class). The card around them (labels, score, decisions) is the same for every kind
-(dashboard/gallery.py); a new kind of data, such as prompt/completion pairs, adds a renderer to ``KINDS``.
+(dashboard/gallery.py); a new kind of data adds a renderer to ``KINDS``. Fine-tuning examples (kind "prompt",
+:class:`PromptCards`) show their prompt and completion side by side.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def feature_table(ds, positions) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=feature_names(ds), index=[ds.source(p) for p in positions])
 
 
-def _snippet(text: str, n: int) -> str:
+def snippet(text: str, n: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[:n].rstrip() + "…"
 
@@ -48,18 +49,27 @@ def image_neighbours(ds, positions, sims) -> None:
 
 # ---------------------------------------------------------------- text
 
-def text_body(ds, pos: int, info) -> None:
-    text = str(ds.view(pos))
+def folded(text: str, more: str = "more", lines: bool = False) -> None:
+    """A text as a quote, cut at ``FOLD`` characters with the whole of it (its lines kept) in an expander;
+    ``lines``: a short text keeps its lines too (a chat prompt's turns)."""
+    text = str(text)
     if len(text) <= FOLD:
-        st.markdown(f"> {md(' '.join(text.split()))}")
+        if lines and "\n" in text.strip():
+            st.markdown("  \n".join(f"> {md(line)}" for line in text.strip().splitlines()))
+        else:
+            st.markdown(f"> {md(' '.join(text.split())) or '(empty)'}")
         return
-    st.markdown(f"> {md(_snippet(text, FOLD))}")
-    with st.expander("more"):
-        st.markdown(md(text))
+    st.markdown(f"> {md(snippet(text, FOLD))}")
+    with st.expander(more):
+        st.markdown("  \n".join(md(line) for line in text.splitlines()))
+
+
+def text_body(ds, pos: int, info) -> None:
+    folded(ds.view(pos))
 
 
 def text_neighbours(ds, positions, sims) -> None:
-    st.markdown("\n".join(f"- {md(_snippet(ds.view(int(p)), SNIPPET))} · {s:.2f}" for p, s in zip(positions, sims)))
+    st.markdown("\n".join(f"- {md(snippet(ds.view(int(p)), SNIPPET))} · {s:.2f}" for p, s in zip(positions, sims)))
 
 
 # ---------------------------------------------------------------- feature rows
@@ -87,6 +97,58 @@ def feature_neighbours(ds, positions, sims) -> None:
     st.markdown(" · ".join(f"{md(ds.source(int(p)))} ({s:.2f})" for p, s in zip(positions, sims)))
 
 
+# ---------------------------------------------------------------- fine-tuning examples
+
+
+@dataclass(frozen=True, eq=False)
+class PromptCards:
+    """A review's fine-tuning examples (``ogdash.experiments.llm_review.FlaggedExamples``) as a card reads a data
+    set: ``ids`` the stable sample ids, ``sources`` where each example is in its file ("line 7")."""
+
+    examples: object
+    kind: str = "prompt"
+
+    @property
+    def ids(self):
+        return self.examples.data.sample_ids
+
+    @property
+    def sources(self):
+        return self.examples.data.sources
+
+    def completion(self, pos: int) -> str:
+        return self.examples.data.completions[pos]
+
+    def group(self, pos: int) -> str:
+        return self.examples.group(pos)
+
+    def name(self, pos: int) -> str:
+        """The example's ``id`` in its file ("" when it has none: then its line names it)."""
+        data = self.examples.data
+        return "" if data.ids[pos] == data.sources[pos] else data.ids[pos]
+
+
+def prompt_body(ds: PromptCards, pos: int, info) -> None:
+    """Prompt and completion side by side (each folded when long), and the corrected completion when the standing
+    decision is an edit."""
+    data = ds.examples.data
+    left, right = st.columns(2)
+    with left:
+        st.caption("Prompt")
+        folded(data.prompts[pos], "whole prompt", lines=True)
+    with right:
+        st.caption("Completion")
+        folded(data.completions[pos], "whole completion")
+        d = info.decision
+        if d and d["decision"] == "edit":
+            st.caption(f"Edited completion ({md(d['reviewer'])})")
+            folded(d["new_text"], "whole edit")
+
+
+def no_neighbours(ds, positions, sims) -> None:
+    """Fine-tuning examples have no neighbour search on their cards."""
+
+
 @dataclass(frozen=True)
 class Kind:
     """How one kind of sample is drawn: ``body(ds, pos, info)`` and ``neighbours(ds, positions, similarities)``."""
@@ -96,4 +158,4 @@ class Kind:
 
 
 KINDS = {"image": Kind(image_body, image_neighbours), "text": Kind(text_body, text_neighbours),
-         "features": Kind(feature_body, feature_neighbours)}
+         "features": Kind(feature_body, feature_neighbours), "prompt": Kind(prompt_body, no_neighbours)}

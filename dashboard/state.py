@@ -143,6 +143,8 @@ def choose_data(spec: DataSpec, model_cfg: dict | None = None) -> None:
 BUDGET_RANGE = (0.01, 0.5)
 SHOW = ("flagged", "selection", "all")
 STATUS = ("all", "undecided", "keep", "remove", "relabel", "unsure", "conflict")
+EXAMPLE_STATUS = ("all", "undecided", "keep", "remove", "edit", "unsure", "conflict")  # fine-tuning examples
+REVIEWS = ("data", "llm")  # what the Review page reviews: the active data, or the LLM page's fine-tuning examples
 
 
 SELECTION_IN_URL = 2_000  # a larger selection stays in the session only: its address would not fit a request line
@@ -185,6 +187,13 @@ def _detector(text: str) -> str:
     return _one_of(DETECTORS)(text)
 
 
+def _key(text: str) -> str:
+    """A review's key (``FlaggedExamples.key``): 24 hex digits, nothing else."""
+    if len(text) != 24 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(text[:40])
+    return text
+
+
 def _positive(text: str) -> int:
     n = int(text)
     if n < 1:
@@ -219,9 +228,10 @@ def _view_fields() -> dict:
 
     return {"layer": ("last", str), "detector": (RECOMMENDED, _detector), "budget": (0.05, _budget),
             "layout": ("pca", _one_of(("pca", "umap"))), "show": ("flagged", _one_of(SHOW)),
-            "classes": ([], _ints), "suggested": ([], _ints), "status": ("all", _one_of(STATUS)),
+            "classes": ([], _ints), "suggested": ([], _ints), "status": ("all", _one_of(STATUS + ("edit",))),
             "q": ("", _line(200)), "gpage": (1, _positive), "reviewer": ("", _reviewer), "sel": ([], _ints),
-            "tab": ("", _line(60)), **{name: ("", _line(1000)) for name in TYPED_PATHS}}
+            "tab": ("", _line(60)), "review": ("data", _one_of(REVIEWS)), "ft": ("", _key),
+            **{name: ("", _line(1000)) for name in TYPED_PATHS}}
 
 
 def _to_text(value) -> str:

@@ -765,6 +765,14 @@ def _mismatched_adapter(root):
     load_adapter_folder(load_language_model("tiny", "cpu"), root / "llm/other_adapter")
 
 
+def _edit_over_the_cap(root):
+    from ogdash.experiments.llm_review import EDIT_MAX_CHARS, record
+
+    data = load_prompt_file(root / "llm/good_train.jsonl")
+    record(DecisionStore(root.parent / "edit_cap.sqlite"), data, int(data.sample_ids[0]), "edit", "ann",
+           new_completion="x" * (EDIT_MAX_CHARS + 1))
+
+
 LLM_CASES = [
     Case("fine-tuning file with a malformed JSON line", B_LLM,
          lambda r: load_prompt_file(r / "llm/malformed.jsonl"), r"malformed\.jsonl: line 3 is not valid JSON",
@@ -785,6 +793,9 @@ LLM_CASES = [
     Case("LoRA adapter that does not match the model", B_LLM, _mismatched_adapter,
          r"the adapter does not match the model tiny", cli=_llm_cli("llm/good_train.jsonl", "--adapter",
                                                                    "llm/other_adapter"), keeps=None),
+    Case("edited completion over the review's cap", B_LLM, _edit_over_the_cap,
+         r"The edited completion is 20,001 characters, over the 20,000", keeps=None,
+         also="test_review_examples.py::test_an_edit_over_the_cap_or_empty_is_refused_in_one_line"),
 ]
 CASES += LLM_CASES
 

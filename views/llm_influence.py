@@ -3,7 +3,6 @@ from dataclasses import replace
 
 import streamlit as st
 
-from dashboard import llm as ui
 from dashboard.escape import error, md
 from dashboard.state import data_root, disk_cache, progress_bar
 from ogdash.core.errors import OgdashError
@@ -13,11 +12,12 @@ from ogdash.experiments.llm_gradients import LAYERS
 from ogdash.experiments.llm_prompts import METHODS, analyze, finetuned_model
 from ogdash.models.llm import LOSS_ON, MODEL_CHOICES, FinetuneSettings, LoraSettings
 from ogdash.models.prompt_lm import complete
+from views import llm_influence_parts as ui
 
 st.title("LLM influence")
 MODES = {"benchmark": "A built-in benchmark", "files": "Your data (your files, your model)"}
 if st.radio("Data", list(MODES), format_func=MODES.get, horizontal=True, key="llm_mode") == "files":
-    from dashboard.llm_files import render
+    from views.llm_influence_files_parts import render
 
     render()
     st.stop()
@@ -85,7 +85,8 @@ st.dataframe(ui.metrics_table(result), hide_index=True, width="stretch")
 with st.expander("Timings and settings"):
     st.dataframe(ui.timings_table(result), hide_index=True)
     losses = result.finetune.get("epoch_loss") or []
-    st.caption(f"{result.grad_dim} gradient dimensions ({result.layers} LoRA layer{'s' if result.layers == 'all' else ''}"
+    plural_s = "s" if result.layers == "all" else ""
+    st.caption(f"{result.grad_dim} gradient dimensions ({result.layers} LoRA layer{plural_s}"
                f"{', projected' if result.proj_dim else ''}); fine-tuning loss per epoch: "
                + (", ".join(f"{x:.3f}" for x in losses) or "none"))
 

@@ -9,6 +9,8 @@ from ogdash.core.errors import OgdashError
 from ogdash.core.words import plural
 from ogdash.pipeline import DETECTORS
 from ogdash.review import DecisionStore
+from views.review_examples_parts import page as examples_page
+from views.review_examples_parts import source as review_source
 from views.review_gallery_parts import (
     FOCUS,
     card_infos,
@@ -20,12 +22,14 @@ from views.review_gallery_parts import (
     step,
     what_matches,
 )
-from views.review_parts import conflict_ids, decider, decision_counts, exports, import_decisions, reviewer
+from views.review_parts import conflict_ids, decision_counts, exports, import_decisions, reviewer, saved, watch
 
 PAGE_SIZE = 12
-WATCH_SECONDS = 5  # how often an open gallery looks for other reviewers' decisions on its cards
 
 st.title("Review")
+if review_source() == "llm":  # the LLM influence page's fine-tuning examples, as text cards
+    examples_page()
+    st.stop()
 st.markdown("Suspected mislabels, most detrimental first (**higher score = more detrimental**). Decide **keep**, "
             "**remove**, **relabel** or **unsure** (keys **K**, **X**, **L**, **U** on the highlighted card, **N** "
             "next, **Z** undo); every decision is saved at once (SQLite), with who made it and when, and can be "
@@ -48,20 +52,6 @@ except OgdashError as e:
 dataset = train.fingerprint()
 v = view()
 me, refused = reviewer()  # the signed-in identity, or the name typed here when sign-in is off
-
-
-def saved(write, sid=None) -> bool:
-    """Run ``write(reviewer)`` on the store as whoever decides now; a refusal or problem is shown on the card ``sid``
-    (None: above the cards)."""
-    me, refused = decider()  # at the moment of the click, not when the page was drawn
-    try:
-        if refused:
-            raise OgdashError(f"Not saved: {refused}")
-        write(me)
-        return True
-    except OgdashError as e:
-        st.session_state["review_error"] = (sid, str(e))
-        return False
 
 
 def decide(sid, decision, new_label=None, ids=()):
@@ -163,20 +153,5 @@ def gallery():
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
 
-@st.fragment(run_every=WATCH_SECONDS)
-def watch():
-    """Another reviewer's decision (or undo) on a card shown here redraws the page: a conflict shows without a
-    reload. Decisions elsewhere are counted, not redrawn."""
-    seen = st.session_state.get("review_watch")
-    if not seen or seen[0] != dataset:
-        return
-    changed = store.changed_since(dataset, seen[1])
-    if set(changed["sample_id"].astype(int)) & seen[2]:
-        st.rerun()
-    elif len(changed):
-        st.caption(f"{plural(changed['sample_id'].nunique(), 'sample')} on other pages decided by others since this "
-                   "page was drawn; the counts above update on your next decision.")
-
-
 gallery()
-watch()
+watch(store, dataset)

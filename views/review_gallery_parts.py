@@ -30,6 +30,8 @@ def filters(train, sources: dict) -> None:
     bound("classes", c2.multiselect, "Given label", range(train.n_classes), format_func=names)
     bound("suggested", c3.multiselect, "Suggested label", range(train.n_classes), format_func=names,
           help="the label a last layer that never saw the sample's label gives it")
+    if view()["status"] not in STATUS:  # "edit", from the fine-tuning examples' review: not a status of this data
+        view()["status"] = "all"
     bound("status", c4.selectbox, "Status", STATUS)
     inside = " or words in the text" if train.kind == "text" else ""
     bound("q", st.text_input, "Find a sample", icon=":material/search:",

@@ -19,6 +19,8 @@ from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.labelstudio import label_config, make_tasks
 from ogdash.review import DECISIONS, DecisionStore, check_reviewer
 
+WATCH_SECONDS = 5  # how often an open gallery looks for other reviewers' decisions on its cards
+
 
 def decider() -> tuple[str, str]:
     """Who decides now, and why nobody may ("" when someone may), read afresh at each call: a click's callback
@@ -35,6 +37,20 @@ def decider() -> tuple[str, str]:
         return check_reviewer(name), ""
     except OgdashError as e:  # a line break or other control character: refused before anything is stored
         return name, str(e)
+
+
+def saved(write, sid=None) -> bool:
+    """Run ``write(reviewer)`` as whoever decides now; a refusal or problem is kept for the card ``sid`` (None:
+    above the cards) to show on the next run."""
+    me, refused = decider()  # at the moment of the click, not when the page was drawn
+    try:
+        if refused:
+            raise OgdashError(f"Not saved: {refused}")
+        write(me)
+        return True
+    except OgdashError as e:
+        st.session_state["review_error"] = (sid, str(e))
+        return False
 
 
 def reviewer() -> tuple[str, str]:
@@ -120,6 +136,21 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: D
                          help="each reviewer's latest decision on every sample where reviewers disagree")
     with st.expander("Label Studio: the labelling config for that import file (README, \"Label Studio\")"):
         st.code(label_config(train), language="xml")
+
+
+@st.fragment(run_every=WATCH_SECONDS)
+def watch(store: DecisionStore, dataset: str) -> None:
+    """Another reviewer's decision (or undo) on a card shown here redraws the page: a conflict shows without a
+    reload. Decisions elsewhere are counted, not redrawn. The gallery leaves what it showed in ``review_watch``."""
+    seen = st.session_state.get("review_watch")
+    if not seen or seen[0] != dataset:
+        return
+    changed = store.changed_since(dataset, seen[1])
+    if set(changed["sample_id"].astype(int)) & seen[2]:
+        st.rerun()
+    elif len(changed):
+        st.caption(f"{plural(changed['sample_id'].nunique(), 'sample')} on other pages decided by others since this "
+                   "page was drawn; the counts above update on your next decision.")
 
 
 def import_decisions(store: DecisionStore, dataset: str, n_classes: int) -> None:

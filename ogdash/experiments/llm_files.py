@@ -43,6 +43,7 @@ from ogdash.core.cache import DiskCache, cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
 from ogdash.data.prompt_files import PromptData, load_prompt_file
+from ogdash.detect.flags import flag
 from ogdash.experiments.llm_gradients import LAYERS, store_lora_gradients
 from ogdash.influence.streaming import RowStore, cosine_rows, datainf_rows, datainf_stats, tracin_rows
 from ogdash.models import llm, prompt_lm
@@ -72,6 +73,8 @@ DETECTORS = {
     "iforest": "IsolationForest on the gradients (the paper's main detector)",
     "less": "LESS-style baseline: least similar (cosine) to any test prompt's gradient; needs a test file",
 }
+DETECTOR_NAMES = {"align": "misalignment within its group", "l2": "gradient L2 norm", "iforest": "IsolationForest",
+                  "less": "LESS-style cosine"}  # short names, for a review's "flagged by ..."
 DEFAULT_DETECTOR = "align"
 OG_DIMS = 16  # principal components of the gradient directions the Outlier Gradient forests read
 PROJ_DIM = 8192
@@ -377,6 +380,12 @@ def detrimental(run: FileRun, detector: str = DEFAULT_DETECTOR, groups: Grouping
         out = -cosine_rows(run.G, test).max(axis=0)
     run.memo[memo] = np.asarray(out, dtype=np.float64)
     return run.memo[memo]
+
+
+def flag_top(scores, budget: float) -> np.ndarray:
+    """Flags (n,) of the highest scores under ``budget`` (a count of examples, or a fraction below 1; ties keep
+    the earlier example): the one budget rule of ``ogdash.detect.flags``, so pages and the CLI flag alike."""
+    return flag(scores, budget)
 
 
 def _misalignment(store: RowStore, groups: Grouping) -> np.ndarray:

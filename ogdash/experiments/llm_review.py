@@ -13,17 +13,79 @@ What a review page calls (text cards: prompt and completion side by side):
 - :func:`record` when a reviewer decides (``edit`` with the new completion);
 - :func:`current` for the decisions shown on the cards;
 - :func:`cleaned_jsonl` for the download, and :func:`applied` for the re-fine-tune's removed / edited examples.
+
+:class:`FlaggedExamples` is what a review of one run shows: the file, its scores and flags, its groups; its ``key``
+names it (a hash, never a path), so a page's address can say which review it shows.
 """
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ogdash.core.cache import cache_key
 from ogdash.core.errors import OgdashError
 from ogdash.data.prompt_files import PromptData, cleaned_records, jsonl_bytes
 from ogdash.review import DecisionStore
 
 TEXT_DECISIONS = ("keep", "remove", "edit", "unsure")
+EDIT_MAX_CHARS = 20_000  # an edited completion longer than this is refused: about 5,000 tokens, past any token cap
+
+
+@dataclass(frozen=True, eq=False)
+class FlaggedExamples:
+    """One run's fine-tuning examples as a review shows them: ``data``, every example's ``scores`` (n,), higher =
+    more detrimental, the ``flags`` (n,) under the chosen budget, the ``groups`` (a ``Grouping``: ``labels`` into
+    ``names``, or None) and ``detector``, the score in words."""
+
+    data: PromptData
+    scores: np.ndarray
+    flags: np.ndarray
+    groups: object = None
+    detector: str = ""
+
+    def __post_init__(self):
+        if len(self.scores) != self.data.n or len(self.flags) != self.data.n:
+            raise OgdashError(f"{self.data.name}: {self.data.n} examples but {len(self.scores)} scores and "
+                              f"{len(self.flags)} flags.")
+
+    @property
+    def key(self) -> str:
+        """A short hash of the examples, scores, flags, groups and detector: the same review gives the same key."""
+        h = hashlib.sha256(np.asarray(self.scores, dtype=np.float64).tobytes())
+        h.update(np.asarray(self.flags, dtype=bool).tobytes())
+        if self.groups is not None:
+            h.update(np.asarray(self.groups.labels, dtype=np.int64).tobytes())
+        names = None if self.groups is None else list(self.groups.names)
+        return cache_key("flagged-examples", self.data.fingerprint(), h.hexdigest(), names, self.detector)
+
+    @property
+    def dataset(self) -> str:
+        return dataset_key(self.data)
+
+    def group(self, position: int) -> str:
+        """The group name of the example at ``position`` ("" without groups)."""
+        return "" if self.groups is None else str(self.groups.names[int(self.groups.labels[position])])
+
+    def order(self, flagged_only: bool = True, query: str = "") -> np.ndarray:
+        """Positions to review, most detrimental first: the flagged ones, or all; with a ``query``, the examples
+        that match it among all (:func:`find`)."""
+        if query.strip():
+            pos = find(self.data, query)
+        else:
+            pos = np.flatnonzero(self.flags) if flagged_only else np.arange(self.data.n)
+        return pos[np.argsort(-np.asarray(self.scores)[pos], kind="stable")]
+
+
+def find(data: PromptData, query: str) -> np.ndarray:
+    """Positions of the examples whose line ("line 7", exactly) is ``query``, or whose id, prompt or completion
+    holds it (case-insensitive)."""
+    q = " ".join(query.split()).lower()
+    hit = [i for i in range(data.n) if q == data.sources[i].lower() or q in data.ids[i].lower()
+           or q in data.prompts[i].lower() or q in data.completions[i].lower()]
+    return np.asarray(hit, dtype=np.int64)
 
 
 def dataset_key(data: PromptData) -> str:
@@ -53,6 +115,9 @@ def record(store: DecisionStore, data: PromptData, sample_id: int, decision: str
         raise OgdashError(f"Unknown decision {decision!r} for a fine-tuning example; use one of "
                           f"{', '.join(TEXT_DECISIONS)}.")
     data.position(sample_id)  # refuses an id the file does not have
+    if decision == "edit" and isinstance(new_completion, str) and len(new_completion) > EDIT_MAX_CHARS:
+        raise OgdashError(f"The edited completion is {len(new_completion):,} characters, over the "
+                          f"{EDIT_MAX_CHARS:,} a review keeps; shorten it (nothing was saved).")
     store.record(dataset_key(data), int(sample_id), decision, reviewer, note=note,
                  new_text=new_completion if decision == "edit" else None)
 

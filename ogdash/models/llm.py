@@ -42,6 +42,7 @@ from torch import nn
 from ogdash.core.cache import cache_key, default_cache_dir, file_digest
 from ogdash.core.errors import OgdashError
 from ogdash.core.progress import Progress
+from ogdash.models.devices import default_device
 
 SMOLLM2 = "smollm2"
 TINY = "tiny"
@@ -213,8 +214,6 @@ def _runtime_dtype(device: torch.device) -> torch.dtype:
 
 
 def _device(device) -> torch.device:
-    from ogdash.models.devices import default_device
-
     return torch.device(device) if device is not None else default_device()
 
 

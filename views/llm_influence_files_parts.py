@@ -12,17 +12,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.escape import error, html, md
-from dashboard.llm import COLORSCALE, SCALES, scale_rows
-from dashboard.state import data_root, decisions_path, disk_cache, progress_bar
+from dashboard.handoff import share
+from dashboard.state import data_root, decisions_path, disk_cache, progress_bar, view
 from dashboard.uploads import stage_upload, widget_limit_mb
 from ogdash.core.errors import OgdashError
 from ogdash.data.files import resolve_under
-from ogdash.detect.flags import flag
 from ogdash.experiments import llm_files as lf
 from ogdash.experiments.llm_budget import suggest_prompt_budget
-from ogdash.experiments.llm_review import cleaned_jsonl, current, review_table
+from ogdash.experiments.llm_review import FlaggedExamples, cleaned_jsonl, current, review_table
 from ogdash.exports import csv_bytes
 from ogdash.models.llm import MODEL_CHOICES, FinetuneSettings, LoraSettings
+from views.llm_influence_parts import COLORSCALE, SCALES, scale_rows
 
 RUN = "llm_files_run"
 TYPES = ["jsonl", "json", "csv", "parquet"]
@@ -136,13 +136,21 @@ def detrimental(run: lf.FileRun, groups: lf.Grouping) -> tuple[np.ndarray, np.nd
     count = st.number_input("Flag this many examples (the highest scores)", 1, run.train.n, start,
                             key=f"llm_files_budget_{det}",
                             help="Starts at the suggested budget; at 5% when no group's scores separate.")
-    flags = flag(scores, int(count))
+    flags = lf.flag_top(scores, int(count))
+    examples = FlaggedExamples(run.train, scores, flags, groups, lf.DETECTOR_NAMES[det])
+    share(examples)  # the Review page's "Fine-tuning examples" (dashboard/handoff.py)
+    if st.button(f"Review the {int(flags.sum())} flagged examples as cards", icon=":material/fact_check:",
+                 key="llm_files_to_review", help="On the Review page: prompt and completion side by side; keep, "
+                 "remove, edit the completion or unsure; the cleaned JSONL."):
+        view().update(review="llm", gpage=1, status="all", show="flagged", q="")
+        st.switch_page("views/review.py")
     table = review_table(run.train, scores, flags, groups)
     st.dataframe(table[table["flagged"]].drop(columns=["sample_id", "flagged"]), hide_index=True, width="stretch",
                  column_config={"score": st.column_config.NumberColumn("score (higher = more detrimental)",
                                                                        format="%.4g")})
-    st.caption("Every training example's score is in the scores download. Decisions saved for this file in the "
-               "decision store (keep, remove, edit the completion) give the reviewed download.")
+    st.caption("Every training example's score is in the scores download. Review the flagged examples as cards "
+               "on the Review page (button above); the decisions saved there (keep, remove, edit the completion) "
+               "give the reviewed download.")
     e1, e2, e3 = st.columns(3)
     e1.download_button("Scores (.csv)", lambda: csv_bytes(table.drop(columns=["sample_id"])), file_name="scores.csv",
                        mime="text/csv", on_click="ignore")
