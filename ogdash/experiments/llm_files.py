@@ -32,8 +32,6 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -41,7 +39,7 @@ import numpy as np
 
 from ogdash.core.cache import DiskCache, cache_key
 from ogdash.core.errors import OgdashError
-from ogdash.core.progress import Progress
+from ogdash.core.progress import Progress, Timer
 from ogdash.data.prompt_files import PromptData, load_prompt_file
 from ogdash.detect.flags import flag
 from ogdash.experiments.llm_gradients import LAYERS, store_lora_gradients
@@ -151,20 +149,6 @@ class FileRun:
                 "lora": asdict(s.lora) if s.adapter is None else None, "finetune": asdict(s.finetune)}
 
 
-class _Clock:
-    def __init__(self):
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str):
-        t, c = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - t
-            self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - c
-
 
 _TEMP: list[Path] = []
 
@@ -232,7 +216,7 @@ def extract(train, test=None, settings: FileSettings = FileSettings(), cache: Di
     ``train`` / ``test``: paths or PromptData. Every stage is cached under a key of its inputs: the adapter under
     (model, training file, settings), the gradients under (adapter, both files, layers, width, seed, token cap).
     """
-    clock, cached = _Clock(), {}
+    clock, cached = Timer(), {}
     with clock("read"):
         train = _as_data(train)
         test = None if test is None else _as_data(test)
@@ -290,7 +274,7 @@ def extract(train, test=None, settings: FileSettings = FileSettings(), cache: Di
                    loss_test=np.asarray(hit["loss_test"]) if test is not None else None, blocks=hit["blocks"],
                    grad_dim=G.shape[1], full_dim=int(hit["full_dim"]), finetune_info=hit.get("finetune") or {},
                    notes=list(train.notes) + ([f"test file: {n}" for n in test.notes] if test else []) + hit["notes"],
-                   seconds=clock.wall, cpu_seconds=clock.cpu, cached=cached)
+                   seconds=clock.seconds, cpu_seconds=clock.cpu, cached=cached)
 
 
 # --------------------------------------------------------------------------- groups

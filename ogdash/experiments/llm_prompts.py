@@ -29,8 +29,6 @@ which is what "higher = more influential" means.)
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -38,7 +36,7 @@ import numpy as np
 
 from ogdash.core.cache import DiskCache, cache_key
 from ogdash.core.errors import OgdashError
-from ogdash.core.progress import Progress
+from ogdash.core.progress import Progress, Timer
 from ogdash.data.prompts import TASKS, PromptBenchmark, make_prompts
 from ogdash.detect import registry
 from ogdash.engine.projection import SparseProjector
@@ -160,22 +158,6 @@ class LLMInfluence:
         }
 
 
-class _Clock:
-    """Wall-clock and process CPU seconds per stage."""
-
-    def __init__(self):
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str):
-        t, c = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - t
-            self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - c
-
 
 class _Session:
     """Loads the model, the adapter and the frozen-layer cache only when a stage needs them."""
@@ -235,7 +217,7 @@ def analyze(task: str, model: str = llm.SMOLLM2, methods: Sequence[str] = tuple(
         raise OgdashError(f"Unknown layer choice {layers!r}; choose one of {', '.join(LAYERS)}.")
     if proj_dim is not None and proj_dim < 1:
         raise OgdashError(f"proj_dim must be a positive number of dimensions or None; got {proj_dim}.")
-    clock, cached = _Clock(), {}
+    clock, cached = Timer(), {}
     bench = make_prompts(task, per_class, test_per_class, seed)
     mkey = llm.model_key(model, device)
     akey = prompt_lm.adapter_key(mkey, bench.train.fingerprint(), lora, settings)
@@ -292,7 +274,7 @@ def analyze(task: str, model: str = llm.SMOLLM2, methods: Sequence[str] = tuple(
     loss_test = np.asarray(grads["loss_test"]) if grads is not None else None
     return LLMInfluence(benchmark=bench, model=model, model_key=mkey, adapter_key=akey, layers=layers,
                         proj_dim=proj_dim, grad_dim=grad_dim, matrices=matrices, by_class=by_class, metrics=metrics,
-                        seconds=clock.wall, cpu_seconds=clock.cpu, cached=cached, finetune=session.info or {},
+                        seconds=clock.seconds, cpu_seconds=clock.cpu, cached=cached, finetune=session.info or {},
                         lora=lora, settings=settings, loss_test=loss_test, seed=seed)
 
 
