@@ -22,7 +22,15 @@ from views.review_gallery_parts import (
     step,
     what_matches,
 )
-from views.review_parts import conflict_ids, decision_counts, exports, import_decisions, reviewer, saved, watch
+from views.review_parts import (
+    WATCH_SECONDS,
+    conflict_ids,
+    decision_counts,
+    exports,
+    import_decisions,
+    reviewer,
+    saved,
+)
 
 PAGE_SIZE = 12
 
@@ -81,10 +89,10 @@ def undo_last():
     saved(lambda me: undone(store.undo_last(dataset, me)))
 
 
-@st.fragment
+@st.fragment(run_every=WATCH_SECONDS)
 def gallery():
-    """Filters, cards, counts and exports: a decision reruns only this part of the page."""
-    mark = store.mark(dataset)  # before reading: a decision saved after this is caught by watch()
+    """Filters, cards, counts and exports: a decision reruns only this part of the page, and so does a timer every
+    ``WATCH_SECONDS``, which draws other reviewers' decisions (and conflicts) without a reload."""
     problem = st.session_state.pop("review_error", None)
     if "review_note" in st.session_state:
         st.toast(st.session_state.pop("review_note"), icon=":material/undo:")
@@ -144,7 +152,6 @@ def gallery():
             for col, info in zip(st.columns(3), infos[row:row + 3]):
                 with col:
                     card(train, info, actions)
-    st.session_state["review_watch"] = (dataset, mark, set(ids))
 
     st.divider()
     decision_counts(current, train, conflicts)
@@ -154,4 +161,3 @@ def gallery():
 
 
 gallery()
-watch(store, dataset)

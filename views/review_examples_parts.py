@@ -21,7 +21,7 @@ from ogdash.experiments.llm_review import TEXT_DECISIONS, FlaggedExamples, clean
 from ogdash.exports import csv_bytes
 from ogdash.review import DecisionStore
 from views.review_gallery_parts import FOCUS, focus_after, focused, step
-from views.review_parts import conflict_ids, decider, reviewer, saved, watch
+from views.review_parts import WATCH_SECONDS, conflict_ids, decider, reviewer, saved
 
 SOURCES = {"data": "Data & model's data", "llm": "Fine-tuning examples (LLM influence page)"}
 PAGE_SIZE = 12
@@ -66,7 +66,6 @@ def page() -> None:
         return
     reviewer()
     _gallery(examples, store)
-    watch(store, examples.dataset)
 
 
 def _matching(examples: FlaggedExamples, decided: dict, clash: set) -> np.ndarray:
@@ -97,12 +96,12 @@ def _filters(examples: FlaggedExamples) -> None:
           placeholder="an id, line 7, or words in a prompt or completion (searches all training examples)")
 
 
-@st.fragment
+@st.fragment(run_every=WATCH_SECONDS)
 def _gallery(examples: FlaggedExamples, store: DecisionStore) -> None:
-    """Filters, cards, counts and the download: a decision reruns only this part of the page."""
+    """Filters, cards, counts and the download: a decision reruns only this part of the page, and so does a timer
+    every ``WATCH_SECONDS`` (other reviewers' decisions show without a reload)."""
     data, dataset, v = examples.data, examples.dataset, view()
     ds = PromptCards(examples)
-    mark = store.mark(dataset)  # before reading: a decision saved after this is caught by watch()
     me, refused = decider()  # the box above the fragment holds the name
     problem = st.session_state.pop("review_error", None)
     if "review_note" in st.session_state:
@@ -159,7 +158,6 @@ def _gallery(examples: FlaggedExamples, store: DecisionStore) -> None:
                                 error=problem[1] if problem and problem[0] == sid else "")
                 with col:
                     card(ds, info, actions)
-    st.session_state["review_watch"] = (dataset, mark, set(ids))
     st.divider()
     _counts(current, data)
     _exports(store, examples, current)

@@ -19,7 +19,9 @@ from ogdash.exports import cleaned_csv, csv_bytes, folder_changes, with_sources
 from ogdash.labelstudio import label_config, make_tasks
 from ogdash.review import DECISIONS, DecisionStore, check_reviewer
 
-WATCH_SECONDS = 5  # how often an open gallery looks for other reviewers' decisions on its cards
+WATCH_SECONDS = 5  # how often an open gallery redraws, so other reviewers' decisions and conflicts show on its cards
+# (one fragment on a timer, the gallery itself: a second timed fragment beside it raced its clean-up in Streamlit
+# 1.67, leaving a search's old cards on screen, streamlit#16708)
 
 
 def decider() -> tuple[str, str]:
@@ -136,21 +138,6 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: D
                          help="each reviewer's latest decision on every sample where reviewers disagree")
     with st.expander("Label Studio: the labelling config for that import file (README, \"Label Studio\")"):
         st.code(label_config(train), language="xml")
-
-
-@st.fragment(run_every=WATCH_SECONDS)
-def watch(store: DecisionStore, dataset: str) -> None:
-    """Another reviewer's decision (or undo) on a card shown here redraws the page: a conflict shows without a
-    reload. Decisions elsewhere are counted, not redrawn. The gallery leaves what it showed in ``review_watch``."""
-    seen = st.session_state.get("review_watch")
-    if not seen or seen[0] != dataset:
-        return
-    changed = store.changed_since(dataset, seen[1])
-    if set(changed["sample_id"].astype(int)) & seen[2]:
-        st.rerun()
-    elif len(changed):
-        st.caption(f"{plural(changed['sample_id'].nunique(), 'sample')} on other pages decided by others since this "
-                   "page was drawn; the counts above update on your next decision.")
 
 
 def import_decisions(store: DecisionStore, dataset: str, n_classes: int) -> None:

@@ -242,11 +242,14 @@ def test_image_folder_without_true_labels(page, app_url, data_root):
     page.get_by_role("tab", name="Image folder").click()
     page.get_by_label("Training folder (under the data root)").fill("sample_data/digits_folder")
     page.get_by_label("Test folder (optional)").fill("sample_data/digits_test")
+    page.keyboard.press("Enter")
+    settle(page)
     # 24 px: a data set of its own, so the decisions made here as "ann" leave test_review_keys.py's 32 px review
     # (same app, same decision store) starting from undecided cards
     page.get_by_label("Resize to").fill("24")
     page.keyboard.press("Enter")
     settle(page)
+    expect(page.get_by_label("Test folder (optional)")).to_have_value("sample_data/digits_test")
     click(page, "Use this folder")
     page.get_by_text("imagefolder: digits_folder").first.wait_for()
     assert page.get_by_test_id("stMetric").filter(has_text="Training samples").inner_text().endswith(str(n_images))
