@@ -186,6 +186,15 @@ def check_parquet(path) -> None:
     except Exception as e:  # ArrowInvalid, OSError: not Parquet, truncated
         raise OgdashError(f"{path}: is not a readable Parquet file ({type(e).__name__}); write it with "
                           "pandas.DataFrame.to_parquet or datasets' to_parquet.") from e
+    values, nbytes = parquet_size(meta)
+    what = f"a table of {meta.num_rows:,} rows and {meta.num_columns:,} columns"
+    check_elements(values, what, path)
+    check_bytes(nbytes, f"{what}, uncompressed,", path)
+
+
+def parquet_size(meta) -> tuple[int, int]:
+    """(values, uncompressed bytes) a Parquet file's footer declares: every column chunk's values (a list
+    column's items each count), at least rows x columns."""
     values = nbytes = 0
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
@@ -193,10 +202,7 @@ def check_parquet(path) -> None:
             chunk = group.column(c)
             values += max(chunk.num_values, 0)
             nbytes += max(chunk.total_uncompressed_size, 0)
-    values = max(values, meta.num_rows * meta.num_columns)
-    what = f"a table of {meta.num_rows:,} rows and {meta.num_columns:,} columns"
-    check_elements(values, what, path)
-    check_bytes(nbytes, f"{what}, uncompressed,", path)
+    return max(values, meta.num_rows * meta.num_columns), nbytes
 
 
 def arrow_values(table) -> int:
