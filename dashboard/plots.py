@@ -21,17 +21,20 @@ LEGEND_MAX = 20
 
 
 def plot_sample(flags: np.ndarray, cap: int = PLOT_CAP, seed: int = 0) -> np.ndarray:
-    """Sorted positions the gradient plot draws: all of them up to ``cap``; above it every flagged one and a seeded
-    random sample of the others, so at most ``cap`` in all, except that at least ``cap // 4`` others are kept
-    (when the flagged alone fill the cap). Each sample has a fixed random rank, so a budget change keeps the
-    same sample of the others, less those now flagged."""
+    """Sorted positions the gradient plot draws: all of them up to ``cap``; above it every flagged one up to ``cap``
+    (past that a seeded random ``cap`` of them: a 20% budget at a million samples flags 200,000) and a seeded random
+    sample of the others filling the cap, at least ``cap // 4`` of them; so at most ``cap + cap // 4`` in all. Each
+    sample has a fixed random rank, so a budget change keeps the same sample of the others, less those now
+    flagged."""
     flags = np.asarray(flags, dtype=bool)
     n = len(flags)
     if n <= cap:
         return np.arange(n)
     flagged, others = np.flatnonzero(flags), np.flatnonzero(~flags)
-    k = min(len(others), max(cap - len(flagged), cap // 4))
     rank = np.random.default_rng(seed).permutation(n)
+    if len(flagged) > cap:
+        flagged = flagged[np.argsort(rank[flagged], kind="stable")[:cap]]
+    k = min(len(others), max(cap - len(flagged), cap // 4))
     keep = others[np.argsort(rank[others], kind="stable")[:k]]
     return np.sort(np.concatenate([flagged, keep]))
 
@@ -41,10 +44,11 @@ def sample_note(flags: np.ndarray, shown: np.ndarray) -> str:
     flags = np.asarray(flags, dtype=bool)
     if len(shown) == len(flags):
         return ""
-    n_flagged = int(flags.sum())
-    return (f"Showing all {n_flagged:,} flagged and a random {len(shown) - n_flagged:,} of the "
-            f"{len(flags) - n_flagged:,} others ({len(shown):,} of {len(flags):,} samples; the plot draws at most "
-            f"about {PLOT_CAP:,}). Scores, flags and the review gallery cover every sample.")
+    n_flagged, drawn = int(flags.sum()), int(flags[shown].sum())
+    which = f"all {n_flagged:,} flagged" if drawn == n_flagged else f"a random {drawn:,} of the {n_flagged:,} flagged"
+    return (f"Showing {which} and a random {len(shown) - drawn:,} of the {len(flags) - n_flagged:,} others "
+            f"({len(shown):,} of {len(flags):,} samples; the plot draws at most about {PLOT_CAP:,} of each). Scores, "
+            "flags, the histogram and the review gallery cover every sample.")
 
 
 def _colorscale() -> list:
