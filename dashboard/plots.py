@@ -5,6 +5,8 @@ legends, ticks and hovers (``<a href>`` becomes a link), so every such string is
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -30,13 +32,21 @@ def plot_sample(flags: np.ndarray, cap: int = PLOT_CAP, seed: int = 0) -> np.nda
     n = len(flags)
     if n <= cap:
         return np.arange(n)
-    flagged, others = np.flatnonzero(flags), np.flatnonzero(~flags)
-    rank = np.random.default_rng(seed).permutation(n)
-    if len(flagged) > cap:
-        flagged = flagged[np.argsort(rank[flagged], kind="stable")[:cap]]
+    by_rank = _by_rank(n, seed)
+    in_order = flags[by_rank]
+    flagged, others = by_rank[in_order][:cap], by_rank[~in_order]
     k = min(len(others), max(cap - len(flagged), cap // 4))
-    keep = others[np.argsort(rank[others], kind="stable")[:k]]
-    return np.sort(np.concatenate([flagged, keep]))
+    return np.sort(np.concatenate([flagged, others[:k]]))
+
+
+@functools.lru_cache(maxsize=4)
+def _by_rank(n: int, seed: int) -> np.ndarray:
+    """Positions 0..n-1 in a seeded random order (each sample's fixed rank), made once per n and seed: a budget
+    change at a million samples then costs two boolean selections, not a sort."""
+    out = np.empty(n, dtype=np.int64)
+    out[np.random.default_rng(seed).permutation(n)] = np.arange(n)
+    out.flags.writeable = False
+    return out
 
 
 def sample_note(flags: np.ndarray, shown: np.ndarray) -> str:

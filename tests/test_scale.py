@@ -312,3 +312,21 @@ def test_parquet_refusals_are_one_line(tmp_path, monkeypatch):
     (tmp_path / "fake.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(OgdashError, match="not a readable Parquet"):
         load_file(tmp_path / "fake.parquet")
+
+
+def test_flags_in_linear_time_equal_a_stable_sort():
+    """The budget rule without a full sort: the top k scores, ties to the earlier sample, NaN last, exactly as a
+    stable argsort of -scores picks them."""
+    from ogdash.detect.flags import budget_count, flag
+
+    rng = np.random.default_rng(8)
+    for trial in range(200):
+        n = int(rng.integers(1, 50))
+        scores = rng.integers(0, 4, n).astype(float)  # many ties
+        if trial % 3 == 0:
+            scores[rng.random(n) < 0.3] = np.nan
+        for budget in {1, max(1, n // 2), n, 0.3}:
+            k = budget_count(budget, n)
+            want = np.zeros(n, bool)
+            want[np.argsort(-scores, kind="stable")[:k]] = True
+            np.testing.assert_array_equal(flag(scores, budget), want)
