@@ -310,6 +310,8 @@ class Scan:
         """The store key of ``stage`` (and ``more``: a detector, a budget, a layout), made of what it depends on."""
         if stage in ("splits", "feature_stats", "search"):  # the data's alone
             return cache_key(stage, self.data_key)
+        if stage in ("class_index", "class_feature_stats"):  # the data's alone, per argument
+            return cache_key(stage, self.data_key, *more)
         if stage in ("model", "train_seconds", "summary"):
             return cache_key(stage, self.data_key, self.model_key)
         return cache_key(stage, self.data_key, self.model_key, self.settings.gradients.to_dict(),
@@ -540,7 +542,7 @@ class Scan:
             rows, _ = self.feature_space()
             norms = self.stages.get(self.key("feature_norms"), lambda: row_norms(rows))
             given, suggested = self.train.y[missing], self.suggested()[missing]
-            index = self.stages.get(self.key("class_index"), lambda: class_index(self.train.y))
+            index = self.stages.get(self.key("class_index"), lambda: class_index(self.train.y))  # per data
             found, sims = nearest_in_classes(rows, self.train.y, missing,
                                              np.stack([given, np.where(suggested != given, suggested, -1)], 1), k,
                                              norms, index=index)
@@ -571,10 +573,21 @@ class Scan:
     def unusual_features(self, positions, top: int = 5) -> dict[int, list[dict]]:
         """For each training position of a feature row, its ``top`` features by |z| against its given class
         (``ogdash.explain.unusual_features``); empty for images and text."""
-        stats, train = self.feature_stats(), self.train
-        if stats is None:
+        train = self.train
+        if train.kind != "features":
             return {int(p): [] for p in positions}
-        return {int(p): unusual_features(train.X[int(p)], int(train.y[int(p)]), stats, top) for p in positions}
+        return {int(p): unusual_features(train.X[int(p)], 0, self.class_feature_stats(int(train.y[int(p)])), top)
+                for p in positions}
+
+    def class_feature_stats(self, label: int) -> ClassStats:
+        """One class's mean and spread of every input feature, as a one-class ``ClassStats``: only that class's
+        rows are read (a page of cards at a million rows and 100 classes reads a few classes, not every row)."""
+        def compute():
+            order, starts = self.stages.get(self.key("class_index"), lambda: class_index(self.train.y))
+            rows = order[starts[label]:starts[label + 1]] if label < len(starts) - 1 else order[:0]
+            X = self.train.X
+            return class_stats(_Rows(X, rows), np.zeros(len(rows), dtype=np.int64), 1)
+        return self.stages.get(self.key("class_feature_stats", int(label)), compute)
 
     def find(self, query: str) -> np.ndarray:
         """Sorted training positions that ``query`` names: an id, a file name, ``line 7``, ``row 7``, or words in a
@@ -608,6 +621,20 @@ class Scan:
         notes = [n for n in [self.inliers_note()] if n]
         return ScanResult(model, self.gradients(), scores, flags, self.accuracy(), self.detection(), timer.seconds,
                           suggested, probs, notes)
+
+
+class _Rows:
+    """The rows ``positions`` (sorted) of an array, read a slice at a time: what ``class_stats`` reads in chunks."""
+
+    def __init__(self, X, positions):
+        self.X, self.positions = X, positions
+        self.shape = (len(positions), *X.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        return np.asarray(self.X[self.positions[part]])
 
 
 def scan(splits: Splits, spec: ModelSpec, settings: ScanSettings = ScanSettings(), cache: DiskCache | None = None,

@@ -330,3 +330,27 @@ def test_flags_in_linear_time_equal_a_stable_sort():
             want = np.zeros(n, bool)
             want[np.argsort(-scores, kind="stable")[:k]] = True
             np.testing.assert_array_equal(flag(scores, budget), want)
+
+
+def test_unusual_features_read_only_the_classes_of_the_cards(tmp_path):
+    """A card's z-scores come from its class's statistics, computed from that class's rows alone (memory-mapped
+    here) and equal to the statistics over every class at once."""
+    from ogdash.data.dataset import Splits
+    from ogdash.explain import class_stats, unusual_features
+    from ogdash.models import ModelSpec
+    from ogdash.pipeline import Scan, ScanSettings
+
+    rng = np.random.default_rng(9)
+    X, y, y_true = _clustered(rng, 700, 5, 6)
+    np.savez(tmp_path / "train.npz", X=X, y=y, y_true=y_true)
+    train = load_file(tmp_path / "train.npz", "train")
+    assert is_mapped(train.X)
+    scan = Scan(Splits(train, None), ModelSpec("logreg", steps=20), ScanSettings(), DiskCache(tmp_path / "c"))
+    whole = class_stats(X, y, 5)
+    positions = [0, 5, 123, 699]
+    got = scan.unusual_features(positions, top=3)
+    for p in positions:
+        want = unusual_features(X[p], int(y[p]), whole, 3)
+        assert [u["feature"] for u in got[p]] == [u["feature"] for u in want]
+        np.testing.assert_allclose([u["z"] for u in got[p]], [u["z"] for u in want], rtol=1e-4)
+    assert scan.class_feature_stats(int(y[0])).count.tolist() == [int((y == y[0]).sum())]
