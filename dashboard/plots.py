@@ -23,20 +23,20 @@ LEGEND_MAX = 20
 
 
 def plot_sample(flags: np.ndarray, cap: int = PLOT_CAP, seed: int = 0) -> np.ndarray:
-    """Sorted positions the gradient plot draws: all of them up to ``cap``; above it every flagged one up to ``cap``
-    (past that a seeded random ``cap`` of them: a 20% budget at a million samples flags 200,000) and a seeded random
-    sample of the others filling the cap, at least ``cap // 4`` of them; so at most ``cap + cap // 4`` in all. Each
-    sample has a fixed random rank, so a budget change keeps the same sample of the others, less those now
-    flagged."""
+    """Sorted positions the gradient plot draws: all of them up to ``cap``; above it every flagged one while they
+    fill at most half the cap (past that a seeded random ``cap // 2`` of them: a 5% budget at a million samples
+    flags 50,000, and drawn all they would hide the others), and a seeded random sample of the others filling the
+    cap. Each sample has a fixed random rank, so a budget change keeps the same sample of the others, less those
+    now flagged."""
     flags = np.asarray(flags, dtype=bool)
     n = len(flags)
     if n <= cap:
         return np.arange(n)
     by_rank = _by_rank(n, seed)
     in_order = flags[by_rank]
-    flagged, others = by_rank[in_order][:cap], by_rank[~in_order]
-    k = min(len(others), max(cap - len(flagged), cap // 4))
-    return np.sort(np.concatenate([flagged, others[:k]]))
+    flagged, others = by_rank[in_order], by_rank[~in_order]
+    flagged = flagged[:max(cap // 2, cap - len(others))]
+    return np.sort(np.concatenate([flagged, others[:cap - len(flagged)]]))
 
 
 @functools.lru_cache(maxsize=4)
@@ -57,8 +57,8 @@ def sample_note(flags: np.ndarray, shown: np.ndarray) -> str:
     n_flagged, drawn = int(flags.sum()), int(flags[shown].sum())
     which = f"all {n_flagged:,} flagged" if drawn == n_flagged else f"a random {drawn:,} of the {n_flagged:,} flagged"
     return (f"Showing {which} and a random {len(shown) - drawn:,} of the {len(flags) - n_flagged:,} others "
-            f"({len(shown):,} of {len(flags):,} samples; the plot draws at most about {PLOT_CAP:,} of each). Scores, "
-            "flags, the histogram and the review gallery cover every sample.")
+            f"({len(shown):,} of {len(flags):,} samples; the plot draws at most {PLOT_CAP:,}, at most half of them "
+            "flagged when there are more). Scores, flags, the histogram and the review gallery cover every sample.")
 
 
 def _colorscale() -> list:
