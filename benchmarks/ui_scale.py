@@ -1,6 +1,7 @@
 """The dashboard at scale: each step of a session, timed in a real browser, on generated data.
 
     python benchmarks/ui_scale.py [--sizes 5000,50000] [--classes 100] [--features 128] [--epochs 0]
+    python benchmarks/ui_scale.py --sizes 50000,1000000 [--browser-sizes 50000]   # the README's million column
 
 For each size it writes ``train_N.npz`` (10% of the labels flipped, ``y_true`` kept) and ``test_N.npz``
 under a temporary data root, starts ``streamlit run app.py`` on a free loopback port with a temporary
@@ -14,7 +15,9 @@ A step is done when the page shows what the step should show and Streamlit is id
 "server" column is the time of the script runs the step caused, as the app logs them
 (``OGDASH_RUN_TIMES``); a decision reruns only the gallery fragment, which the app does not log, so
 its server time is measured in Streamlit's AppTest instead (``server_times``: a whole Review page rerun,
-an upper bound). Screenshots of the gradient page go under ``--shots``.
+an upper bound). Screenshots of the gradient page go under ``--shots``. A size left out of ``--browser-sizes`` is
+timed in AppTest alone: the Data page's Train button, then Extract gradients, then each control, with the peak
+memory of the process.
 
 On 2 shared cores (load average 4-8), Chromium headless with software WebGL, 100 classes x 128 features,
 Epochs field 5 (seconds, browser / server):
