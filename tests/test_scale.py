@@ -309,6 +309,10 @@ def test_parquet_refusals_are_one_line(tmp_path, monkeypatch):
     pq.write_table(pa.table({"label": y, "text": ["a few words"] * 60, "f": [1.0] * 60}), tmp_path / "text.parquet")
     with pytest.raises(OgdashError, match="OGDASH_MAX_ELEMENTS"):
         load_file(tmp_path / "text.parquet")
+    # a decompression bomb (a small file of one repeated value standing for 200,000) is not converted: refused
+    pq.write_table(pa.table({"label": np.zeros(200_000, np.int64), "f": np.ones(200_000)}), tmp_path / "bomb.parquet")
+    with pytest.raises(OgdashError, match="OGDASH_MAX_ELEMENTS"):
+        load_file(tmp_path / "bomb.parquet")
     (tmp_path / "fake.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(OgdashError, match="not a readable Parquet"):
         load_file(tmp_path / "fake.parquet")

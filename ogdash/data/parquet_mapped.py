@@ -10,7 +10,8 @@ is streamed instead: ``pyarrow``'s batches are converted to float32 rows and wri
 converted again), written into a temporary name and renamed, so a half-written conversion is never mapped. The
 labels, true labels and ids are small and read whole by the table reader's own rules. The mapped array is
 capped by ``OGDASH_MAX_MAPPED_ELEMENTS`` and needs that much free disk under the cache, both checked before
-anything is written.
+anything is written; a file whose features would decode into more than ``MAX_EXPANSION`` times its size (a
+small file of repeated values) is left to the in-memory cap, which refuses it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from ogdash.core.errors import OgdashError
 from ogdash.data.limits import check_mapped, max_elements, parquet_size
 
 RESERVED = ("label", "true_label", "id")
+# Embeddings hardly compress (float32 of a million x 256: 1.02 GB decoded from a 1.04 GB file); a file that decodes
+# into more than this many times its size is a decompression bomb, not embeddings, and is not converted.
+MAX_EXPANSION = 64
 
 
 def _feature_columns(schema, features: dict) -> list[tuple[str, int, bool]] | None:
@@ -109,6 +113,8 @@ def map_parquet(path, pf, features: dict) -> tuple[np.memmap, list[str]] | None:
         return None
     columns = _first_widths(pf, columns, path)
     n, d = pf.metadata.num_rows, sum(w for _, w, _ in columns)
+    if n * d * 4 > MAX_EXPANSION * Path(path).stat().st_size:
+        return None  # a small file of repeated values standing for millions: refused by the in-memory cap instead
     check_mapped(n * d, f"features of {n:,} rows x {d:,} values", path)
     names = [f for c, w, is_list in columns for f in ([f"{c}_{j}" for j in range(w)] if is_list else [c])]
     target = converted_path(path)
