@@ -20,7 +20,8 @@ message that names the limit and the setting that changes it:
   memory: the stages pass over it in chunks and keep what they derive from it (gradient factors,
   probabilities) in memory-mapped cache files too. It cannot be a bomb either: the file must hold
   every byte its header declares. So its cap bounds the work and the disk the cache will take
-  (about three times the file), not memory; the default admits 16 GB of float32 (ImageNet's
+  (the gradient factors and held-out probabilities grow with rows x classes: 12 GB for a
+  million rows of 256 features and 1,000 classes, from a 1 GB file), not memory; the default admits 16 GB of float32 (ImageNet's
   1.28 million x 2,048 features are 10 GB). Everything read into memory (labels, a compressed
   member, another dtype) stays under ``OGDASH_MAX_ELEMENTS``.
 
@@ -63,7 +64,7 @@ def check_mapped(count: int, what: str, where) -> None:
     if count > cap:
         raise OgdashError(f"{where}: {what} holds {count:,} values, over the limit of {cap:,} for a memory-mapped "
                           "features file (OGDASH_MAX_MAPPED_ELEMENTS); use less data, or raise "
-                          "OGDASH_MAX_MAPPED_ELEMENTS (the cache takes about three times the file on disk).")
+                          "OGDASH_MAX_MAPPED_ELEMENTS (the disk cache takes several times the file: rows x classes arrays).")
 
 
 def check_bytes(nbytes: int, what: str, where) -> None:
