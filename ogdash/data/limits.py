@@ -21,8 +21,8 @@ message that names the limit and the setting that changes it:
   probabilities) in memory-mapped cache files too. It cannot be a bomb either: the file must hold
   every byte its header declares. So its cap bounds the work and the disk the cache will take
   (the gradient factors and held-out probabilities grow with rows x classes: 12 GB for a
-  million rows of 256 features and 1,000 classes, from a 1 GB file), not memory; the default admits 16 GB of float32 (ImageNet's
-  1.28 million x 2,048 features are 10 GB). Everything read into memory (labels, a compressed
+  million rows of 256 features and 1,000 classes, from a 1 GB file), not memory; the default
+  admits 16 GB of float32 (ImageNet's 1.28 million x 2,048 features are 10 GB). Everything read into memory (labels, a compressed
   member, another dtype) stays under ``OGDASH_MAX_ELEMENTS``.
 
 A malformed or non-positive setting means the default.
