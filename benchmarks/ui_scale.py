@@ -1,6 +1,7 @@
 """The dashboard at scale: each step of a session, timed in a real browser, on generated data.
 
     python benchmarks/ui_scale.py [--sizes 5000,50000] [--classes 100] [--features 128] [--epochs 0]
+    python benchmarks/ui_scale.py --sizes 50000,1000000 [--browser-sizes 50000]   # the README's million column
 
 For each size it writes ``train_N.npz`` (10% of the labels flipped, ``y_true`` kept) and ``test_N.npz``
 under a temporary data root, starts ``streamlit run app.py`` on a free loopback port with a temporary
@@ -14,7 +15,9 @@ A step is done when the page shows what the step should show and Streamlit is id
 "server" column is the time of the script runs the step caused, as the app logs them
 (``OGDASH_RUN_TIMES``); a decision reruns only the gallery fragment, which the app does not log, so
 its server time is measured in Streamlit's AppTest instead (``server_times``: a whole Review page rerun,
-an upper bound). Screenshots of the gradient page go under ``--shots``.
+an upper bound). Screenshots of the gradient page go under ``--shots``. A size left out of ``--browser-sizes`` is
+timed in AppTest alone: the Data page's Train button, then Extract gradients, then each control, with the peak
+memory of the process.
 
 On 2 shared cores (load average 4-8), Chromium headless with software WebGL, 100 classes x 128 features,
 Epochs field 5 (seconds, browser / server):
@@ -196,7 +199,7 @@ def browser_run(home: Path, url: str, train: Path, test: Path, epochs: int, shot
         s.do(lambda: (page.get_by_placeholder("who is deciding?").fill("bench"), page.keyboard.press("Tab")))
         card = page.locator('[class*="st-key-card_"]').first
         s.step("one decision (Keep on the first card)",
-               lambda: card.get_by_role("button", name="Keep", exact=True).click(),
+               lambda: card.get_by_role("button", name=re.compile("^Keep")).click(),  # the focused card's says "K"
                lambda: card.get_by_text("decided: keep").wait_for(), fragment=True)
         browser.close()
     return s
@@ -204,19 +207,39 @@ def browser_run(home: Path, url: str, train: Path, test: Path, epochs: int, shot
 
 # ---------------------------------------------------------------- the server alone
 
-def server_times(train: Path, test: Path, epochs: int, reps: int = 3) -> dict[str, float]:
+def _peak_gb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2**20
+
+
+def server_times(train: Path, test: Path, epochs: int, kind: str = "mlp", reps: int = 3) -> dict[str, float]:
     """Median whole-script time of each control change after extraction, in Streamlit's AppTest (no browser),
-    in this process (its memo starts empty; the disk cache the browser run filled is used)."""
+    in this process (its memo starts empty; the disk cache the browser run filled is used, or, without a
+    browser run, the first run of the Gradient space page trains and extracts: timed apart). A control's first
+    value that computes something (a detector's first scores, UMAP's first layout) is timed apart too."""
     from streamlit.testing.v1 import AppTest
 
     from ogdash.data import DataSpec
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=1800)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=3600)
     at.session_state["data_spec"] = DataSpec("files", train=str(train), test=str(test))
-    at.session_state["model_config"] = {"kind": "mlp", "seed": 0, "epochs": epochs or None}
-    at.run()
-    at.switch_page("views/gradient_space.py").run()  # loads model, gradients, first scores and layout: not timed
+    at.session_state["model_config"] = {"kind": kind, "seed": 0, "epochs": epochs or None}
     out = {}
+    t = time.perf_counter()
+    at.run()
+    at.switch_page("views/data.py").run()
+    train_button = next(b for b in at.button if b.label in ("Train model", "Load model"))
+    train_button.click().run()  # trains unless the browser run left the model in the disk cache
+    out["load the files and train (or load) the model"] = time.perf_counter() - t
+    t = time.perf_counter()
+    at.switch_page("views/gradient_space.py").run()
+    extract = next(b for b in at.button if b.label == "Extract gradients")
+    if not extract.disabled:
+        extract.click().run()
+    assert not at.exception, at.exception
+    out["extract gradients (+ held-out probabilities, first scores, PCA)"] = time.perf_counter() - t
+    print("  server: " + ", ".join(f"{k} {v:.1f} s" for k, v in out.items()) + f"; peak {_peak_gb():.2f} GB",
+          flush=True)
 
     def timed(name, actions):
         ts = []
@@ -226,21 +249,26 @@ def server_times(train: Path, test: Path, epochs: int, reps: int = 3) -> dict[st
             ts.append(time.perf_counter() - t)
             assert not at.exception, at.exception
         out[name] = statistics.median(ts)
+        print(f"  server: {name}: {out[name]:.3f} s ({', '.join(f'{v:.2f}' for v in ts)})", flush=True)
 
     timed("rerun, nothing changed", [at.run] * reps)
+    timed("detector → L2 (first: scores computed)", [lambda: at.selectbox(key="_detector").set_value("l2").run()])
     timed("detector change (scores memoised)", [lambda d=d: at.selectbox(key="_detector").set_value(d).run()
-                                                for d in ("l2", "heldout_margin", "l2")])
+                                                for d in ("heldout_margin", "l2", "heldout_margin")])
     timed("budget change", [lambda b=b: at.slider(key="_budget").set_value(b).run() for b in (0.1, 0.05, 0.2)])
+    timed("layout → UMAP (first: computed)", [lambda: at.selectbox(key="_layout").set_value("umap").run()])
     timed("layout change (computed before)", [lambda m=m: at.selectbox(key="_layout").set_value(m).run()
-                                              for m in ("umap", "pca", "umap")])
+                                              for m in ("pca", "umap", "pca")])
     timed("open Review", [lambda: at.switch_page("views/review.py").run()])
     at.text_input(key="_reviewer").set_value("bench").run()
     timed("Review: next page", [lambda p=p: at.number_input(key="_gpage").set_value(p).run() for p in (2, 3, 4)])
     timed("Review: status filter", [lambda s=s: at.selectbox(key="_status").set_value(s).run()
                                     for s in ("undecided", "all", "undecided")])
+
     def keep():
         next(b for b in at.button if b.key and b.key.startswith("keep_")).click().run()
     timed("Review: one decision (whole page)", [keep] * reps)
+    out["peak memory of the process (GB)"] = _peak_gb()
     return out
 
 
@@ -253,6 +281,9 @@ def main() -> None:
                    help="typed into the page's Epochs field (default 0: the page's default budget)")
     p.add_argument("--shots", default="/tmp/ui-shots", help="folder for screenshots of the gradient page ('' for none)")
     p.add_argument("--no-server", action="store_true", help="skip the AppTest server timings")
+    p.add_argument("--browser-sizes", default=None,
+                   help="sizes driven in the browser too (default: every size; '' for none: server times only)")
+    p.add_argument("--model", default="mlp", choices=("mlp", "logreg"), help="server times: the model trained")
     args = p.parse_args()
     from dashboard.plots import PLOT_CAP
     from ogdash.engine.layout2d import UMAP_FIT_MAX
@@ -263,6 +294,7 @@ def main() -> None:
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
+    browser_sizes = sizes if args.browser_sizes is None else [int(s) for s in args.browser_sizes.split(",") if s]
     print(f"ui_scale: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.classes} classes, "
           f"{args.features} features; plot cap {PLOT_CAP:,} points, UMAP fitted on at most {UMAP_FIT_MAX:,}")
     steps = {n: ModelSpec("mlp").total_steps(n) for n in sizes}
@@ -277,37 +309,39 @@ def main() -> None:
             train, test = write_data(home, n, args.classes, args.features)
             print(f"\n{n:,} samples ({train.stat().st_size / 2**20:.0f} MB .npz), load average "
                   f"{os.getloadavg()[0]:.1f}", flush=True)
-            proc, url = start_server(home)
-            try:
-                table[n] = browser_run(home, url, train, test, args.epochs, shots).rows
-            finally:
-                proc.terminate()
+            if n in browser_sizes:
+                proc, url = start_server(home)
                 try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                    table[n] = browser_run(home, url, train, test, args.epochs, shots).rows
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
             if not args.no_server:
                 os.environ.pop("OGDASH_RUN_TIMES")
-                server[n] = server_times(train, test, args.epochs)
+                server[n] = server_times(train, test, args.epochs, args.model if n not in browser_sizes else "mlp")
         finally:
             shutil.rmtree(home, ignore_errors=True)
 
-    print("\n### Browser: each step until the page shows it and Streamlit is idle (seconds; server = script runs)\n")
-    names = [name for name, _, _ in table[sizes[0]]]
-    print("| step | " + " | ".join(f"{n:,}: browser | {n:,}: server" for n in sizes) + " |")
-    print("|---|" + "---:|---:|" * len(sizes))
-    for i, name in enumerate(names):
-        cells = []
-        for n in sizes:
-            _, took, srv = table[n][i]
-            cells += [f"{took:.2f}", "–" if srv is None else f"{srv:.2f}"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    if table:
+        print("\n### Browser: each step until the page shows it and Streamlit is idle (seconds; server = script runs)\n")
+        names = [name for name, _, _ in next(iter(table.values()))]
+        print("| step | " + " | ".join(f"{n:,}: browser | {n:,}: server" for n in table) + " |")
+        print("|---|" + "---:|---:|" * len(table))
+        for i, name in enumerate(names):
+            cells = []
+            for n in table:
+                _, took, srv = table[n][i]
+                cells += [f"{took:.2f}", "–" if srv is None else f"{srv:.2f}"]
+            print(f"| {name} | " + " | ".join(cells) + " |")
     if server:
         print("\n### Server only (AppTest, whole script, median of 3; memo empty at start, disk cache warm)\n")
         print("| control change | " + " | ".join(f"{n:,}" for n in server) + " |")
         print("|---|" + "---:|" * len(server))
         for name in next(iter(server.values())):
-            print(f"| {name} | " + " | ".join(f"{server[n][name]:.3f}" for n in server) + " |")
+            print(f"| {name} | " + " | ".join(f"{server[n].get(name, float('nan')):.3f}" for n in server) + " |")
     print(json.dumps({"browser": {str(n): table[n] for n in table}, "server": {str(n): server[n] for n in server}}))
 
 

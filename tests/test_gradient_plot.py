@@ -34,13 +34,23 @@ def test_plot_sample_keeps_every_flagged_and_is_seeded():
     again = plots.plot_sample(more, cap=20_000, seed=0)
     kept = np.setdiff1d(shown, np.flatnonzero(more))
     assert np.isin(np.setdiff1d(again, np.flatnonzero(more)), kept).all()
-    # under the cap everything is drawn; flagged above the cap still leave a quarter of it to the others
+    # under the cap everything is drawn; flagged past half the cap are sampled and leave the other half to the others
     np.testing.assert_array_equal(plots.plot_sample(flags[:5000], cap=20_000), np.arange(5000))
     half = np.zeros(50_000, bool)
-    half[:25_000] = True
+    half[:18_000] = True
     wide = plots.plot_sample(half, cap=20_000)
-    assert half[wide].sum() == 25_000 and (~half[wide]).sum() == 5_000
-    assert "all 25,000 flagged and a random 5,000 of the 25,000 others" in plots.sample_note(half, wide)
+    assert half[wide].sum() == 10_000 and (~half[wide]).sum() == 10_000
+    assert "a random 10,000 of the 18,000 flagged and a random 10,000 of the 32,000 others" in \
+        plots.sample_note(half, wide)
+    # 20% of a million flagged: a seeded sample of them too, said so; never over the cap
+    many = np.random.default_rng(2).random(1_000_000) < 0.2
+    big = plots.plot_sample(many, cap=20_000)
+    assert many[big].sum() == 10_000 and (~many[big]).sum() == 10_000 and np.all(np.diff(big) > 0)
+    np.testing.assert_array_equal(big, plots.plot_sample(many, cap=20_000))
+    assert f"a random 10,000 of the {many.sum():,} flagged and a random 10,000 of the" in plots.sample_note(many, big)
+    nearly_all = np.ones(30_000, bool)
+    nearly_all[:100] = False  # fewer others than half the cap: flagged fill the rest
+    assert len(plots.plot_sample(nearly_all, cap=20_000)) == 20_000
     assert plots.sample_note(flags[:5000], np.arange(5000)) == ""
 
 

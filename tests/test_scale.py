@@ -249,3 +249,112 @@ def test_a_damaged_shard_is_recomputed_never_merged(tmp_path):
     single = gradients(model, train)
     for name in ("errors", "acts", "probs", "loss"):
         np.testing.assert_allclose(getattr(merged, name), getattr(single, name), atol=1e-6)
+
+
+def test_parquet_embeddings_over_the_memory_cap_are_streamed_into_a_mapped_file(tmp_path, monkeypatch):
+    """A Parquet of labels and embeddings (a fixed-length list column, plain columns, or variable-length lists)
+    past OGDASH_MAX_ELEMENTS is converted batch by batch into a float32 file under the cache and mapped: the same
+    data, ids and fingerprint as the in-memory read; a second load reuses the conversion."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ogdash.data.parquet_mapped import converted_path
+
+    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(6)
+    X, y, y_true = _clustered(rng, 900, 3, 8)
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 8)
+    pq.write_table(pa.table({"label": y, "true_label": y_true, "emb": emb}), tmp_path / "fixed.parquet",
+                   row_group_size=200)
+    pq.write_table(pa.table({"label": y, "emb": pa.array(list(X.astype(np.float64)))}), tmp_path / "lists.parquet")
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)]).assign(label=y)
+    df.index = df.index + 1000  # a pandas index: the sample ids
+    df.to_parquet(tmp_path / "columns.parquet")
+    for name in ("fixed", "lists", "columns"):
+        path = tmp_path / f"{name}.parquet"
+        whole = load_file(path)
+        monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "2000")
+        mapped = load_file(path)
+        monkeypatch.delenv("OGDASH_MAX_ELEMENTS")
+        assert not is_mapped(whole.X) and is_mapped(mapped.X) and mapped.X.dtype == np.float32
+        np.testing.assert_array_equal(mapped.X, whole.X)
+        assert mapped.fingerprint() == whole.fingerprint() and mapped.feature_names == whole.feature_names
+        assert np.array_equal(mapped.ids, whole.ids) and mapped.sources[:2] == ("row 0", "row 1")
+        assert converted_path(path).is_file()
+    assert np.array_equal(load_file(tmp_path / "fixed.parquet").y_true, y_true)
+    assert load_file(tmp_path / "columns.parquet").ids[0] == 1000
+
+
+def test_parquet_refusals_are_one_line(tmp_path, monkeypatch):
+    """Threats: embeddings over the mapped cap, rows of different lengths, a text table over the in-memory cap,
+    a file that is not Parquet. Each is one line naming what to change; nothing half-converted is kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OGDASH_MAX_ELEMENTS", "100")
+    y = np.arange(60) % 3
+    pq.write_table(pa.table({"label": y, "emb": pa.array([[0.5] * 4] * 60)}), tmp_path / "ok.parquet")
+    monkeypatch.setenv("OGDASH_MAX_MAPPED_ELEMENTS", "200")
+    with pytest.raises(OgdashError, match="OGDASH_MAX_MAPPED_ELEMENTS") as e:
+        load_file(tmp_path / "ok.parquet")
+    assert "\n" not in str(e.value)
+    monkeypatch.delenv("OGDASH_MAX_MAPPED_ELEMENTS")
+    ragged = [[0.5] * 4] * 59 + [[0.5] * 3]
+    pq.write_table(pa.table({"label": y, "emb": pa.array(ragged)}), tmp_path / "ragged.parquet")
+    with pytest.raises(OgdashError, match="different lengths"):
+        load_file(tmp_path / "ragged.parquet")
+    assert not any((tmp_path / "cache").rglob("X.npy"))  # the refused conversion left nothing behind
+    pq.write_table(pa.table({"label": y, "text": ["a few words"] * 60, "f": [1.0] * 60}), tmp_path / "text.parquet")
+    with pytest.raises(OgdashError, match="OGDASH_MAX_ELEMENTS"):
+        load_file(tmp_path / "text.parquet")
+    # a decompression bomb (a small file of one repeated value standing for 200,000) is not converted: refused
+    pq.write_table(pa.table({"label": np.zeros(200_000, np.int64), "f": np.ones(200_000)}), tmp_path / "bomb.parquet")
+    with pytest.raises(OgdashError, match="OGDASH_MAX_ELEMENTS"):
+        load_file(tmp_path / "bomb.parquet")
+    (tmp_path / "fake.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(OgdashError, match="not a readable Parquet"):
+        load_file(tmp_path / "fake.parquet")
+
+
+def test_flags_in_linear_time_equal_a_stable_sort():
+    """The budget rule without a full sort: the top k scores, ties to the earlier sample, NaN last, exactly as a
+    stable argsort of -scores picks them."""
+    from ogdash.detect.flags import budget_count, flag
+
+    rng = np.random.default_rng(8)
+    for trial in range(200):
+        n = int(rng.integers(1, 50))
+        scores = rng.integers(0, 4, n).astype(float)  # many ties
+        if trial % 3 == 0:
+            scores[rng.random(n) < 0.3] = np.nan
+        for budget in {1, max(1, n // 2), n, 0.3}:
+            k = budget_count(budget, n)
+            want = np.zeros(n, bool)
+            want[np.argsort(-scores, kind="stable")[:k]] = True
+            np.testing.assert_array_equal(flag(scores, budget), want)
+
+
+def test_unusual_features_read_only_the_classes_of_the_cards(tmp_path):
+    """A card's z-scores come from its class's statistics, computed from that class's rows alone (memory-mapped
+    here) and equal to the statistics over every class at once."""
+    from ogdash.data.dataset import Splits
+    from ogdash.explain import class_stats, unusual_features
+    from ogdash.models import ModelSpec
+    from ogdash.pipeline import Scan, ScanSettings
+
+    rng = np.random.default_rng(9)
+    X, y, y_true = _clustered(rng, 700, 5, 6)
+    np.savez(tmp_path / "train.npz", X=X, y=y, y_true=y_true)
+    train = load_file(tmp_path / "train.npz", "train")
+    assert is_mapped(train.X)
+    scan = Scan(Splits(train, None), ModelSpec("logreg", steps=20), ScanSettings(), DiskCache(tmp_path / "c"))
+    whole = class_stats(X, y, 5)
+    positions = [0, 5, 123, 699]
+    got = scan.unusual_features(positions, top=3)
+    for p in positions:
+        want = unusual_features(X[p], int(y[p]), whole, 3)
+        assert [u["feature"] for u in got[p]] == [u["feature"] for u in want]
+        np.testing.assert_allclose([u["z"] for u in got[p]], [u["z"] for u in want], rtol=1e-4)
+    assert scan.class_feature_stats(int(y[0])).count.tolist() == [int((y == y[0]).sum())]

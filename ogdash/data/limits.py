@@ -20,8 +20,9 @@ message that names the limit and the setting that changes it:
   memory: the stages pass over it in chunks and keep what they derive from it (gradient factors,
   probabilities) in memory-mapped cache files too. It cannot be a bomb either: the file must hold
   every byte its header declares. So its cap bounds the work and the disk the cache will take
-  (about three times the file), not memory; the default admits 16 GB of float32 (ImageNet's
-  1.28 million x 2,048 features are 10 GB). Everything read into memory (labels, a compressed
+  (the gradient factors and held-out probabilities grow with rows x classes: 12 GB for a
+  million rows of 256 features and 1,000 classes, from a 1 GB file), not memory; the default
+  admits 16 GB of float32 (ImageNet's 1.28 million x 2,048 features are 10 GB). Everything read into memory (labels, a compressed
   member, another dtype) stays under ``OGDASH_MAX_ELEMENTS``.
 
 A malformed or non-positive setting means the default.
@@ -63,7 +64,7 @@ def check_mapped(count: int, what: str, where) -> None:
     if count > cap:
         raise OgdashError(f"{where}: {what} holds {count:,} values, over the limit of {cap:,} for a memory-mapped "
                           "features file (OGDASH_MAX_MAPPED_ELEMENTS); use less data, or raise "
-                          "OGDASH_MAX_MAPPED_ELEMENTS (the cache takes about three times the file on disk).")
+                          "OGDASH_MAX_MAPPED_ELEMENTS (the disk cache takes several times the file: rows x classes arrays).")
 
 
 def check_bytes(nbytes: int, what: str, where) -> None:
@@ -186,6 +187,15 @@ def check_parquet(path) -> None:
     except Exception as e:  # ArrowInvalid, OSError: not Parquet, truncated
         raise OgdashError(f"{path}: is not a readable Parquet file ({type(e).__name__}); write it with "
                           "pandas.DataFrame.to_parquet or datasets' to_parquet.") from e
+    values, nbytes = parquet_size(meta)
+    what = f"a table of {meta.num_rows:,} rows and {meta.num_columns:,} columns"
+    check_elements(values, what, path)
+    check_bytes(nbytes, f"{what}, uncompressed,", path)
+
+
+def parquet_size(meta) -> tuple[int, int]:
+    """(values, uncompressed bytes) a Parquet file's footer declares: every column chunk's values (a list
+    column's items each count), at least rows x columns."""
     values = nbytes = 0
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
@@ -193,10 +203,7 @@ def check_parquet(path) -> None:
             chunk = group.column(c)
             values += max(chunk.num_values, 0)
             nbytes += max(chunk.total_uncompressed_size, 0)
-    values = max(values, meta.num_rows * meta.num_columns)
-    what = f"a table of {meta.num_rows:,} rows and {meta.num_columns:,} columns"
-    check_elements(values, what, path)
-    check_bytes(nbytes, f"{what}, uncompressed,", path)
+    return max(values, meta.num_rows * meta.num_columns), nbytes
 
 
 def arrow_values(table) -> int:

@@ -45,10 +45,11 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
     names when it has them.
     """
     path = Path(path)
+    mapped = None
     if path.is_dir():
         table, features = _read_dataset_folder(path)
     elif path.is_file() and path.suffix.lower() == ".parquet":
-        table, features = _read_parquet(path)
+        table, features, mapped = _read_parquet(path)
     elif path.suffix.lower() == ".parquet":
         raise OgdashError(f"file not found: {path}; check the path (relative paths start at the data root).")
     else:
@@ -56,7 +57,8 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
                           "or a folder written by datasets' save_to_disk.")
     if table.num_rows == 0:
         raise OgdashError(f"{path}: has zero samples; give a dataset with at least one row.")
-    check_table(table, path)  # every value, list items included, before any column becomes an array
+    if mapped is None:
+        check_table(table, path)  # every value, list items included, before any column becomes an array
     label_col = _label_column(table, features, path)
     y, file_classes = _label_values(table, features, label_col, path)
     row = "row {}".format
@@ -67,7 +69,9 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
     ids, index_col = _ids(table, path)
     used = {label_col, "true_label", "id", index_col}
     image_col = _image_column(table, features)
-    if image_col is not None:
+    if mapped is not None:  # embeddings too many to read: converted once into a float32 file and mapped
+        X, feature_names = mapped
+    elif image_col is not None:
         X, feature_names = _images(table[image_col], path, _base_folder(path)), None
     else:
         other = [c for c in table.column_names if c not in used and _kind(features, c) != "ClassLabel"]
@@ -91,22 +95,40 @@ def load_table(path, name: str | None = None, n_classes: int | None = None, clas
 # ---------------------------------------------------------------- reading
 
 def _read_parquet(path: Path):
+    """(table, Hugging Face features, mapped): the whole table, or, for labels and numeric features over the
+    in-memory cap, the table of its label and id columns and ``(X mapped, feature names)``
+    (``ogdash.data.parquet_mapped``)."""
     import pyarrow.parquet as pq
 
-    check_parquet(path)  # values and bytes from the footer: a small file must not decode into gigabytes
+    from ogdash.data.parquet_mapped import RESERVED as SMALL, map_parquet
+
+    unreadable = (f"{path}: is not a readable Parquet file ({{}}); write it with pandas.DataFrame.to_parquet or "
+                  "datasets' to_parquet.")
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        features = _hf_features(pf.schema_arrow.metadata or {})
+        mapped = map_parquet(path, pf, features)
+        if mapped is None:
+            check_parquet(path)  # values and bytes from the footer: a small file must not decode into gigabytes
+            return pq.read_table(path), features, None
+        index = [c for c in (pf.schema_arrow.pandas_metadata or {}).get("index_columns") or [] if isinstance(c, str)]
+        small = [c for c in pf.schema_arrow.names if c in SMALL or c in index]
+        return pq.read_table(path, columns=small), features, mapped
+    except OgdashError:
+        raise
     except Exception as e:  # ArrowInvalid, OSError: not Parquet, truncated
-        raise OgdashError(f"{path}: is not a readable Parquet file ({type(e).__name__}); write it with "
-                          "pandas.DataFrame.to_parquet or datasets' to_parquet.") from e
-    meta = table.schema.metadata or {}
-    features = {}
-    if b"huggingface" in meta:
-        try:
-            features = json.loads(meta[b"huggingface"])["info"]["features"]
-        except (ValueError, KeyError, TypeError):
-            features = {}
-    return table, features if isinstance(features, dict) else {}
+        raise OgdashError(unreadable.format(type(e).__name__)) from e
+
+
+def _hf_features(meta: dict) -> dict:
+    """The ``datasets`` features a Parquet file's schema metadata carries (ClassLabel names, Image columns)."""
+    if b"huggingface" not in meta:
+        return {}
+    try:
+        features = json.loads(meta[b"huggingface"])["info"]["features"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return features if isinstance(features, dict) else {}
 
 
 def _read_dataset_folder(path: Path):
