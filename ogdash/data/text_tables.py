@@ -215,7 +215,7 @@ def _read_arrow(path: Path, column: str) -> TextTable:
         rows = meta.num_rows
     _check_size(path, n_bytes, rows)
     if not path.is_dir():
-        table, features = tables._read_parquet(path)
+        table, features, _ = tables._read_parquet(path)  # a table with a text column is never mapped
     if column not in table.column_names:
         _require_columns(path, table.column_names, column)
     col = table[column]
