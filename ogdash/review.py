@@ -399,27 +399,6 @@ class DecisionStore:
             f"SELECT {', '.join(_FIELDS[1:])} FROM decisions WHERE {mine} AND {_ACTION} = (SELECT {_ACTION} FROM "
             f"decisions WHERE {mine} ORDER BY id DESC LIMIT 1) ORDER BY id", (_check_dataset(dataset), reviewer) * 2)
 
-    # ---------------------------------------------------------------- what changed
-
-    def mark(self, dataset: str) -> tuple[int, int]:
-        """Where ``dataset``'s decisions stand: (its latest decision's row id, the latest withdrawal's row id).
-        A new decision or undo changes it; :meth:`changed_since` says which samples."""
-        with self._connect() as con:
-            row = con.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM decisions WHERE dataset = ?), "
-                              "(SELECT COALESCE(MAX(u.id), 0) FROM undone u JOIN decisions d ON d.id = u.decision "
-                              "WHERE d.dataset = ?)", (_check_dataset(dataset), dataset)).fetchone()
-        return int(row[0]), int(row[1])
-
-    def changed_since(self, dataset: str, mark: tuple[int, int]) -> pd.DataFrame:
-        """The samples decided or undone after ``mark`` (from :meth:`mark`): columns sample_id, reviewer."""
-        with self._connect() as con:
-            frame = pd.read_sql_query(
-                "SELECT sample_id, reviewer FROM decisions WHERE dataset = ? AND id > ? UNION "
-                "SELECT d.sample_id, u.reviewer FROM undone u JOIN decisions d ON d.id = u.decision "
-                "WHERE d.dataset = ? AND u.id > ?", con, params=(_check_dataset(dataset), int(mark[0]), dataset,
-                                                                 int(mark[1])))
-        return frame
-
     def export(self, dataset: str, path: str | Path, current_only: bool = False) -> Path:
         """Write the history (or only current decisions) of ``dataset`` to a .csv or .json file."""
         frame = self.current(dataset) if current_only else self.history(dataset)

