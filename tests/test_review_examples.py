@@ -154,6 +154,22 @@ def test_a_reload_keeps_the_review_and_a_restart_says_what_to_do(_env):
     assert not again.exception and again.query_params.get("review") is None
 
 
+def test_a_link_can_name_only_a_key_the_app_holds(_env):
+    """Threat check: the link's ``ft`` is a 24-hex key into what this app holds, never a path or a name: a path, a
+    key of the wrong shape is dropped (the data's review opens); a well-formed key the app does not hold says so."""
+    for ft in ("../../etc/passwd", "data/train.jsonl", "A" * 24, "0" * 24):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+        at.query_params.update({"review": "llm", "ft": ft})
+        at.run()
+        at.switch_page("views/review.py").run()
+        assert not at.exception, (ft, at.exception)
+        assert not cards(at)
+        if ft == "0" * 24:
+            assert any("no longer held by the app" in i.value for i in at.info)
+        else:
+            assert at.query_params.get("ft") is None  # dropped from the address
+
+
 def test_no_valid_reviewer_no_edit(_env):
     """Threat check: without a name, or with a line break in it, the controls are off and say why; a click that
     reaches the server anyway (the name cleared as it is sent) saves nothing."""
