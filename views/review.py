@@ -155,9 +155,10 @@ def gallery():
 
     st.divider()
     decision_counts(current, train, conflicts)
-    exports(store, dataset, train, current, data_spec(), flags, scores, suggest, v["detector"], conflicts)
-    import_decisions(store, dataset, train.n_classes)
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
 
 gallery()
+# outside the gallery's timer (a download or an upload redrawn under a click would lose it)
+exports(store, dataset, train, data_spec(), flags, scores, suggest, v["detector"])
+import_decisions(store, dataset, train.n_classes)

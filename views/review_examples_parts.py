@@ -66,6 +66,7 @@ def page() -> None:
         return
     reviewer()
     _gallery(examples, store)
+    _exports(store, examples)  # outside the gallery's timer: a download redrawn under a click would lose it
 
 
 def _matching(examples: FlaggedExamples, decided: dict, clash: set) -> np.ndarray:
@@ -160,7 +161,6 @@ def _gallery(examples: FlaggedExamples, store: DecisionStore) -> None:
                     card(ds, info, actions)
     st.divider()
     _counts(current, data)
-    _exports(store, examples, current)
     sync_url()  # a fragment rerun does not reach app.py's sync: keep the address in step here
 
 
@@ -197,7 +197,7 @@ def _counts(current, data) -> None:
         col.metric(name, int(counts.get(name, 0)))
 
 
-def _exports(store: DecisionStore, examples: FlaggedExamples, current) -> None:
+def _exports(store: DecisionStore, examples: FlaggedExamples) -> None:
     st.subheader("Export")
     data = examples.data
     row = st.container(horizontal=True)
@@ -211,7 +211,7 @@ def _exports(store: DecisionStore, examples: FlaggedExamples, current) -> None:
         return csv_bytes(history)
 
     row.download_button("Decisions (.csv)", decisions, file_name="decisions.csv", mime="text/csv",
-                        on_click="ignore", disabled=not len(current))
+                        on_click="ignore")
     st.caption(f"The cleaned file is {md(data.name)} in its own record format ({data.kind} records) as JSON lines: "
                "removed examples left out, edited completions written in; keep, unsure and undecided examples "
                "as they were.")

@@ -102,17 +102,19 @@ def decision_counts(current, train: Dataset, conflicts=None) -> None:
                    "differ. Choose Status \"conflict\" above to see them, or download them below.")
 
 
-def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: DataSpec, flags: np.ndarray,
-            scores: np.ndarray, suggest: np.ndarray, detector: str, conflicts=None) -> None:
-    """Download buttons whose files are built when clicked, from the store as it is then (a decision stays fast)."""
+def exports(store: DecisionStore, dataset: str, train: Dataset, data: DataSpec, flags: np.ndarray,
+            scores: np.ndarray, suggest: np.ndarray, detector: str) -> None:
+    """Download buttons whose files are built when clicked, from the store as it is then (a decision stays fast).
+
+    Drawn outside the gallery, whose timer redraws it every few seconds: a download button redrawn under a click
+    loses the click. So they do not depend on what is decided (an export of nothing decided has only its header)."""
     st.subheader("Export")
     history = lambda: with_sources(store.history(dataset), train)  # noqa: E731
     now = lambda: store.current(dataset)  # noqa: E731
     e = [st.container(horizontal=True)] * 5  # one row that wraps: each label whole, never cut short
-    e[0].download_button("Decisions (.csv)", lambda: csv_bytes(history()), file_name="decisions.csv",
-                         disabled=not len(current))
+    e[0].download_button("Decisions (.csv)", lambda: csv_bytes(history()), file_name="decisions.csv")
     e[1].download_button("Decisions (.json)", lambda: history().astype(object).where(history().notna(), None)
-                         .to_json(orient="records", indent=1), file_name="decisions.json", disabled=not len(current))
+                         .to_json(orient="records", indent=1), file_name="decisions.json")
     if data.source == "files" and str(data.train).lower().endswith((".csv", ".tsv")):
         e[2].download_button("Your CSV with clean_label", lambda: cleaned_csv(data.train, train, now()),
                              file_name=f"{Path(data.train).stem}_cleaned{Path(data.train).suffix.lower()}")
@@ -120,7 +122,7 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: D
                    "label for relabel, empty for remove, the given label otherwise.")
     elif data.source == "imagefolder":
         e[2].download_button("Folder changes (.csv)", lambda: csv_bytes(folder_changes(train, now())),
-                             file_name="folder_changes.csv", disabled=not len(current))
+                             file_name="folder_changes.csv")
         st.caption("`path,given,decision,new_label` for each decided image. `ogdash apply folder_changes.csv "
                    "--folder YOUR_FOLDER --out CORRECTED` writes a corrected copy (relabelled images moved, removed "
                    "ones left out); your folder is not touched.")
@@ -134,7 +136,7 @@ def exports(store: DecisionStore, dataset: str, train: Dataset, current, data: D
         train, train.ids[flags], suggest[flags].argmax(1), scores[flags], detector)),
         file_name="label_studio_tasks.json", disabled=not flags.any())
     e[4].download_button("Conflicts (.csv)", lambda: csv_bytes(with_sources(store.conflicts(dataset), train)),
-                         file_name="conflicts.csv", disabled=conflicts is None or not len(conflicts),
+                         file_name="conflicts.csv",
                          help="each reviewer's latest decision on every sample where reviewers disagree")
     with st.expander("Label Studio: the labelling config for that import file (README, \"Label Studio\")"):
         st.code(label_config(train), language="xml")
